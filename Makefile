@@ -1,0 +1,51 @@
+# One entry point for learners and maintainers. `make lab` opens the course, `make test` runs
+# every test. Both create the virtual environment .venv on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# Quiet, repeatable TensorFlow for every process started from here (course_lib sets the same
+# defaults when imported first; see course_lib/environment.py).
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYTHONHASHSEED := 0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+LAB_ARGS ?=
+
+.PHONY: setup lab test lint format notebooks benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_index.ipynb $(LAB_ARGS)
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_NBVAL) tests notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check course_lib tests benchmarks tools notebooks
+	$(BIN)/ruff format --check course_lib tests benchmarks tools notebooks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix course_lib tests benchmarks tools notebooks
+	$(BIN)/ruff format course_lib tests benchmarks tools notebooks
+
+# Re-run notebooks in place (all, or NB=notebooks/02_minimal_optimizer.ipynb).
+notebooks: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py $(NB)
+
+benchmarks: $(STAMP)
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

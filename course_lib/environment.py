@@ -1,0 +1,47 @@
+"""Quiet, reproducible TensorFlow for every notebook and test (taught in 00_index).
+
+TensorFlow reads its logging and oneDNN settings from environment variables once, when it is
+first imported. `course_lib/__init__.py` therefore calls :func:`quiet_tensorflow` before it
+imports anything that pulls TensorFlow in, so ``import course_lib`` as a notebook's first line is
+enough. ``make lab``, ``make test`` and ``binder/start`` export the same variables, so a kernel
+that imports TensorFlow first is quiet too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: Environment variables that make TensorFlow quiet and its CPU arithmetic repeatable.
+TENSORFLOW_ENVIRONMENT: dict[str, str] = {
+    # C++ log level 2: drop INFO and WARNING lines (CPU feature guards and the like).
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # oneDNN prints a banner at import and reorders float sums from run to run.
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+}
+
+
+def quiet_tensorflow() -> bool:
+    """Set :data:`TENSORFLOW_ENVIRONMENT` unless the user chose other values.
+
+    Returns ``False`` when TensorFlow was already imported: the settings then come too late for
+    this process, and the caller may want to say so.
+    """
+    for name, value in TENSORFLOW_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    return "tensorflow" not in sys.modules
+
+
+def set_seed(seed: int = 42) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels.
+
+    Call it before building each model, as the notebooks do, so that a cell re-run on its own
+    gives the same numbers as a top-to-bottom run.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
