@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from course_lib.landscapes import Quadratic, Rosenbrock
+
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
-
-from course_lib.landscapes import Quadratic, Rosenbrock
 
 
 def plot_trajectories(
@@ -30,9 +30,7 @@ def plot_trajectories(
     for label, points in trajectories.items():
         shape = np.shape(points)
         if len(shape) != 2 or shape[1] != 2:
-            raise ValueError(
-                f"trajectory {label!r} must have shape (steps + 1, 2), got {shape}."
-            )
+            raise ValueError(f"trajectory {label!r} must have shape (steps + 1, 2), got {shape}.")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     xs = np.linspace(bounds[0], bounds[1], 200)

@@ -8,6 +8,7 @@ the default device as it would on one CPU.
 from __future__ import annotations
 
 import course_lib  # noqa: F401  (sets TensorFlow's environment before TensorFlow loads)
+
 import matplotlib
 
 matplotlib.use("Agg")

@@ -57,7 +57,9 @@ def execute(path: Path, timeout: int) -> float:
     text = nbformat.writes(notebook)
     leaked = [p for p in machine_paths() if p in text and p != "/"]
     if leaked:
-        raise SystemExit(f"{path.name}: outputs contain machine paths {leaked}; print relative ones.")
+        raise SystemExit(
+            f"{path.name}: outputs contain machine paths {leaked}; print relative ones."
+        )
     path.write_text(text, encoding="utf-8")
     return seconds
 

@@ -88,7 +88,8 @@ class Exercise:
             message = self._checker(answer)
         except NotImplementedError:
             return CheckResult(
-                "not attempted", f"{self.title}: replace `raise NotImplementedError` with your code."
+                "not attempted",
+                f"{self.title}: replace `raise NotImplementedError` with your code.",
             )
         except Incorrect as why:
             return CheckResult("incorrect", str(why))
@@ -126,9 +127,7 @@ def expect_close(name: str, got: Any, expected: Any, atol: float = 1e-6) -> floa
     got_array = np.asarray(got, dtype=np.float64)
     expected_array = np.asarray(expected, dtype=np.float64)
     if got_array.shape != expected_array.shape:
-        raise Incorrect(
-            f"{name} has shape {got_array.shape}, expected {expected_array.shape}."
-        )
+        raise Incorrect(f"{name} has shape {got_array.shape}, expected {expected_array.shape}.")
     if not np.all(np.isfinite(got_array)):
         raise Incorrect(f"{name} contains NaN or infinity.")
     difference = float(np.max(np.abs(got_array - expected_array), initial=0.0))

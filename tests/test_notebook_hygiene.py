@@ -1,0 +1,106 @@
+"""Stored notebooks must be complete, clean and re-runnable, as strict nbval expects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NAME = re.compile(r"^(\d\d|A\d)_[a-z0-9_]+\.ipynb$")
+
+
+def _code_cells(notebook):
+    return [c for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+
+
+def _expects_error(cell) -> bool:
+    return "raises-exception" in cell.metadata.get("tags", [])
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_index.ipynb"
+
+
+def test_name_follows_the_course_pattern(notebook):
+    path, _ = notebook
+    assert NAME.match(path.name), f"{path.name}: name notebooks NN_topic.ipynb"
+
+
+def test_every_code_cell_is_executed_in_order(notebook):
+    path, nb = notebook
+    counts = [c.execution_count for c in _code_cells(nb)]
+    assert None not in counts, f"{path.name}: unexecuted code cells; run `make notebooks`"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: run top to bottom once"
+
+
+def test_no_empty_code_cells(notebook):
+    path, nb = notebook
+    empty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.source.strip()]
+    assert not empty, f"{path.name}: empty code cells at {empty}"
+
+
+def test_no_unexpected_errors(notebook):
+    path, nb = notebook
+    failing = [
+        c.execution_count
+        for c in _code_cells(nb)
+        if not _expects_error(c)
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
+    assert not failing, f"{path.name}: error outputs in cells {failing}"
+
+
+def test_no_machine_paths_or_stderr_noise_in_outputs(notebook):
+    path, nb = notebook
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in _code_cells(nb)
+        for o in c.outputs
+    )
+    for forbidden in (str(ROOT), "/root/", "/home/", "/tmp/", "site-packages/", "oneDNN"):
+        assert forbidden not in text, f"{path.name}: outputs show {forbidden!r}"
+
+
+def test_metadata_is_clean(notebook):
+    path, nb = notebook
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", path.name
+    assert set(nb.metadata) <= {"kernelspec", "language_info"}, f"{path.name}: run make notebooks"
+    for cell in nb.cells:
+        assert set(cell.metadata) <= {"tags"}, f"{path.name}: stray cell metadata"
+
+
+def test_lesson_structure(notebook):
+    path, nb = notebook
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert first.source.startswith(f"# {path.name[:2]} · "), f"{path.name}: title '# NN · ...'"
+    assert "00_index.ipynb" in first.source, f"{path.name}: link back to the index"
+    assert "## What you will learn" in first.source
+    headings = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert any("## Summary" in h for h in headings), f"{path.name}: needs a Summary"
+    assert any("## Exercises" in h for h in headings), f"{path.name}: needs Exercises"
+
+
+def test_first_code_cell_imports_course_lib_first(notebook):
+    path, nb = notebook
+    first_line = _code_cells(nb)[0].source.strip().splitlines()[0]
+    assert first_line == "import course_lib", f"{path.name}: start with `import course_lib`"
+
+
+def test_index_and_readme_link_every_lesson():
+    index = nbformat.read(ROOT / "notebooks" / "00_index.ipynb", as_version=4)
+    index_text = "\n".join(c.source for c in index.cells)
+    readme = (ROOT / "README.md").read_text()
+    for path in NOTEBOOKS[1:]:
+        assert f"({path.name})" in index_text, f"00_index does not link {path.name}"
+        assert f"notebooks/{path.name}" in readme, f"README does not list {path.name}"
