@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # Quiet, repeatable TensorFlow for every process started from here (course_lib sets the same
 # defaults when imported first; see course_lib/environment.py).
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -16,7 +16,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 LAB_ARGS ?=
 
-.PHONY: setup lab test lint format notebooks benchmarks clean
+E2E_STAMP := $(VENV)/.e2e-stamp
+
+.PHONY: setup lab test e2e lint format notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -35,13 +37,22 @@ lab: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_NBVAL) tests notebooks
 
+$(E2E_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,e2e]"
+	touch $(E2E_STAMP)
+
+# The course as a learner meets it: JupyterLab in a real browser, and Binder's start-up simulated.
+e2e: $(E2E_STAMP)
+	bash e2e/ensure_chromium.sh
+	$(BIN)/python -m pytest e2e
+
 lint: $(STAMP)
-	$(BIN)/ruff check course_lib tests benchmarks tools notebooks
-	$(BIN)/ruff format --check course_lib tests benchmarks tools notebooks
+	$(BIN)/ruff check course_lib tests e2e benchmarks tools notebooks
+	$(BIN)/ruff format --check course_lib tests e2e benchmarks tools notebooks
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix course_lib tests benchmarks tools notebooks
-	$(BIN)/ruff format course_lib tests benchmarks tools notebooks
+	$(BIN)/ruff check --fix course_lib tests e2e benchmarks tools notebooks
+	$(BIN)/ruff format course_lib tests e2e benchmarks tools notebooks
 
 # Re-run notebooks in place (all, or NB=notebooks/02_minimal_optimizer.ipynb).
 notebooks: $(STAMP)

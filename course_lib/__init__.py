@@ -2,22 +2,78 @@
 
 Each notebook builds an idea in visible cells, then shows that its version equals the one here.
 Import this package first in a notebook: it quiets TensorFlow before TensorFlow is loaded.
+
+The public names below are re-exported lazily: ``course_lib.SoftBatch`` imports
+``course_lib.soft_batch`` (and so TensorFlow) on first use, which keeps ``import course_lib``
+fast and lets it run before TensorFlow is configured (the Keras 2 appendix disables eager
+execution first).
+
+Modules by notebook: 00 ``data``, ``checks``; 01 ``landscapes``, ``plots``; 02 ``optimizers``,
+``handwritten``; 03 ``soft_batch``; 04 ``runge_kutta``; 05 ``tableaux``, ``adaptive``,
+``rk_experiments``.
 """
+
+from __future__ import annotations
 
 from course_lib.environment import quiet_tensorflow, set_seed
 
-quiet_tensorflow()
+import importlib
+from typing import Any
 
-# Everything below may import TensorFlow; the environment above is already in place.
-from course_lib import data, landscapes, plots  # noqa: E402
+quiet_tensorflow()
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "__version__",
-    "data",
-    "landscapes",
-    "plots",
-    "quiet_tensorflow",
-    "set_seed",
-]
+#: Public name -> module that defines it.
+_EXPORTS: dict[str, str] = {
+    # Offline data and 2-D toy losses (00, 01)
+    "load_dataset": "data",
+    "Quadratic": "landscapes",
+    "Rosenbrock": "landscapes",
+    "gradient_descent": "landscapes",
+    "plot_trajectories": "plots",
+    # A minimal optimizer and hand-written gradients (02)
+    "PlainSGD": "optimizers",
+    "MomentumSGD": "optimizers",
+    "handwritten_gradients": "handwritten",
+    "tape_gradients": "handwritten",
+    "train_softmax_regression": "handwritten",
+    # Soft batch (03)
+    "SoftBatch": "soft_batch",
+    # Runge–Kutta training steps (04, 05)
+    "ButcherTableau": "tableaux",
+    "InvalidTableauError": "tableaux",
+    "TABLEAUX": "tableaux",
+    "get_tableau": "tableaux",
+    "real_stability_limit": "tableaux",
+    "stability_function": "tableaux",
+    "RungeKuttaModel": "runge_kutta",
+    "RungeKuttaSequential": "runge_kutta",
+    "RungeKuttaTrainStep": "runge_kutta",
+    "inject_runge_kutta": "runge_kutta",
+    "eject_runge_kutta": "runge_kutta",
+    "AdaptiveStepSize": "adaptive",
+    "StepSizeError": "adaptive",
+    "StepSizeLog": "adaptive",
+}
+
+_MODULES = ("adaptive", "checks", "data", "handwritten", "landscapes", "optimizers", "plots")
+_MODULES += ("rk_experiments", "runge_kutta", "soft_batch", "tableaux")
+
+__all__ = ["__version__", "quiet_tensorflow", "set_seed", *_EXPORTS, *_MODULES]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"course_lib.{_EXPORTS[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"course_lib.{name}")
+    else:
+        raise AttributeError(f"module 'course_lib' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

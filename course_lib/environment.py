@@ -14,8 +14,10 @@ import sys
 
 #: Environment variables that make TensorFlow quiet and its CPU arithmetic repeatable.
 TENSORFLOW_ENVIRONMENT: dict[str, str] = {
-    # C++ log level 2: drop INFO and WARNING lines (CPU feature guards and the like).
-    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # C++ log level 3: drop INFO, WARNING and ERROR lines. tf.data logs a harmless, timestamped
+    # "NodeDef mentions attribute use_unbounded_threadpool" ERROR now and then when fit() reads
+    # NumPy arrays; Python-side errors still raise as exceptions.
+    "TF_CPP_MIN_LOG_LEVEL": "3",
     # oneDNN prints a banner at import and reorders float sums from run to run.
     "TF_ENABLE_ONEDNN_OPTS": "0",
 }
@@ -37,6 +39,10 @@ def set_seed(seed: int = 42) -> None:
 
     Call it before building each model, as the notebooks do, so that a cell re-run on its own
     gives the same numbers as a top-to-bottom run.
+
+    Trap: while op determinism is on, Keras quietly compiles ``jit_compile=True`` models
+    without XLA (it warns once). Code that must really run under XLA switches determinism off
+    first, as the ``xla_allowed`` fixture in ``tests/conftest.py`` does.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")

@@ -22,9 +22,14 @@ tf.config.set_logical_device_configuration(
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
-    """A MirroredStrategy over the two logical CPUs."""
+    """One MirroredStrategy over the two logical CPUs, shared by every test that needs one.
+
+    Session-scoped on purpose: each new MirroredStrategy numbers its collective all-reduces
+    from the same starting key, so a second strategy in the same process can meet a first
+    one's all-reduce of another shape ("Shape mismatch in the collective instance 100").
+    """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
@@ -36,3 +41,19 @@ def _fresh_keras_session():
     keras.backend.clear_session()
     course_lib.set_seed(42)
     yield
+
+
+@pytest.fixture
+def xla_allowed():
+    """Let Keras really compile with XLA in this test.
+
+    ``course_lib.set_seed`` turns TensorFlow's op determinism on, and while it is on Keras
+    quietly compiles ``jit_compile=True`` models without XLA ("Model doesn't support
+    jit_compile=True"). Tests that must run under XLA switch determinism off for their duration.
+    """
+    # TensorFlow has no public switch to turn determinism off again; this is where it lives.
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()
+    yield
+    config.enable_op_determinism()

@@ -84,7 +84,7 @@ def test_binder_start_sets_tensorflow_environment_and_runs_its_command():
         text=True,
         env=env,
     )
-    assert result.stdout.split() == ["2", "0"]
+    assert result.stdout.split() == ["3", "0"]
     assert result.returncode == 7, "binder/start must exec its arguments (exit code passes through)"
 
 
