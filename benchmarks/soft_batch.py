@@ -1,0 +1,186 @@
+"""Benchmark: memory and time of soft batch (course_lib.SoftBatch) against plain and built-in.
+
+Usage: ``python benchmarks/soft_batch.py [--rounds 6] [--batches 8]``
+
+Two models, an activation-heavy ConvNet on 64×64 images and a parameter-heavy MLP
+(784-1024-1024-10, 1.9 M parameters), each trained with Adam in four configurations:
+
+* plain batch 64, plain batch 16,
+* Keras's built-in ``gradient_accumulation_steps=4`` at batch 16,
+* ``SoftBatch(steps=4)`` at batch 16.
+
+**Memory**: every configuration trains in a fresh process of its own, and reports its peak RSS.
+**Time**: one process per model builds all four configurations, then runs short ``fit`` calls in
+alternation, round after round, so that load from other programs hits them all alike; a callback
+times each training batch, and the table shows medians (the first ``fit`` of each configuration,
+which traces the graph, is not timed). The markdown table goes to ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CONFIGS = ("batch 64", "batch 16", "Keras accumulation 16×4", "SoftBatch 16×4")
+MODELS = ("convnet", "mlp")
+
+
+def build(model_name: str, config: str) -> tuple[Any, Any]:
+    """A compiled model for one configuration, and the tf.data pipeline it trains on."""
+    import course_lib
+    from course_lib.soft_batch import SoftBatch
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    course_lib.set_seed(0)
+    batch = 64 if config == "batch 64" else 16
+    if model_name == "convnet":
+        shape, layers = (
+            (64, 64, 3),
+            [
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2),
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(10),
+            ],
+        )
+    else:
+        shape, layers = (
+            (784,),
+            [
+                keras.layers.Dense(1024, activation="relu"),
+                keras.layers.Dense(1024, activation="relu"),
+                keras.layers.Dense(10),
+            ],
+        )
+    model = keras.Sequential([keras.Input(shape), *layers])
+    if config == "SoftBatch 16×4":
+        optimizer = SoftBatch(keras.optimizers.Adam(1e-3), steps=4)
+    elif config == "Keras accumulation 16×4":
+        optimizer = keras.optimizers.Adam(1e-3, gradient_accumulation_steps=4)
+    else:
+        optimizer = keras.optimizers.Adam(1e-3)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * 8, *shape)).astype("float32")
+    y = rng.integers(0, 10, size=batch * 8)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # its thread can delay fit's return by seconds
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).repeat().with_options(options)
+    return model, data
+
+
+def batch_timer() -> Any:
+    import keras
+
+    class BatchTimer(keras.callbacks.Callback):
+        """Seconds spent in each training batch, from Keras's own batch hooks."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    return BatchTimer()
+
+
+def memory_worker(model_name: str, config: str, batches: int) -> dict[str, float]:
+    import resource
+
+    model, data = build(model_name, config)
+    model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0)
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+
+
+def time_worker(model_name: str, rounds: int, batches: int) -> dict[str, float]:
+    built = {config: build(model_name, config) for config in CONFIGS}
+    for model, data in built.values():  # trace every graph before timing anything
+        model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0)
+    seconds: dict[str, list[float]] = {config: [] for config in CONFIGS}
+    for _ in range(rounds):
+        for config, (model, data) in built.items():
+            timer = batch_timer()
+            model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0, callbacks=[timer])
+            seconds[config] += timer.seconds
+    return {config: 1000 * statistics.median(values) for config, values in seconds.items()}
+
+
+def child(*args: str) -> dict[str, float]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_ENABLE_ONEDNN_OPTS="0")
+    command = [sys.executable, __file__, "--worker", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6, help="alternated timing rounds")
+    parser.add_argument("--batches", type=int, default=8, help="batches per fit call")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, model_name, *rest = args.worker
+        if kind == "memory":
+            result = memory_worker(model_name, rest[0], args.batches)
+        else:
+            result = time_worker(model_name, args.rounds, args.batches)
+        print(json.dumps(result))
+        return
+
+    started = time.perf_counter()
+    flags = ["--rounds", str(args.rounds), "--batches", str(args.batches)]
+    peak = {
+        (model_name, config): child("memory", model_name, config, *flags)["peak_mb"]
+        for model_name in MODELS
+        for config in CONFIGS
+    }
+    ms = {model_name: child("time", model_name, *flags) for model_name in MODELS}
+    elapsed = time.perf_counter() - started
+
+    print(
+        "| model | configuration | peak RSS (MB) | ms per batch | ms per 64 examples "
+        "| time vs Keras accumulation | memory vs Keras accumulation | memory vs batch 64 |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for model_name in MODELS:
+        per64 = {c: ms[model_name][c] * (1 if c == "batch 64" else 4) for c in CONFIGS}
+        keras_config = "Keras accumulation 16×4"
+        for config in CONFIGS:
+            memory = peak[(model_name, config)]
+            print(
+                f"| {model_name} | {config} | {memory:.0f} | {ms[model_name][config]:.1f} "
+                f"| {per64[config]:.1f} | {per64[config] / per64[keras_config]:.2f} "
+                f"| {memory / peak[(model_name, keras_config)]:.3f} "
+                f"| {memory / peak[(model_name, 'batch 64')]:.3f} |"
+            )
+    print(
+        f"\nAdam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "
+        f"configuration, {args.batches} batches. Time: median per batch over {args.rounds} "
+        f"alternated rounds of {args.batches} batches, after one untimed fit each. "
+        f"CPU threads: {os.cpu_count()}; total {elapsed:.0f} s."
+    )
+
+
+if __name__ == "__main__":
+    main()

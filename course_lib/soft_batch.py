@@ -1,0 +1,394 @@
+"""Soft batch: gradient accumulation around any Keras optimizer (taught in 03_soft_batch).
+
+A model that fits only 16 examples in memory can still be optimised as if its batch were 64:
+compute the gradient of each batch of 16, add it to an accumulator, and let the optimizer take
+one real step, with the mean of the accumulated gradients, every fourth batch. The idea comes
+from Su Jianlin, "Keras之小众需求:自定义优化器", kexue.fm 2018; the author later withdrew his
+first version because ``K.switch`` evaluated both branches, so the "skipped" steps still moved
+the weights. :class:`SoftBatch` uses ``ops.cond``: only the branch that is taken runs.
+
+What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py``):
+
+* **Equal to a real large batch.** ``SoftBatch(inner, steps=k)`` at batch ``b`` gives the weights
+  of ``inner`` at batch ``k * b`` (equal micro-batches, no BatchNorm or Dropout), within float
+  round-off, for every Keras optimizer, with clipping and weight decay set on ``inner``.
+* **Counts real updates.** ``inner`` is called once per real update, so its ``iterations``,
+  Adam's bias correction and any learning-rate schedule advance once per update, not once per
+  micro-batch (Keras's built-in ``gradient_accumulation_steps`` advances schedules per
+  micro-batch).
+* **Untouched between updates.** On a micro-batch that does not complete a group, the model's
+  variables and ``inner``'s variables are not written at all; only the accumulators and the
+  two counters change.
+* **Leftovers are carried over** (the policy, see :data:`LEFTOVER_POLICY`).
+* **Survives an interruption.** Accumulators and counters are optimizer variables, so a
+  ``.keras`` file or a ``BackupAndRestore`` checkpoint saved mid-group resumes exactly.
+* **Scales out.** Under ``tf.distribute.MirroredStrategy`` each micro-batch gradient is summed
+  across replicas *before* it is accumulated, and clipping acts on the aggregated mean gradient,
+  as on one device. (Keras itself clips per replica before aggregation.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+# Keras's own optimizers create their slots under this decorator, so that the lists of slots are
+# not tracked a second time; clip_by_global_norm is the function Keras's own clipping calls.
+# Neither has a public alias in Keras 3.15.
+from keras.src.optimizers.base_optimizer import clip_by_global_norm
+from keras.src.utils.tracking import no_automatic_dependency_tracking
+
+#: What happens to a group that is not complete when an epoch ends.
+LEFTOVER_POLICY = (
+    "carry over: micro-batches left in the accumulators at the end of an epoch stay there and "
+    "are completed by the first micro-batches of the next epoch. Every real update therefore "
+    "averages exactly `steps` micro-batches (the same effective batch size, the same gradient "
+    "noise), and no data is dropped or over-weighted. Training that ends mid-group leaves "
+    "`pending_micro_batches` gradients unapplied; make the number of micro-batches a multiple "
+    "of `steps` to avoid that."
+)
+
+_CLIPPING_ATTRIBUTES = ("clipnorm", "global_clipnorm", "clipvalue")
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class SoftBatch(keras.optimizers.Optimizer):
+    """Accumulate ``steps`` micro-batch gradients, then let ``inner`` take one step with their mean.
+
+    Use it wherever Keras expects an optimizer::
+
+        model.compile(optimizer=SoftBatch(keras.optimizers.Adam(1e-3), steps=4), loss=...)
+        model.fit(x, y, batch_size=16)  # optimises like batch_size=64
+
+    Set clipping (``clipnorm``, ``global_clipnorm``, ``clipvalue``), ``weight_decay`` and
+    learning-rate schedules on ``inner``: they act once per real update, on the mean gradient.
+    Create the wrapper inside ``strategy.scope()`` when you train under a distribution strategy,
+    as with any Keras optimizer.
+
+    Parameters
+    ----------
+    inner:
+        A fresh (not yet built) Keras optimizer that takes the real steps.
+    steps:
+        How many micro-batches make one real update; ``steps=1`` is ``inner`` unchanged.
+    name:
+        The optimizer's name; defaults to ``"soft_batch"``.
+    """
+
+    def __init__(
+        self,
+        inner: keras.optimizers.Optimizer,
+        steps: int = 4,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _validate_inner(inner)
+        _validate_steps(steps)
+        if kwargs:
+            raise ValueError(
+                f"SoftBatch does not take {sorted(kwargs)}: set clipping, weight decay and the "
+                "learning rate on the inner optimizer, e.g. "
+                "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)."
+            )
+        super().__init__(learning_rate=0.0, name=name or "soft_batch")
+        self.inner = inner
+        self.steps = steps
+
+    # ------------------------------------------------------------------ state
+    @no_automatic_dependency_tracking
+    def build(self, variables: Sequence[keras.Variable]) -> None:
+        """Create one accumulator per trainable variable, the group counter, and ``inner``'s state.
+
+        Everything is an optimizer variable, so saving the model saves a half-filled group.
+        """
+        super().build(variables)
+        self._accumulators = [
+            self.add_variable_from_reference(variable, name="soft_batch_accumulator")
+            for variable in variables
+        ]
+        self._pending = self.add_variable(
+            shape=(), dtype="int", initializer="zeros", name="pending_micro_batches"
+        )
+        self.inner.build(variables)
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        """Own variables (counters, accumulators) followed by ``inner``'s, for saving."""
+        return self._variables + self.inner.variables
+
+    @property
+    def iterations(self) -> keras.Variable:
+        """Real updates taken so far (``inner.iterations``); see :attr:`micro_batches`."""
+        return self.inner.iterations
+
+    @property
+    def micro_batches(self) -> keras.Variable:
+        """Micro-batches seen so far, applied or pending."""
+        return self._iterations
+
+    @property
+    def pending_micro_batches(self) -> keras.Variable:
+        """Micro-batches in the accumulators, waiting for their group to complete (0..steps-1)."""
+        return self._pending
+
+    @property
+    def accumulators(self) -> list[keras.Variable]:
+        """The running sums of the gradients of the pending micro-batches."""
+        return list(self._accumulators)
+
+    @property
+    def learning_rate(self) -> Any:
+        return self.inner.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: Any) -> None:
+        self.inner.learning_rate = learning_rate
+
+    # ------------------------------------------------------------------ update
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+        """Add this micro-batch's gradients; every ``steps``-th call, take one real step.
+
+        Under a distribution strategy the gradients are first summed across replicas (each
+        replica's loss is already divided by the number of replicas), so the accumulator holds
+        the same global gradient on every replica. The decision to update is then made once,
+        in cross-replica context, as ``keras.optimizers.LossScaleOptimizer`` does.
+        """
+        grads = list(grads)
+        if len(grads) == 0:
+            return
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    "SoftBatch.apply(grads) needs trainable_variables on its first call (or "
+                    "call optimizer.build(model.trainable_variables) first)."
+                )
+            trainable_variables = self._trainable_variables
+        trainable_variables = list(trainable_variables)
+        if not self.built:
+            with keras.name_scope(self.name):
+                self.build(trainable_variables)
+            self.built = True
+        self._check_variables_are_known(trainable_variables)
+        indices = [self._get_variable_index(v) for v in trainable_variables]
+
+        replica_context = tf.distribute.get_replica_context()
+        strategy = tf.distribute.get_strategy()
+        if replica_context is None:
+            raise ValueError(
+                "SoftBatch.apply() must be called in a replica context (inside strategy.run "
+                "or model.fit), not in a cross-replica context."
+            )
+        if strategy.num_replicas_in_sync > 1:
+            present = [i for i, g in enumerate(grads) if g is not None]
+            reduced = replica_context.all_reduce(
+                tf.distribute.ReduceOp.SUM, [grads[i] for i in present]
+            )
+            for i, g in zip(present, reduced, strict=True):
+                grads[i] = g
+
+        def accumulate_and_maybe_update(distribution, grads, indices, trainable_variables):
+            for g, i in zip(grads, indices, strict=True):
+                if g is not None:
+                    distribution.extended.update(
+                        self._accumulators[i].value, self.assign_add, args=(g,), group=False
+                    )
+            distribution.extended.update(
+                self._pending.value, lambda count: count.assign_add(1), group=False
+            )
+
+            def update() -> None:
+                # Switched off here, once, not in the per-replica function: MirroredStrategy runs
+                # that function in one thread per replica, and they would race on the attributes.
+                with _clipping_switched_off(self.inner) as clip:
+                    args = (clip, indices, grads, trainable_variables)
+                    if tf.distribute.in_cross_replica_context():
+                        distribution.extended.call_for_each_replica(
+                            self._apply_mean_gradient, args=args
+                        )
+                    else:  # one device: maybe_merge_call stayed in the default replica context
+                        self._apply_mean_gradient(*args)
+                for accumulator in self._accumulators:
+                    distribution.extended.update(
+                        accumulator.value, lambda a: a.assign(tf.zeros_like(a)), group=False
+                    )
+                distribution.extended.update(
+                    self._pending.value, lambda count: count.assign(0), group=False
+                )
+
+            ops.cond(ops.greater_equal(self._pending.value, self.steps), update, lambda: None)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            accumulate_and_maybe_update, strategy, grads, indices, trainable_variables
+        )
+        self._iterations.assign_add(1)
+
+    def _apply_mean_gradient(
+        self,
+        clip: Callable[[list[Any]], list[Any]],
+        indices: Sequence[int],
+        grads: Sequence[Any],
+        trainable_variables: Sequence[Any],
+    ) -> None:
+        """One real step of ``inner`` with the clipped mean of the accumulated gradients.
+
+        Runs per replica. ``clip`` applies ``inner``'s clipping here, on the global mean gradient,
+        while it is switched off inside ``inner``: it happens exactly once, after aggregation.
+        ``inner`` sums the gradients across replicas again, so each replica hands it
+        ``mean / replicas``.
+        """
+        accumulators = [self._accumulators[i] for i in indices]
+        mean = [
+            None if g is None else ops.divide(a.value, ops.cast(self.steps, a.dtype))
+            for g, a in zip(grads, accumulators, strict=True)
+        ]
+        present = [k for k, g in enumerate(mean) if g is not None]
+        clipped = clip([mean[k] for k in present])
+        for k, g in zip(present, clipped, strict=True):
+            mean[k] = g
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            mean = [None if g is None else g / replicas for g in mean]
+        self.inner.apply(mean, trainable_variables)
+
+    # ------------------------------------------------------------------ misc
+    def scale_loss(self, loss: Any) -> Any:
+        return loss
+
+    def finalize_variable_values(self, var_list: Sequence[keras.Variable]) -> None:
+        self.inner.finalize_variable_values(var_list)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "inner": keras.saving.serialize_keras_object(self.inner),
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> SoftBatch:
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner"), custom_objects=custom_objects
+        )
+        return cls(inner, **config)
+
+
+def soft_sgd_step(
+    variable: tf.Variable,
+    accumulator: tf.Variable,
+    count: tf.Variable,
+    gradient: Any,
+    steps: int,
+    learning_rate: float,
+) -> None:
+    """One micro-batch of soft-batch SGD, the core of :class:`SoftBatch` in a few lines.
+
+    Add ``gradient`` to ``accumulator`` and count it; when ``steps`` gradients are in, step
+    ``variable`` with their mean and empty the accumulator. ``ops.cond`` runs only the branch it
+    takes, so on the other micro-batches ``variable`` is not written at all (``K.switch`` in the
+    Keras 2 version computed both). Notebook 03 builds it; its first exercise asks for it.
+    """
+    accumulator.assign_add(gradient)
+    count.assign_add(1)
+
+    def update() -> None:
+        variable.assign_sub(learning_rate * accumulator / steps)
+        accumulator.assign(tf.zeros_like(accumulator))
+        count.assign(0)
+
+    ops.cond(ops.equal(count, steps), update, lambda: None)
+
+
+def scheduled_learning_rate(
+    schedule: Callable[[Any], Any], micro_batches_seen: int, steps: int
+) -> float:
+    """The rate a schedule gives the real update that holds micro-batch ``micro_batches_seen``.
+
+    A schedule is written in real updates; fed the micro-batch count (as Keras's built-in
+    accumulation does) it runs ``steps`` times too fast. Micro-batches 0..steps-1 belong to
+    update 0, the next ``steps`` to update 1, and so on.
+    """
+    _validate_steps(steps)
+    return float(schedule(micro_batches_seen // steps))
+
+
+def _validate_steps(steps: Any) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(
+            f"steps must be a positive integer (micro-batches per real update), got "
+            f"{steps!r} of type {type(steps).__name__}; e.g. steps=4."
+        )
+    if steps < 1:
+        raise ValueError(
+            f"steps must be at least 1 (micro-batches per real update), got steps={steps}; "
+            "e.g. steps=4 to train at batch 16 as if it were 64."
+        )
+
+
+def _validate_inner(inner: Any) -> None:
+    if isinstance(inner, SoftBatch):
+        raise TypeError(
+            "inner is already a SoftBatch: wrapping a SoftBatch in a SoftBatch multiplies the "
+            "steps in a confusing way; use one SoftBatch with steps=outer*inner instead."
+        )
+    if not isinstance(inner, keras.optimizers.Optimizer):
+        raise TypeError(
+            f"inner must be a Keras optimizer instance such as keras.optimizers.Adam(1e-3), "
+            f"got {inner!r} of type {type(inner).__name__}."
+        )
+    if inner.built:
+        raise ValueError(
+            f"inner={inner.name!r} is already built (it has trained before); pass a fresh "
+            "optimizer, e.g. SoftBatch(keras.optimizers.Adam(1e-3), steps=4)."
+        )
+    if inner.gradient_accumulation_steps:
+        raise ValueError(
+            f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: that "
+            "would accumulate twice. Leave it unset and choose SoftBatch(steps=...) instead."
+        )
+    if inner.loss_scale_factor is not None or isinstance(
+        inner, keras.optimizers.LossScaleOptimizer
+    ):
+        raise ValueError(
+            "inner scales the loss (loss_scale_factor or LossScaleOptimizer), which SoftBatch "
+            "does not support: clipping would act on scaled gradients. Use an unscaled inner "
+            "optimizer."
+        )
+
+
+@contextlib.contextmanager
+def _clipping_switched_off(
+    optimizer: keras.optimizers.Optimizer,
+) -> Iterator[Callable[[list[Any]], list[Any]]]:
+    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would.
+
+    The function repeats ``BaseOptimizer._clip_gradients`` of Keras 3.15 with the settings
+    captured before they are switched off, so SoftBatch clips exactly as ``inner`` would have.
+    """
+    saved = {name: getattr(optimizer, name) for name in _CLIPPING_ATTRIBUTES}
+    clipnorm, global_clipnorm, clipvalue = (saved[name] for name in _CLIPPING_ATTRIBUTES)
+
+    def clip(grads: list[Any]) -> list[Any]:
+        if clipnorm and clipnorm > 0:
+            return [tf.clip_by_norm(g, clipnorm) for g in grads]
+        if global_clipnorm and global_clipnorm > 0:
+            return clip_by_global_norm(grads, global_clipnorm)
+        if clipvalue and clipvalue > 0:
+            return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
+        return list(grads)
+
+    try:
+        for name in _CLIPPING_ATTRIBUTES:
+            setattr(optimizer, name, None)
+        yield clip
+    finally:
+        for name, value in saved.items():
+            setattr(optimizer, name, value)
+
+
+__all__ = ["LEFTOVER_POLICY", "SoftBatch", "scheduled_learning_rate", "soft_sgd_step"]
