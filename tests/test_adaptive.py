@@ -1,0 +1,226 @@
+"""Adaptive step size for embedded pairs (course_lib.adaptive through course_lib.runge_kutta).
+
+The reference is SciPy itself: on a linear gradient flow, ``RK45`` / ``RK23`` with the same first
+step and tolerances must choose the same step sizes, reject the same tries and land on the same
+point as the Keras training step. A NumPy re-implementation covers changing mini-batches.
+"""
+
+from __future__ import annotations
+
+from course_lib.adaptive import AdaptiveStepSize, StepSizeError, StepSizeLog
+from course_lib.runge_kutta import RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta
+from course_lib.tableaux import get_tableau
+
+import keras
+import numpy as np
+import pytest
+from scipy.integrate import RK23, RK45
+
+# A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.
+A = np.array([[2.0, 0.5], [0.5, 40.0]])
+P0 = np.array([-5.0, -2.0])
+SETTINGS = AdaptiveStepSize(rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
+def quadratic_loss(y_true, y_pred):
+    matrix = keras.ops.convert_to_tensor(A, dtype=y_pred.dtype)
+    return 0.5 * keras.ops.sum(keras.ops.matmul(y_pred, matrix) * y_pred, axis=-1)
+
+
+def quadratic_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2):
+    inputs = keras.Input((1,))
+    layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
+    if route == "clean":
+        model = RungeKuttaModel(
+            inputs=inputs, outputs=layer(inputs), tableau=tableau, adaptive=adaptive
+        )
+    elif route == "sequential":
+        model = RungeKuttaSequential([inputs, layer], tableau=tableau, adaptive=adaptive)
+    else:
+        model = keras.Model(inputs, layer(inputs))
+    model.get_layer("p").kernel.assign(P0[None, :])
+    model.compile(optimizer=keras.optimizers.SGD(h), loss=quadratic_loss)
+    if route == "intrusive":
+        inject_runge_kutta(model, tableau, adaptive)
+    return model
+
+
+def weights_of(model):
+    return model.get_layer("p").kernel.numpy()[0]
+
+
+def fit_steps(model, steps, **kwargs):
+    return model.fit(
+        np.ones((steps, 1)), np.zeros((steps, 2)), batch_size=1, verbose=0, shuffle=False, **kwargs
+    )
+
+
+def scipy_steps(solver, steps, h0, settings):
+    ode = solver(
+        lambda t, y: -A @ y, 0.0, P0, 1e9, first_step=h0, rtol=settings.rtol, atol=settings.atol
+    )
+    sizes = []
+    for _ in range(steps):
+        before = ode.t
+        ode.step()
+        sizes.append(ode.t - before)
+    return np.array(sizes), ode.y
+
+
+@pytest.mark.parametrize(
+    ("route", "tableau", "solver"),
+    [
+        ("clean", "dormand_prince", RK45),
+        ("intrusive", "dormand_prince", RK45),
+        ("sequential", "bogacki_shampine", RK23),
+    ],
+)
+def test_controller_equals_scipy(route, tableau, solver):
+    model = quadratic_model(route, tableau)
+    log = StepSizeLog()
+    history = fit_steps(model, 6, callbacks=[log])
+    sizes, point = scipy_steps(solver, 6, 0.2, SETTINGS)
+    np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
+    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    assert log.rejections[0] >= 1, "the test needs a rejected first try"
+    assert {"step_size", "rejections", "loss"} <= set(history.history)
+    assert history.history["step_size"][-1] == pytest.approx(sizes[-1], rel=1e-9)
+
+
+def numpy_adaptive_epoch(params, batches, tableau, settings, h):
+    """Reference: adaptive RK on least squares, retrying each batch on that same batch."""
+    tableau = get_tableau(tableau)
+    exponent = settings.exponent(tableau.order, tableau.embedded_order)
+
+    def gradient(p, xb, yb):
+        residual = xb @ p[:3] + p[3] - yb
+        return np.concatenate([2 * xb.T @ residual / len(xb), [2 * residual.mean()]])
+
+    sizes = []
+    for xb, yb in batches:
+        rejected = False
+        while True:
+            slopes = []
+            for i in range(tableau.stages):
+                point = params - h * sum(tableau.a[i][j] * slopes[j] for j in range(i))
+                slopes.append(gradient(point, xb, yb))
+            new = params - h * sum(b * g for b, g in zip(tableau.b, slopes, strict=True))
+            error = h * sum(e * g for e, g in zip(tableau.error_weights, slopes, strict=True))
+            scale = settings.atol + settings.rtol * np.maximum(np.abs(params), np.abs(new))
+            norm = np.sqrt(np.mean((error / scale) ** 2))
+            if norm < 1:
+                factor = min(settings.max_factor, settings.safety * norm**exponent)
+                sizes.append(h)
+                params, h = new, h * (min(1.0, factor) if rejected else factor)
+                break
+            h *= max(settings.min_factor, settings.safety * norm**exponent)
+            rejected = True
+    return params, sizes
+
+
+def test_rejected_tries_restore_weights_and_reuse_the_same_batch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)) * np.array([1.0, 3.0, 0.3])
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.3
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(1, name="dense")
+    model = RungeKuttaModel(
+        inputs=inputs, outputs=dense(inputs), tableau="bogacki_shampine", adaptive=SETTINGS
+    )
+    start = np.concatenate([dense.kernel.numpy().ravel(), dense.bias.numpy()])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    log = StepSizeLog()
+    model.fit(x, y[:, None], batch_size=4, shuffle=False, verbose=0, callbacks=[log])
+    batches = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 12, 4)]
+    expected, sizes = numpy_adaptive_epoch(start, batches, "bogacki_shampine", SETTINGS, 0.5)
+    got = np.concatenate([dense.kernel.numpy().ravel(), dense.bias.numpy()])
+    assert sum(log.rejections) >= 1
+    np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_retries_are_bounded_raise_policy_keeps_the_weights():
+    strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
+    model = quadratic_model(adaptive=strict, h=5.0)
+    with pytest.raises(StepSizeError, match="rejected 2 times.*on_failure='accept'"):
+        fit_steps(model, 1)
+    np.testing.assert_array_equal(weights_of(model), P0)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_accept_policy_applies_the_last_try_and_warns():
+    lenient = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1, on_failure="accept")
+    model = quadratic_model(adaptive=lenient, h=5.0)
+    with pytest.warns(UserWarning, match="applied the last try"):
+        history = fit_steps(model, 1)
+    assert history.history["rejections"] == [1]
+    # The last try used the shrunk step 5·0.2 = 1.0 (the error was huge: factor clipped to 0.2).
+    assert history.history["step_size"][0] == pytest.approx(1.0)
+    assert not np.array_equal(weights_of(model), P0)
+
+
+def test_save_and_load_keeps_the_step_size(tmp_path):
+    model = quadratic_model()
+    fit_steps(model, 3)
+    path = tmp_path / "adaptive.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss})
+    assert loaded.runge_kutta_adaptive == SETTINGS
+    assert float(loaded.runge_kutta_step_scale.numpy()) == float(
+        model.runge_kutta_step_scale.numpy()
+    )
+    first, second = fit_steps(model, 2), fit_steps(loaded, 2)
+    assert first.history["step_size"] == pytest.approx(second.history["step_size"], rel=1e-12)
+    np.testing.assert_allclose(weights_of(loaded), weights_of(model), rtol=0, atol=1e-12)
+
+
+def test_adaptive_needs_an_embedded_pair_and_one_device(two_cpu_strategy):
+    with pytest.raises(ValueError, match="embedded pair.*bogacki_shampine, dormand_prince"):
+        quadratic_model(tableau="rk4")
+    with two_cpu_strategy.scope():
+        inputs = keras.Input((1,))
+        standard = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+        standard.compile(optimizer="sgd", loss="mse")
+        with pytest.raises(ValueError, match="not supported under a distribution strategy"):
+            inject_runge_kutta(standard, "dormand_prince", adaptive=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rtol": -1.0}, "rtol must be"),
+        ({"rtol": 0.0, "atol": 0.0}, "both 0"),
+        ({"safety": 1.5}, "safety must be"),
+        ({"min_factor": 1.0}, "min_factor must be"),
+        ({"max_factor": 1.0}, "max_factor must be"),
+        ({"max_rejections": -1}, "max_rejections must be"),
+        ({"on_failure": "ignore"}, "on_failure must be one of 'raise', 'accept'"),
+    ],
+)
+def test_invalid_settings_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AdaptiveStepSize(**kwargs)
+
+
+def test_step_size_log_needs_an_adaptive_model():
+    model = quadratic_model(tableau="heun", adaptive=None)
+    with pytest.raises(ValueError, match="no 'step_size'"):
+        fit_steps(model, 1, callbacks=[StepSizeLog()])
+
+
+def test_adaptive_step_runs_under_xla(xla_allowed):
+    model = quadratic_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.2), loss=quadratic_loss, jit_compile=True)
+    assert model.jit_compile
+    log = StepSizeLog()
+    fit_steps(model, 3, callbacks=[log])
+    sizes, point = scipy_steps(RK45, 3, 0.2, SETTINGS)
+    np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
+    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
