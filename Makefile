@@ -22,10 +22,11 @@ E2E_STAMP := $(VENV)/.e2e-stamp
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml tools/ipython_kernel_config.py
+$(STAMP): pyproject.toml tools/ipython_kernel_config.py tools/pins.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python tools/pins.py no-deps)
 	mkdir -p $(VENV)/etc/ipython
 	cp tools/ipython_kernel_config.py $(VENV)/etc/ipython/ipython_kernel_config.py
 	touch $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -110,3 +111,37 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "make test" in readme and "make lab" in readme
     assert readme.index("make lab") < readme.index("mybinder.org")
     assert ci.strip().splitlines()[-1] == "make test"
+
+
+def test_no_deps_pins_are_exact_and_installed_without_the_full_tensorflow():
+    import importlib.metadata as metadata
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from pins import pins
+
+    no_deps = pins("no-deps")
+    assert no_deps and all("==" in r for r in no_deps)
+    for requirement in no_deps:
+        name, version = requirement.split("==")
+        assert metadata.version(name) == version, f"{name} is not installed at {version}"
+    # The point of --no-deps: the CPU wheel stays the only TensorFlow.
+    if sys.platform != "darwin":
+        with pytest.raises(metadata.PackageNotFoundError):
+            metadata.version("tensorflow")
+
+
+def test_keras2_imports_beside_tensorflow_cpu():
+    probe = (
+        "import tensorflow as tf, tf_keras, keras; "
+        "print(tf.__version__, tf_keras.__version__, keras.__version__.split('.')[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["2.21.0", "2.21.0", "3"]
+
+
+def test_scripts_install_the_no_deps_pins():
+    assert "tools/pins.py no-deps" in (ROOT / "Makefile").read_text()
+    assert "tools/pins.py no-deps" in (ROOT / "binder" / "postBuild").read_text()
