@@ -29,10 +29,7 @@ def _get_json(url: str):
 
 def test_make_lab_serves_the_index_notebook(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
-    lab_args = (
-        f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} "
-        f"--ServerApp.runtime_dir={tmp_path}"
-    )
+    lab_args = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token}"
     if os.geteuid() == 0:  # CI runs as root; JupyterLab refuses root unless told it is meant
         lab_args += " --allow-root"
     server = subprocess.Popen(
@@ -41,6 +38,7 @@ def test_make_lab_serves_the_index_notebook(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)},
     )
     base = f"http://127.0.0.1:{port}"
     try:
