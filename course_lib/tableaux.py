@@ -133,8 +133,8 @@ class ButcherTableau:
         if np.any(upper != 0.0):
             i, j = (int(k) for k in np.argwhere(upper != 0.0)[0])
             raise InvalidTableauError(
-                f"tableau {self.name!r} is not explicit: a[{i}][{j}] = {float(matrix[i, j]):g} is on or "
-                "above the diagonal. Explicit Runge–Kutta methods need A strictly lower "
+                f"tableau {self.name!r} is not explicit: a[{i}][{j}] = {float(matrix[i, j]):g} "
+                "is on or above the diagonal. Explicit Runge–Kutta methods need A strictly lower "
                 "triangular (stage i may use only stages j < i); implicit methods are not "
                 "supported."
             )
