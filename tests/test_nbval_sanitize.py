@@ -23,6 +23,14 @@ def test_keras_epoch_timings_are_masked():
     assert sanitize(fast) == sanitize(slow)
 
 
+def test_keras2_epoch_timings_are_masked():
+    # tf_keras (Keras 2, appendix A1) logs time per epoch and per sample.
+    fast = "128/128 - 0s - loss: 0.6514 - 59ms/epoch - 458us/sample"
+    slow = "128/128 - 1s - loss: 0.6514 - 2s/epoch - 9ms/sample"
+    assert sanitize(fast) == sanitize(slow)
+    assert "loss: 0.6514" in sanitize(fast)
+
+
 def test_losses_and_accuracies_are_still_compared():
     a = "12/12 - 0s - 3ms/step - loss: 0.5432 - accuracy: 0.9100"
     b = "12/12 - 0s - 3ms/step - loss: 0.5433 - accuracy: 0.9100"
