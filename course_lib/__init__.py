@@ -10,7 +10,7 @@ execution first).
 
 Modules by notebook: 00 ``data``, ``checks``; 01 ``landscapes``, ``plots``; 02 ``optimizers``,
 ``handwritten``; 03 ``soft_batch``; 04 ``runge_kutta``; 05 ``tableaux``, ``adaptive``,
-``rk_experiments``.
+``rk_experiments``; appendix A1 ``time_capsule`` and ``keras2_reference`` (graph mode only).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ _EXPORTS: dict[str, str] = {
 }
 
 _MODULES = ("adaptive", "checks", "data", "handwritten", "landscapes", "optimizers", "plots")
-_MODULES += ("rk_experiments", "runge_kutta", "soft_batch", "tableaux")
+_MODULES += ("rk_experiments", "runge_kutta", "soft_batch", "tableaux", "time_capsule")
+# keras2_reference is not listed: it needs a graph-mode (Keras 2) process; import it explicitly.
 
 __all__ = ["__version__", "quiet_tensorflow", "set_seed", *_EXPORTS, *_MODULES]
 
