@@ -66,6 +66,11 @@ control flow in a replica context, so adaptive + a distribution strategy raises 
 from __future__ import annotations
 
 from course_lib.adaptive import AdaptiveStepSize, StepSizeError, as_adaptive
+from course_lib.multi_gradient_step import assign_all as _assign_all
+from course_lib.multi_gradient_step import batch_size_of
+from course_lib.multi_gradient_step import forward as _forward
+from course_lib.multi_gradient_step import snapshot as _snapshot
+from course_lib.multi_gradient_step import sum_replicas as _sum_replicas
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
 import functools
@@ -166,41 +171,6 @@ def _make_scale_variable() -> keras.Variable:
     return keras.Variable(1.0, dtype="float64", trainable=False, name="runge_kutta_step_scale")
 
 
-def _forward(model: keras.Model, x: Any, y: Any, sample_weight: Any, variables: list):
-    """Loss and its gradient with respect to ``variables`` at the current weights."""
-    with tf.GradientTape() as tape:
-        if model._call_has_training_arg:
-            y_pred = model(x, training=True)
-        else:
-            y_pred = model(x)
-        loss = model._compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-        )
-    gradients = tape.gradient(loss, variables)
-    return y_pred, loss, gradients
-
-
-def _assign_all(variables: Sequence, values: Sequence) -> None:
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
-
-
-def _snapshot(variables: Sequence) -> list[tf.Tensor]:
-    """Copies of the variables' current values (by value: later assigns don't change them)."""
-    return [tf.identity(v.value) for v in variables]
-
-
-def _sum_replicas(gradients: list) -> list:
-    """All-reduce (sum) per-replica gradients so that every replica holds the batch's gradient."""
-    context = tf.distribute.get_replica_context()
-    strategy = tf.distribute.get_strategy()
-    if context is None or strategy.num_replicas_in_sync == 1:
-        return gradients
-    present = [g for g in gradients if g is not None]
-    reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
-    return [None if g is None else next(reduced) for g in gradients]
-
-
 def _weighted_sum(weights: Sequence[float], stage_gradients: Sequence[list], index: int, dtype):
     """Σ_j w_j·g_j[index] over the stages with w_j ≠ 0 (None if no stage contributes)."""
     total = None
@@ -249,7 +219,7 @@ def runge_kutta_train_step(
 
     # Stage 1 at the start point p: this is what fit() reports.
     y_pred, loss, local_first = _forward(model, x, y, sample_weight, variables)
-    batch_size = tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0]
+    batch_size = batch_size_of(x)
     model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=batch_size)
     frozen_after = _snapshot(frozen)
 
