@@ -8,9 +8,16 @@ The public names below are re-exported lazily: ``course_lib.SoftBatch`` imports
 fast and lets it run before TensorFlow is configured (the Keras 2 appendix disables eager
 execution first).
 
-Modules by notebook: 00 ``data``, ``checks``; 01 ``landscapes``, ``plots``; 02 ``optimizers``,
-``handwritten``; 03 ``soft_batch``; 04 ``runge_kutta``; 05 ``tableaux``, ``adaptive``,
-``rk_experiments``; appendix A1 ``time_capsule`` and ``keras2_reference`` (graph mode only).
+Modules by notebook:
+
+* 00: ``data``, ``checks``, ``environment``
+* 01: ``landscapes``, ``plots``
+* 02: ``optimizers``, ``handwritten``
+* 03: ``soft_batch``
+* 04: ``runge_kutta``, ``multi_gradient_step``
+* 05: ``tableaux``, ``adaptive``, ``rk_experiments``
+* 06: ``optimizer_wrapper``, ``lookahead``, ``sam``, ``beyond_experiments``
+* A1: ``time_capsule``, ``keras2_reference`` (graph mode only: import it explicitly)
 """
 
 from __future__ import annotations
@@ -55,10 +62,18 @@ _EXPORTS: dict[str, str] = {
     "AdaptiveStepSize": "adaptive",
     "StepSizeError": "adaptive",
     "StepSizeLog": "adaptive",
+    # The mechanisms reused (06)
+    "Lookahead": "lookahead",
+    "OptimizerWrapper": "optimizer_wrapper",
+    "SAMModel": "sam",
+    "SAMSequential": "sam",
+    "inject_sam": "sam",
+    "eject_sam": "sam",
 }
 
 _MODULES = ("adaptive", "checks", "data", "handwritten", "landscapes", "optimizers", "plots")
 _MODULES += ("rk_experiments", "runge_kutta", "soft_batch", "tableaux", "time_capsule")
+_MODULES += ("beyond_experiments", "lookahead", "multi_gradient_step", "optimizer_wrapper", "sam")
 # keras2_reference is not listed: it needs a graph-mode (Keras 2) process; import it explicitly.
 
 __all__ = ["__version__", "quiet_tensorflow", "set_seed", *_EXPORTS, *_MODULES]

@@ -1,0 +1,214 @@
+"""Lookahead: a wrapper that pulls any Keras optimizer back towards slow weights (notebook 06).
+
+Lookahead (Zhang, Lucas, Hinton and Ba, "Lookahead Optimizer: k steps forward, 1 step back",
+NeurIPS 2019) keeps two copies of the weights. The *fast* weights are the model's: the inner
+optimizer (SGD, Adam...) moves them as usual. Every k steps the *slow* weights take one step of
+size α towards where the fast ones went, and the fast weights restart from there:
+
+    slow ← slow + α·(fast − slow),   fast ← slow.
+
+It needs no second gradient, only state that lives across steps, so it is a wrapper in the
+sense of the soft batch of notebook 03 (after Su Jianlin, "Keras之小众需求:自定义优化器",
+kexue.fm 2018): an optimizer around an optimizer, built on
+:class:`course_lib.optimizer_wrapper.OptimizerWrapper`.
+
+What :class:`Lookahead` guarantees (each is a test in ``tests/test_lookahead.py``):
+
+* **The formula.** On a quadratic it equals a NumPy Lookahead around SGD (with momentum too; the
+  inner optimizer's state carries on across synchronisations, as in the paper).
+* **α = 1 is the inner optimizer.** ``Lookahead(inner, slow_step_size=1.0)`` follows ``inner``.
+* **Survives an interruption.** The slow weights and the position in the cycle are optimizer
+  variables: a ``.keras`` file or a ``BackupAndRestore`` checkpoint saved mid-cycle resumes
+  exactly.
+* **Scales out.** Under ``tf.distribute.MirroredStrategy`` the inner optimizer aggregates the
+  gradients as usual, and the synchronisation runs once, in cross-replica context, on every
+  replica's copy: the result equals one device.
+* **Clear errors** for ``sync_period < 1`` and ``slow_step_size`` outside (0, 1].
+
+Slow weights are taken from the model at the start of every cycle (after a synchronisation they
+equal the fast weights anyway). So no separate initialisation is needed, and weights loaded
+into the model between cycles are where the next cycle starts.
+"""
+
+from __future__ import annotations
+
+from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+from keras.src.utils.tracking import no_automatic_dependency_tracking
+
+_EXAMPLE = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
+
+
+def lookahead_interpolation(slow: Any, fast: Any, slow_step_size: float) -> Any:
+    """The slow weights after a synchronisation: slow + α·(fast − slow).
+
+    The one line that makes Lookahead; :class:`Lookahead` applies it to every variable, and the
+    fast weights are then set to the result. Works on NumPy arrays and tensors alike.
+    """
+    return slow + slow_step_size * (fast - slow)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class Lookahead(OptimizerWrapper):
+    """Let ``inner`` take ``sync_period`` fast steps, then move the slow weights towards them.
+
+    Use it wherever Keras expects an optimizer::
+
+        model.compile(optimizer=Lookahead(keras.optimizers.Adam(1e-3)), loss=...)
+
+    Parameters
+    ----------
+    inner:
+        A fresh (not yet built) Keras optimizer that takes the fast steps.
+    sync_period:
+        k, the number of fast steps per cycle (the paper uses 5 to 10).
+    slow_step_size:
+        α in (0, 1]: how far the slow weights move towards the fast ones (the paper uses 0.5).
+        α = 1 makes Lookahead the inner optimizer unchanged.
+    name:
+        The optimizer's name; defaults to ``"lookahead"``.
+    """
+
+    def __init__(
+        self,
+        inner: keras.optimizers.Optimizer,
+        sync_period: int = 5,
+        slow_step_size: float = 0.5,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        validate_inner(inner, "Lookahead", _EXAMPLE)
+        _validate_sync_period(sync_period)
+        _validate_slow_step_size(slow_step_size)
+        if kwargs:
+            raise ValueError(
+                f"Lookahead does not take {sorted(kwargs)}: set clipping, weight decay and the "
+                f"learning rate on the inner optimizer, e.g. {_EXAMPLE}."
+            )
+        super().__init__(inner, name=name or "lookahead")
+        self.sync_period = sync_period
+        self.slow_step_size = float(slow_step_size)
+
+    # ------------------------------------------------------------------ state
+    @no_automatic_dependency_tracking
+    def build(self, variables: Sequence[keras.Variable]) -> None:
+        """Build ``inner``, then create the slow weights and the position in the cycle."""
+        super().build(variables)
+        self._slow_weights = [
+            self.add_variable_from_reference(variable, name="lookahead_slow")
+            for variable in variables
+        ]
+        self._cycle_step = self.add_variable(
+            shape=(), dtype="int", initializer="zeros", name="lookahead_cycle_step"
+        )
+
+    @property
+    def slow_weights(self) -> list[keras.Variable]:
+        """The slow weights, one per trainable variable (valid from the first step of a cycle)."""
+        return list(self._slow_weights)
+
+    @property
+    def cycle_step(self) -> keras.Variable:
+        """Fast steps taken in the current cycle (0 .. sync_period − 1)."""
+        return self._cycle_step
+
+    # ------------------------------------------------------------------ update
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+        """One fast step of ``inner``; every ``sync_period``-th step, synchronise.
+
+        The cycle's bookkeeping runs in cross-replica context (``merge_call``), as in
+        :class:`course_lib.SoftBatch`, so that under MirroredStrategy the decision is taken
+        once and every replica's copy of the weights is updated the same way.
+        """
+        grads = list(grads)
+        if len(grads) == 0:
+            return
+        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
+        indices = [self._get_variable_index(v) for v in trainable_variables]
+        slow = [self._slow_weights[i] for i in indices]
+        strategy = tf.distribute.get_strategy()
+        merge = tf.__internal__.distribute.interim.maybe_merge_call
+
+        def start_cycle(distribution):
+            def copy_fast_to_slow() -> None:
+                for s, fast in zip(slow, trainable_variables, strict=True):
+                    distribution.extended.update(
+                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
+                    )
+
+            ops.cond(ops.equal(self._cycle_step.value, 0), copy_fast_to_slow, lambda: None)
+
+        def count_and_maybe_sync(distribution):
+            distribution.extended.update(
+                self._cycle_step.value, lambda c: c.assign_add(1), group=False
+            )
+
+            def synchronise() -> None:
+                for s, fast in zip(slow, trainable_variables, strict=True):
+                    distribution.extended.update(
+                        fast.value, self._pull_fast, args=(s.value,), group=False
+                    )
+                    distribution.extended.update(
+                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
+                    )
+                distribution.extended.update(
+                    self._cycle_step.value, lambda c: c.assign(0), group=False
+                )
+
+            ops.cond(
+                ops.greater_equal(self._cycle_step.value, self.sync_period),
+                synchronise,
+                lambda: None,
+            )
+
+        merge(start_cycle, strategy)
+        self.inner.apply(grads, trainable_variables)
+        merge(count_and_maybe_sync, strategy)
+        self._iterations.assign_add(1)
+
+    def _pull_fast(self, fast: tf.Variable, slow: tf.Variable) -> Any:
+        """fast ← slow + α·(fast − slow), on one device's copy."""
+        alpha = ops.convert_to_tensor(self.slow_step_size, dtype=fast.dtype)
+        return fast.assign(lookahead_interpolation(slow, fast, alpha))
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        config = self._inner_config()
+        config.update(sync_period=self.sync_period, slow_step_size=self.slow_step_size)
+        return config
+
+
+def _validate_sync_period(sync_period: Any) -> None:
+    if isinstance(sync_period, bool) or not isinstance(sync_period, int):
+        raise TypeError(
+            f"sync_period must be a positive integer (k, fast steps per cycle), got "
+            f"{sync_period!r} of type {type(sync_period).__name__}; e.g. sync_period=5."
+        )
+    if sync_period < 1:
+        raise ValueError(
+            f"sync_period must be at least 1 (k, fast steps per cycle), got "
+            f"sync_period={sync_period}; e.g. sync_period=5."
+        )
+
+
+def _validate_slow_step_size(slow_step_size: Any) -> None:
+    if isinstance(slow_step_size, bool) or not isinstance(slow_step_size, int | float):
+        raise TypeError(
+            f"slow_step_size must be a number in (0, 1] (α), got {slow_step_size!r} of type "
+            f"{type(slow_step_size).__name__}; e.g. slow_step_size=0.5."
+        )
+    if not math.isfinite(slow_step_size) or not 0.0 < slow_step_size <= 1.0:
+        raise ValueError(
+            f"slow_step_size must lie in (0, 1] (α: 0 would never move, above 1 overshoots the "
+            f"fast weights), got slow_step_size={slow_step_size}; e.g. slow_step_size=0.5."
+        )
+
+
+__all__ = ["Lookahead", "lookahead_interpolation"]

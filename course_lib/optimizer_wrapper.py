@@ -1,0 +1,143 @@
+"""What every optimizer that wraps another optimizer needs (notebooks 03 and 06).
+
+Some optimizers are not a new update rule but a policy *around* one: soft batch (notebook 03)
+decides when the inner optimizer steps, Lookahead (notebook 06) pulls the inner optimizer's
+weights back towards a slow copy every k steps. Both are Keras optimizers themselves, so that
+``model.compile(optimizer=Wrapper(inner))`` works, and both must:
+
+* take a *fresh* inner optimizer and build it on the model's variables when they are built;
+* list the inner optimizer's variables after their own, so that a ``.keras`` file, a weights
+  file or a ``BackupAndRestore`` checkpoint saves and restores the whole state;
+* hand the learning rate through to the inner optimizer (callbacks such as
+  ``ReduceLROnPlateau`` set ``optimizer.learning_rate``);
+* serialise the inner optimizer inside their own config.
+
+:class:`OptimizerWrapper` does those; subclasses override ``apply`` (and ``build`` to add their
+own state). :func:`validate_inner` is the shared check of the inner optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+# Keras's own optimizers create their slots under this decorator, so that lists of slots are not
+# tracked a second time. It has no public alias in Keras 3.15.
+from keras.src.utils.tracking import no_automatic_dependency_tracking
+
+
+def validate_inner(inner: Any, wrapper: str, example: str) -> None:
+    """Raise a clear error unless ``inner`` is a fresh, unscaled, non-accumulating optimizer.
+
+    ``wrapper`` names the wrapping class in the messages; ``example`` is a correct call of it.
+    """
+    if isinstance(inner, OptimizerWrapper) and type(inner).__name__ == wrapper:
+        raise TypeError(
+            f"inner is already a {wrapper}: wrap the plain optimizer once instead, e.g. {example}."
+        )
+    if not isinstance(inner, keras.optimizers.Optimizer):
+        raise TypeError(
+            f"inner must be a Keras optimizer instance such as keras.optimizers.Adam(1e-3), "
+            f"got {inner!r} of type {type(inner).__name__}; e.g. {example}."
+        )
+    if inner.built:
+        raise ValueError(
+            f"inner={inner.name!r} is already built (it has trained before); pass a fresh "
+            f"optimizer, e.g. {example}."
+        )
+    if inner.gradient_accumulation_steps:
+        raise ValueError(
+            f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: "
+            f"{wrapper} would count micro-batches, not real steps. Leave it unset (wrap the "
+            "optimizer in course_lib.SoftBatch first if you need accumulation)."
+        )
+    if inner.loss_scale_factor is not None or isinstance(
+        inner, keras.optimizers.LossScaleOptimizer
+    ):
+        raise ValueError(
+            f"inner scales the loss (loss_scale_factor or LossScaleOptimizer), which {wrapper} "
+            "does not support: a skipped non-finite step would still be counted. Use an "
+            "unscaled inner optimizer."
+        )
+
+
+class OptimizerWrapper(keras.optimizers.Optimizer):
+    """A Keras optimizer that owns an inner optimizer and delegates the real updates to it.
+
+    Subclasses create their own variables in :meth:`build` (after calling ``super().build``)
+    and override ``apply``. Call :meth:`_prepare_apply` at the start of ``apply``.
+    """
+
+    def __init__(self, inner: keras.optimizers.Optimizer, name: str) -> None:
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner = inner
+
+    @no_automatic_dependency_tracking
+    def build(self, variables: Sequence[keras.Variable]) -> None:
+        """Build the base optimizer and ``inner`` on the same variables."""
+        super().build(variables)
+        self.inner.build(variables)
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        """Own variables followed by ``inner``'s, so that saving keeps both."""
+        return self._variables + self.inner.variables
+
+    @property
+    def learning_rate(self) -> Any:
+        return self.inner.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: Any) -> None:
+        self.inner.learning_rate = learning_rate
+
+    def _prepare_apply(
+        self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None
+    ) -> tuple[list[Any], list[Any]]:
+        """Resolve the variables, build on first use, and insist on a replica context.
+
+        Returns the gradients and variables as lists.
+        """
+        grads = list(grads)
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    f"{type(self).__name__}.apply(grads) needs trainable_variables on its first "
+                    "call (or call optimizer.build(model.trainable_variables) first)."
+                )
+            trainable_variables = self._trainable_variables
+        trainable_variables = list(trainable_variables)
+        if not self.built:
+            with keras.name_scope(self.name):
+                self.build(trainable_variables)
+            self.built = True
+        self._check_variables_are_known(trainable_variables)
+        if tf.distribute.get_replica_context() is None:
+            raise ValueError(
+                f"{type(self).__name__}.apply() must be called in a replica context (inside "
+                "strategy.run or model.fit), not in a cross-replica context."
+            )
+        return grads, trainable_variables
+
+    def scale_loss(self, loss: Any) -> Any:
+        return loss
+
+    def finalize_variable_values(self, var_list: Sequence[keras.Variable]) -> None:
+        self.inner.finalize_variable_values(var_list)
+
+    def _inner_config(self) -> dict[str, Any]:
+        return {"name": self.name, "inner": keras.saving.serialize_keras_object(self.inner)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> OptimizerWrapper:
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner"), custom_objects=custom_objects
+        )
+        return cls(inner, **config)
+
+
+__all__ = ["OptimizerWrapper", "validate_inner"]
