@@ -51,8 +51,9 @@ def validate_inner(inner: Any, wrapper: str, example: str) -> None:
     if inner.gradient_accumulation_steps:
         raise ValueError(
             f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: "
-            f"{wrapper} would count micro-batches, not real steps. Leave it unset (wrap the "
-            "optimizer in course_lib.SoftBatch first if you need accumulation)."
+            f"{wrapper} would see micro-batches, not real steps, and accumulation would be "
+            "counted twice. Leave it unset; for accumulation use "
+            "course_lib.SoftBatch(inner, steps=...)."
         )
     if inner.loss_scale_factor is not None or isinstance(
         inner, keras.optimizers.LossScaleOptimizer

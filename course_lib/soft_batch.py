@@ -29,6 +29,9 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
 
 from __future__ import annotations
 
+from course_lib.multi_gradient_step import sum_replicas
+from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -54,10 +57,11 @@ LEFTOVER_POLICY = (
 )
 
 _CLIPPING_ATTRIBUTES = ("clipnorm", "global_clipnorm", "clipvalue")
+_EXAMPLE = "SoftBatch(keras.optimizers.Adam(1e-3), steps=4)"
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
-class SoftBatch(keras.optimizers.Optimizer):
+class SoftBatch(OptimizerWrapper):
     """Accumulate ``steps`` micro-batch gradients, then let ``inner`` take one step with their mean.
 
     Use it wherever Keras expects an optimizer::
@@ -87,7 +91,7 @@ class SoftBatch(keras.optimizers.Optimizer):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        _validate_inner(inner)
+        validate_inner(inner, "SoftBatch", _EXAMPLE)
         _validate_steps(steps)
         if kwargs:
             raise ValueError(
@@ -95,14 +99,13 @@ class SoftBatch(keras.optimizers.Optimizer):
                 "learning rate on the inner optimizer, e.g. "
                 "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)."
             )
-        super().__init__(learning_rate=0.0, name=name or "soft_batch")
-        self.inner = inner
+        super().__init__(inner, name=name or "soft_batch")
         self.steps = steps
 
     # ------------------------------------------------------------------ state
     @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
-        """Create one accumulator per trainable variable, the group counter, and ``inner``'s state.
+        """Build ``inner``, then one accumulator per trainable variable and the group counter.
 
         Everything is an optimizer variable, so saving the model saves a half-filled group.
         """
@@ -114,12 +117,6 @@ class SoftBatch(keras.optimizers.Optimizer):
         self._pending = self.add_variable(
             shape=(), dtype="int", initializer="zeros", name="pending_micro_batches"
         )
-        self.inner.build(variables)
-
-    @property
-    def variables(self) -> list[keras.Variable]:
-        """Own variables (counters, accumulators) followed by ``inner``'s, for saving."""
-        return self._variables + self.inner.variables
 
     @property
     def iterations(self) -> keras.Variable:
@@ -141,14 +138,6 @@ class SoftBatch(keras.optimizers.Optimizer):
         """The running sums of the gradients of the pending micro-batches."""
         return list(self._accumulators)
 
-    @property
-    def learning_rate(self) -> Any:
-        return self.inner.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate: Any) -> None:
-        self.inner.learning_rate = learning_rate
-
     # ------------------------------------------------------------------ update
     def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
         """Add this micro-batch's gradients; every ``steps``-th call, take one real step.
@@ -161,35 +150,10 @@ class SoftBatch(keras.optimizers.Optimizer):
         grads = list(grads)
         if len(grads) == 0:
             return
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError(
-                    "SoftBatch.apply(grads) needs trainable_variables on its first call (or "
-                    "call optimizer.build(model.trainable_variables) first)."
-                )
-            trainable_variables = self._trainable_variables
-        trainable_variables = list(trainable_variables)
-        if not self.built:
-            with keras.name_scope(self.name):
-                self.build(trainable_variables)
-            self.built = True
-        self._check_variables_are_known(trainable_variables)
+        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
         indices = [self._get_variable_index(v) for v in trainable_variables]
-
-        replica_context = tf.distribute.get_replica_context()
+        grads = sum_replicas(grads)
         strategy = tf.distribute.get_strategy()
-        if replica_context is None:
-            raise ValueError(
-                "SoftBatch.apply() must be called in a replica context (inside strategy.run "
-                "or model.fit), not in a cross-replica context."
-            )
-        if strategy.num_replicas_in_sync > 1:
-            present = [i for i, g in enumerate(grads) if g is not None]
-            reduced = replica_context.all_reduce(
-                tf.distribute.ReduceOp.SUM, [grads[i] for i in present]
-            )
-            for i, g in zip(present, reduced, strict=True):
-                grads[i] = g
 
         def accumulate_and_maybe_update(distribution, grads, indices, trainable_variables):
             for g, i in zip(grads, indices, strict=True):
@@ -255,27 +219,9 @@ class SoftBatch(keras.optimizers.Optimizer):
             mean = [None if g is None else g / replicas for g in mean]
         self.inner.apply(mean, trainable_variables)
 
-    # ------------------------------------------------------------------ misc
-    def scale_loss(self, loss: Any) -> Any:
-        return loss
-
-    def finalize_variable_values(self, var_list: Sequence[keras.Variable]) -> None:
-        self.inner.finalize_variable_values(var_list)
-
+    # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "inner": keras.saving.serialize_keras_object(self.inner),
-            "steps": self.steps,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> SoftBatch:
-        config = dict(config)
-        inner = keras.saving.deserialize_keras_object(
-            config.pop("inner"), custom_objects=custom_objects
-        )
-        return cls(inner, **config)
+        return {**self._inner_config(), "steps": self.steps}
 
 
 def soft_sgd_step(
@@ -327,37 +273,6 @@ def _validate_steps(steps: Any) -> None:
         raise ValueError(
             f"steps must be at least 1 (micro-batches per real update), got steps={steps}; "
             "e.g. steps=4 to train at batch 16 as if it were 64."
-        )
-
-
-def _validate_inner(inner: Any) -> None:
-    if isinstance(inner, SoftBatch):
-        raise TypeError(
-            "inner is already a SoftBatch: wrapping a SoftBatch in a SoftBatch multiplies the "
-            "steps in a confusing way; use one SoftBatch with steps=outer*inner instead."
-        )
-    if not isinstance(inner, keras.optimizers.Optimizer):
-        raise TypeError(
-            f"inner must be a Keras optimizer instance such as keras.optimizers.Adam(1e-3), "
-            f"got {inner!r} of type {type(inner).__name__}."
-        )
-    if inner.built:
-        raise ValueError(
-            f"inner={inner.name!r} is already built (it has trained before); pass a fresh "
-            "optimizer, e.g. SoftBatch(keras.optimizers.Adam(1e-3), steps=4)."
-        )
-    if inner.gradient_accumulation_steps:
-        raise ValueError(
-            f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: that "
-            "would accumulate twice. Leave it unset and choose SoftBatch(steps=...) instead."
-        )
-    if inner.loss_scale_factor is not None or isinstance(
-        inner, keras.optimizers.LossScaleOptimizer
-    ):
-        raise ValueError(
-            "inner scales the loss (loss_scale_factor or LossScaleOptimizer), which SoftBatch "
-            "does not support: clipping would act on scaled gradients. Use an unscaled inner "
-            "optimizer."
         )
 
 
