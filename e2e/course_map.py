@@ -15,7 +15,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 INDEX = NOTEBOOKS / "00_index.ipynb"
-_LESSON_LINK = re.compile(r"\]\((\d\d_[a-z0-9_]+\.ipynb)\)")
+_LESSON_LINK = re.compile(r"\]\(((?:\d\d|A\d)_[a-z0-9_]+\.ipynb)\)")
 
 
 def markdown_text(path: Path) -> str:

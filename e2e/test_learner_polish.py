@@ -29,7 +29,7 @@ from offline_guard import GUARD_FILES  # noqa: E402
 ALL = [path.name for path in course_notebooks()]
 LESSONS = [name for name in ALL if name != INDEX.name]
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+\.ipynb)(?:#[^)]*)?\)")
-_CHECK_CALL = re.compile(r"\b(nb\d\d)\.([a-z_][a-z0-9_]*)\.check\(")
+_CHECK_CALL = re.compile(r"\b(nb(?:\d\d|A\d))\.([a-z_][a-z0-9_]*)\.check\(")
 
 
 def _notebook(name: str) -> nbformat.NotebookNode:
@@ -124,7 +124,7 @@ def test_readme_lists_every_lesson_with_one_line_in_course_order():
     listed = []
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        found = re.search(r"notebooks/(\d\d_[a-z0-9_]+\.ipynb)", row)
+        found = re.search(r"notebooks/((?:\d\d|A\d)_[a-z0-9_]+\.ipynb)", row)
         if not found:
             continue
         listed.append(found.group(1))

@@ -49,6 +49,12 @@ def test_lookahead_sync_both_ways():
 
 def test_mechanism_map_both_ways():
     assert nb06.mechanism_map.check(dict(nb06.MECHANISMS)).correct
+    assert nb06.mechanism_map.check(lambda: dict(nb06.MECHANISMS)).correct
+
+    def starter():
+        raise NotImplementedError
+
+    assert nb06.mechanism_map.check(starter).status == "not attempted"
     wrong = dict(nb06.MECHANISMS, SAM="update_step")
     assert nb06.mechanism_map.check(wrong).status == "incorrect"
     assert nb06.mechanism_map.check({"Adam": "update_step"}).status == "incorrect"
