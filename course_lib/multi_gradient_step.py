@@ -9,7 +9,11 @@ own the training step and share these pieces:
   (a snapshot that kept references would "restore" weights that have already moved);
 * :func:`sum_replicas`: under ``tf.distribute.MirroredStrategy`` each replica's gradient is a
   partial sum, but a trial point must be built from the whole batch's gradient;
-* :func:`batch_size_of`: the weight Keras gives a batch's loss in the logged running mean.
+* :func:`batch_size_of`: the weight Keras gives a batch's loss in the logged running mean;
+* :func:`require_optimizer`: such a step hands its result to the compiled optimizer;
+* :func:`install_train_function`, :func:`is_injected` and :func:`remove_train_function`: the
+  intrusive route, which swaps an existing compiled model's ``train_function`` for one built
+  around the new step and tags it so that it can be recognised and removed again.
 
 The idea of taking over the training step comes from Su Jianlin, "Keras之小众需求:自定义优化器"
 (kexue.fm, 2018), which built Keras 2's ``model.train_function`` by hand.
@@ -17,7 +21,7 @@ The idea of taking over the training step comes from Su Jianlin, "Keras之小众
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -65,4 +69,85 @@ def batch_size_of(x: Any) -> tf.Tensor:
     return tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0]
 
 
-__all__ = ["assign_all", "batch_size_of", "forward", "snapshot", "sum_replicas"]
+def require_optimizer(model: keras.Model, where: str, why: str) -> keras.optimizers.Optimizer:
+    """Return the compiled optimizer, or raise a clear error if there is none or it scales the loss.
+
+    ``why`` finishes the sentence "Call model.compile(...) first;" for the method at hand.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(model, "compiled", False):
+        raise ValueError(
+            f"{where}: model {getattr(model, 'name', model)!r} has no optimizer. Call "
+            f"model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=...) first; "
+            f"{why}"
+        )
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise TypeError(
+            f"{where}: LossScaleOptimizer (mixed precision) is not supported by a multi-gradient "
+            "step: its extra evaluation points need unscaled gradients. Use a float32 or float64 "
+            "policy."
+        )
+    return optimizer
+
+
+def check_injectable(model: Any, where: str, own_class: type, own_setting: str) -> None:
+    """Raise unless ``model`` is a standard Keras model that does not already own such a step."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{where}: model must be a keras.Model, got {type(model).__name__}; build and compile "
+            "a Keras model first."
+        )
+    if isinstance(model, own_class):
+        raise TypeError(
+            f"{where}: model {model.name!r} is already a {type(model).__name__}; set "
+            f"{own_setting} in its constructor instead of injecting."
+        )
+
+
+def install_train_function(
+    model: keras.Model, function: Callable[[Any], dict], tag: str, value: Any
+) -> keras.Model:
+    """Install ``function`` (iterator -> logs) as ``model.train_function``, tagged with ``tag``.
+
+    Build ``function`` with Keras's own machinery, ``model._make_function(step)``, so that
+    ``steps_per_execution``, distribution and ``jit_compile`` behave as in a standard ``fit``.
+    The tag lets :func:`is_injected` recognise it; ``compile()`` resets ``train_function`` and
+    so removes it too.
+    """
+
+    def train_function(iterator):
+        return function(iterator)
+
+    setattr(train_function, tag, value)
+    model.train_function = train_function
+    return model
+
+
+def is_injected(model: keras.Model, tag: str) -> bool:
+    """Whether ``model.train_function`` was installed by :func:`install_train_function`."""
+    return hasattr(getattr(model, "train_function", None), tag)
+
+
+def remove_train_function(model: keras.Model, tag: str, what: str) -> keras.Model:
+    """Undo :func:`install_train_function`: the next ``fit`` builds Keras's standard step again."""
+    if not is_injected(model, tag):
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r} has no injected {what} step (it was never "
+            "injected, or compile() already removed it)."
+        )
+    model.train_function = None
+    return model
+
+
+__all__ = [
+    "assign_all",
+    "batch_size_of",
+    "check_injectable",
+    "forward",
+    "install_train_function",
+    "is_injected",
+    "remove_train_function",
+    "require_optimizer",
+    "snapshot",
+    "sum_replicas",
+]

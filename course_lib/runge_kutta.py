@@ -66,11 +66,18 @@ control flow in a replica context, so adaptive + a distribution strategy raises 
 from __future__ import annotations
 
 from course_lib.adaptive import AdaptiveStepSize, StepSizeError, as_adaptive
-from course_lib.multi_gradient_step import assign_all as _assign_all
-from course_lib.multi_gradient_step import batch_size_of
-from course_lib.multi_gradient_step import forward as _forward
-from course_lib.multi_gradient_step import snapshot as _snapshot
-from course_lib.multi_gradient_step import sum_replicas as _sum_replicas
+from course_lib.multi_gradient_step import (
+    assign_all,
+    batch_size_of,
+    check_injectable,
+    forward,
+    install_train_function,
+    is_injected,
+    remove_train_function,
+    require_optimizer,
+    snapshot,
+    sum_replicas,
+)
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
 import functools
@@ -120,18 +127,9 @@ def _resolve(
 
 def _check_optimizer(model: keras.Model, where: str) -> None:
     """Raise unless the model is compiled with a supported optimizer and a positive step size."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or not getattr(model, "compiled", False):
-        raise ValueError(
-            f"{where}: model {model.name!r} has no optimizer. Call "
-            "model.compile(optimizer=keras.optimizers.SGD(learning_rate=h), loss=...) first; "
-            "the optimizer's learning rate is the Runge–Kutta step size h."
-        )
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise TypeError(
-            f"{where}: LossScaleOptimizer (mixed precision) is not supported by the Runge–Kutta "
-            "step: its trial points need unscaled gradients. Use a float32 or float64 policy."
-        )
+    optimizer = require_optimizer(
+        model, where, "the optimizer's learning rate is the Runge–Kutta step size h."
+    )
     learning_rate = optimizer.learning_rate
     try:
         value = float(keras.ops.convert_to_numpy(learning_rate))
@@ -214,14 +212,14 @@ def runge_kutta_train_step(
     own = set() if state is None else {id(state.scale)}
     frozen = [v for v in model.non_trainable_variables if id(v) not in own]
 
-    start = _snapshot(variables)
-    frozen_before = _snapshot(frozen)
+    start = snapshot(variables)
+    frozen_before = snapshot(frozen)
 
     # Stage 1 at the start point p: this is what fit() reports.
-    y_pred, loss, local_first = _forward(model, x, y, sample_weight, variables)
+    y_pred, loss, local_first = forward(model, x, y, sample_weight, variables)
     batch_size = batch_size_of(x)
     model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=batch_size)
-    frozen_after = _snapshot(frozen)
+    frozen_after = snapshot(frozen)
 
     learning_rate = tf.cast(optimizer.learning_rate, "float64")
     stages = tableau.stages_needed(adaptive=adaptive is not None)
@@ -231,20 +229,20 @@ def runge_kutta_train_step(
         local = [local_first]
         summed = [first_global]
         for i in range(1, stages):
-            _assign_all(variables, _trial_point(start, summed, tableau.a[i][:i], step))
-            _assign_all(frozen, frozen_before)
-            _, _, gradients = _forward(model, x, y, sample_weight, variables)
+            assign_all(variables, _trial_point(start, summed, tableau.a[i][:i], step))
+            assign_all(frozen, frozen_before)
+            _, _, gradients = forward(model, x, y, sample_weight, variables)
             local.append(gradients)
             needed_later = any(tableau.a[j][i] != 0.0 for j in range(i + 1, stages))
-            summed.append(_sum_replicas(gradients) if needed_later or adaptive else gradients)
+            summed.append(sum_replicas(gradients) if needed_later or adaptive else gradients)
         return local, summed
 
     if adaptive is None:
         needed = any(tableau.a[j][0] != 0.0 for j in range(1, stages))
-        first_global = _sum_replicas(local_first) if needed else local_first
+        first_global = sum_replicas(local_first) if needed else local_first
         local, _ = run_stages(learning_rate, first_global)
-        _assign_all(variables, start)
-        _assign_all(frozen, frozen_after)
+        assign_all(variables, start)
+        assign_all(frozen, frozen_after)
         combined = [
             _weighted_sum(tableau.b, local, index, v.dtype) for index, v in enumerate(variables)
         ]
@@ -359,8 +357,8 @@ def _adaptive_step(
         ),
         maximum_iterations=adaptive.max_rejections + 1,
     )
-    _assign_all(variables, start)
-    _assign_all(frozen, frozen_after)
+    assign_all(variables, start)
+    assign_all(frozen, frozen_after)
     rejections = tries - 1
     apply = tf.logical_or(accepted, adaptive.on_failure == "accept")
 
@@ -566,16 +564,7 @@ def inject_runge_kutta(
     The adaptive step scale lives outside the model, so saving an injected model saves the
     standard model; inject again after loading.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"model must be a keras.Model, got {type(model).__name__}; build and compile a Keras "
-            "model first."
-        )
-    if isinstance(model, RungeKuttaTrainStep):
-        raise TypeError(
-            f"model {model.name!r} is already a {type(model).__name__}; choose its tableau in "
-            "its constructor instead of injecting."
-        )
+    check_injectable(model, "inject_runge_kutta", RungeKuttaTrainStep, "its tableau")
     _check_optimizer(model, "inject_runge_kutta")
     tableau, adaptive = _resolve(tableau, adaptive)
     _check_strategy(model, adaptive, "inject_runge_kutta")
@@ -586,35 +575,17 @@ def inject_runge_kutta(
     step = functools.partial(
         runge_kutta_train_step, model, tableau=tableau, adaptive=adaptive, state=state
     )
-    function = _build_train_function(model, step, adaptive)
-    function_marker = {"tableau": tableau, "adaptive": adaptive, "state": state}
-    try:
-        setattr(function, _STATE_ATTRIBUTE, function_marker)
-    except AttributeError:  # a tf.function object may refuse new attributes
-        function = _marked(function, function_marker)
-    model.train_function = function
-    return model
-
-
-def _marked(function: Callable, marker: dict) -> Callable:
-    def wrapper(iterator):
-        return function(iterator)
-
-    setattr(wrapper, _STATE_ATTRIBUTE, marker)
-    return wrapper
+    marker = {"tableau": tableau, "adaptive": adaptive, "state": state}
+    return install_train_function(
+        model, _build_train_function(model, step, adaptive), _STATE_ATTRIBUTE, marker
+    )
 
 
 def is_runge_kutta_injected(model: keras.Model) -> bool:
     """Whether ``model.train_function`` is one installed by :func:`inject_runge_kutta`."""
-    return hasattr(getattr(model, "train_function", None), _STATE_ATTRIBUTE)
+    return is_injected(model, _STATE_ATTRIBUTE)
 
 
 def eject_runge_kutta(model: keras.Model) -> keras.Model:
     """Undo :func:`inject_runge_kutta`: the next ``fit`` builds Keras's standard step again."""
-    if not is_runge_kutta_injected(model):
-        raise ValueError(
-            f"model {getattr(model, 'name', model)!r} has no injected Runge–Kutta step (it was "
-            "never injected, or compile() already removed it)."
-        )
-    model.train_function = None
-    return model
+    return remove_train_function(model, _STATE_ATTRIBUTE, "Runge–Kutta")

@@ -39,7 +39,12 @@ from __future__ import annotations
 from course_lib.multi_gradient_step import (
     assign_all,
     batch_size_of,
+    check_injectable,
     forward,
+    install_train_function,
+    is_injected,
+    remove_train_function,
+    require_optimizer,
     snapshot,
     sum_replicas,
 )
@@ -92,18 +97,9 @@ def _validate_rho(rho: Any) -> float:
 
 
 def _check_optimizer(model: keras.Model, where: str) -> None:
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or not getattr(model, "compiled", False):
-        raise ValueError(
-            f"{where}: model {model.name!r} has no optimizer. Call "
-            "model.compile(optimizer=keras.optimizers.SGD(0.1), loss=...) first; SAM hands the "
-            "gradient at the perturbed point to the compiled optimizer."
-        )
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise TypeError(
-            f"{where}: LossScaleOptimizer (mixed precision) is not supported by the SAM step: "
-            "its perturbation needs the unscaled gradient. Use a float32 or float64 policy."
-        )
+    require_optimizer(
+        model, where, "SAM hands the gradient at the perturbed point to the compiled optimizer."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,42 +211,21 @@ def inject_sam(model: keras.Model, rho: float = 0.05) -> keras.Model:
     Only ``model.train_function`` is replaced; ``evaluate`` and ``predict`` are unchanged.
     ``compile`` (which resets ``train_function``) or :func:`eject_sam` undoes it.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"model must be a keras.Model, got {type(model).__name__}; build and compile a Keras "
-            "model first."
-        )
-    if isinstance(model, SAMTrainStep):
-        raise TypeError(
-            f"model {model.name!r} is already a {type(model).__name__}; set rho in its "
-            "constructor instead of injecting."
-        )
+    check_injectable(model, "inject_sam", SAMTrainStep, "rho")
     _check_optimizer(model, "inject_sam")
     rho = _validate_rho(rho)
-    inner = model._make_function(functools.partial(sam_train_step, model, rho=rho))
-
-    def train_function(iterator):
-        return inner(iterator)
-
-    setattr(train_function, _INJECTED_ATTRIBUTE, rho)
-    model.train_function = train_function
-    return model
+    step = functools.partial(sam_train_step, model, rho=rho)
+    return install_train_function(model, model._make_function(step), _INJECTED_ATTRIBUTE, rho)
 
 
 def is_sam_injected(model: keras.Model) -> bool:
     """Whether ``model.train_function`` is one installed by :func:`inject_sam`."""
-    return hasattr(getattr(model, "train_function", None), _INJECTED_ATTRIBUTE)
+    return is_injected(model, _INJECTED_ATTRIBUTE)
 
 
 def eject_sam(model: keras.Model) -> keras.Model:
     """Undo :func:`inject_sam`: the next ``fit`` builds Keras's standard step again."""
-    if not is_sam_injected(model):
-        raise ValueError(
-            f"model {getattr(model, 'name', model)!r} has no injected SAM step (it was never "
-            "injected, or compile() already removed it)."
-        )
-    model.train_function = None
-    return model
+    return remove_train_function(model, _INJECTED_ATTRIBUTE, "SAM")
 
 
 __all__ = [
