@@ -57,3 +57,13 @@ def xla_allowed():
     config.disable_op_determinism()
     yield
     config.enable_op_determinism()
+
+
+@pytest.fixture
+def float64():
+    """Build the models of one test in float64 (weights, loss, learning rate)."""
+    import keras
+
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")

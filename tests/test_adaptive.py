@@ -16,22 +16,17 @@ import numpy as np
 import pytest
 from scipy.integrate import RK23, RK45
 
+from quadratic_problem import P0, quadratic_loss_for
+
 # A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.
 A = np.array([[2.0, 0.5], [0.5, 40.0]])
-P0 = np.array([-5.0, -2.0])
 SETTINGS = AdaptiveStepSize(rtol=1e-4, atol=1e-6)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
+pytestmark = pytest.mark.usefixtures("float64")
 
 
-def quadratic_loss(y_true, y_pred):
-    matrix = keras.ops.convert_to_tensor(A, dtype=y_pred.dtype)
-    return 0.5 * keras.ops.sum(keras.ops.matmul(y_pred, matrix) * y_pred, axis=-1)
+quadratic_loss = quadratic_loss_for(A)
 
 
 def quadratic_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2):

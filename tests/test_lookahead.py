@@ -13,23 +13,14 @@ import keras
 import numpy as np
 import pytest
 
-A = np.array([[2.0, 0.5], [0.5, 4.0]])
-P0 = np.array([-5.0, -2.0])
+from quadratic_problem import P0, A, quadratic_loss_for
+
 _rng = np.random.default_rng(0)
 X = _rng.normal(size=(96, 6)).astype("float32")
 Y = _rng.normal(size=(96, 2)).astype("float32")
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def quadratic_loss(y_true, y_pred):
-    matrix = keras.ops.convert_to_tensor(A, dtype=y_pred.dtype)
-    return 0.5 * keras.ops.sum(keras.ops.matmul(y_pred, matrix) * y_pred, axis=-1)
+quadratic_loss = quadratic_loss_for(A)
 
 
 def quadratic_model(optimizer, jit_compile=False) -> keras.Model:

@@ -22,25 +22,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-A = np.array([[2.0, 0.5], [0.5, 4.0]])
-P0 = np.array([-5.0, -2.0])
+from quadratic_problem import P0, A, quadratic_loss_for
+
+quadratic_loss = quadratic_loss_for(A)
 
 
-@pytest.fixture
-def float64():
-    """Build the models of one test in float64 (weights, loss, learning rate)."""
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def quadratic_loss(y_true, y_pred):
-    """½ pᵀAp, where the model's output on an input of ones is p (y_true is ignored)."""
-    matrix = keras.ops.convert_to_tensor(A, dtype=y_pred.dtype)
-    return 0.5 * keras.ops.sum(keras.ops.matmul(y_pred, matrix) * y_pred, axis=-1)
-
-
-def quadratic_model(route: str, tableau="heun", h: float = 0.1, jit: bool = False, **kwargs):
+def quadratic_model(
+    route: str, tableau="heun", h: float = 0.1, jit: bool = False, loss=quadratic_loss, **kwargs
+):
     """A model whose only weight is p (a bias-free Dense on an input of ones), compiled."""
     inputs = keras.Input((1,))
     layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
@@ -52,7 +41,7 @@ def quadratic_model(route: str, tableau="heun", h: float = 0.1, jit: bool = Fals
     else:
         model = keras.Model(inputs, outputs)
     model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=quadratic_loss, jit_compile=jit)
+    model.compile(optimizer=keras.optimizers.SGD(h), loss=loss, jit_compile=jit)
     assert model.jit_compile == jit, "XLA silently off: use the xla_allowed fixture"
     if route == "intrusive":
         inject_runge_kutta(model, tableau, **kwargs)
@@ -140,21 +129,16 @@ def test_convergence_order_through_keras(float64, name):
     tableau = TABLEAUX[name]
     matrix = np.array([[1.0, 0.3], [0.3, 2.0]])
     exact = scipy.linalg.expm(-matrix) @ P0
-    global A
-    saved, A = A, matrix
-    try:
-        model = quadratic_model("clean", name)
-        # Far enough into the asymptotic regime that the slope is within 0.1 of the order
-        # (checked against the stability polynomial), far from round-off (errors > 1e-12).
-        step_counts = (16, 32) if tableau.order < 5 else (32, 64)
-        errors = []
-        for steps in step_counts:
-            model.get_layer("p").kernel.assign(P0[None, :])
-            model.optimizer.learning_rate.assign(1.0 / steps)
-            fit_steps(model, steps, shuffle=False)
-            errors.append(np.abs(weights_of(model) - exact).max())
-    finally:
-        A = saved
+    model = quadratic_model("clean", name, loss=quadratic_loss_for(matrix))
+    # Far enough into the asymptotic regime that the slope is within 0.1 of the order
+    # (checked against the stability polynomial), far from round-off (errors > 1e-12).
+    step_counts = (16, 32) if tableau.order < 5 else (32, 64)
+    errors = []
+    for steps in step_counts:
+        model.get_layer("p").kernel.assign(P0[None, :])
+        model.optimizer.learning_rate.assign(1.0 / steps)
+        fit_steps(model, steps, shuffle=False)
+        errors.append(np.abs(weights_of(model) - exact).max())
     slope = np.log(errors[0] / errors[1]) / np.log(step_counts[1] / step_counts[0])
     assert errors[1] > 5e-12, "error at round-off level: the slope would mean nothing"
     assert slope == pytest.approx(tableau.order, abs=0.15), (errors, slope)
