@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from interruption import InterruptAt
 from quadratic_problem import P0, A, quadratic_loss_for
 
 _rng = np.random.default_rng(0)
@@ -139,19 +140,6 @@ def test_keras_file_saved_mid_cycle_resumes_exactly(tmp_path):
     assert int(restored.optimizer.inner.iterations.numpy()) == 6
     restored.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     assert np.array_equal(flat(restored), uninterrupted)
-
-
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.current, batch) == (self.epoch, self.batch):
-            raise RuntimeError("simulated interruption")
 
 
 def test_backup_and_restore_mid_cycle_resumes_exactly(tmp_path):

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from interruption import InterruptAt
+
 MICRO = 16
 STEPS = 4
 _rng = np.random.default_rng(0)
@@ -211,19 +213,6 @@ def test_keras_file_saved_mid_group_resumes_exactly(tmp_path):
     assert int(restored.optimizer.inner.iterations.numpy()) == 1
     restored.fit(x, y, batch_size=MICRO, epochs=1, shuffle=False, verbose=0)
     assert np.array_equal(flat(restored), uninterrupted)
-
-
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.current, batch) == (self.epoch, self.batch):
-            raise RuntimeError("simulated interruption")
 
 
 def test_backup_and_restore_mid_group_resumes_exactly(tmp_path):

@@ -7,26 +7,16 @@ Each exercise is run on a small case whose answer is known in closed form; see
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.checks.soft_batch_problem import (
+    GRADIENTS,
+    LEARNING_RATE,
+    STEPS,
+    expected_trajectory,
+)
 from course_lib.soft_batch import scheduled_learning_rate, soft_sgd_step
 
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
-
-_GRADIENTS = (1.0, 3.0, -2.0, 6.0, 0.5, 0.5, 1.5, 1.5)
-_STEPS = 4
-_LEARNING_RATE = 0.1
-
-
-def _expected_trajectory() -> list[float]:
-    """The variable after each micro-batch: it moves only on every 4th, by lr * mean."""
-    value, trajectory = 1.0, []
-    for k in range(len(_GRADIENTS)):
-        if (k + 1) % _STEPS == 0:
-            value -= _LEARNING_RATE * float(np.mean(_GRADIENTS[k + 1 - _STEPS : k + 1]))
-        trajectory.append(value)
-    return trajectory
 
 
 def _check_soft_sgd_step(step: Callable[..., Any]) -> str:
@@ -38,18 +28,18 @@ def _check_soft_sgd_step(step: Callable[..., Any]) -> str:
 
     @tf.function
     def run(gradient):
-        step(variable, accumulator, count, gradient, _STEPS, _LEARNING_RATE)
+        step(variable, accumulator, count, gradient, STEPS, LEARNING_RATE)
 
     got = []
-    for gradient in _GRADIENTS:
+    for gradient in GRADIENTS:
         run(tf.constant(gradient))
         got.append(float(variable.numpy()))
-    expected = _expected_trajectory()
+    expected = expected_trajectory()
     for k, (before, after) in enumerate(zip([1.0, *got[:-1]], got, strict=True)):
-        if (k + 1) % _STEPS and after != before:
+        if (k + 1) % STEPS and after != before:
             raise Incorrect(
                 f"micro-batch {k + 1} moved the variable from {before:.6f} to {after:.6f}; it "
-                f"must stay bit-identical until {_STEPS} gradients are in."
+                f"must stay bit-identical until {STEPS} gradients are in."
             )
     expect_close("the variable after each micro-batch", got, expected, atol=1e-6)
     if int(count.numpy()) != 0 or float(accumulator.numpy()) != 0.0:

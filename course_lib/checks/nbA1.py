@@ -11,26 +11,16 @@ eager process (the tests). ``tests/test_checks_nbA1.py`` lists the wrong answers
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.checks.soft_batch_problem import (
+    GRADIENTS,
+    LEARNING_RATE,
+    STEPS,
+    expected_trajectory,
+)
 from course_lib.keras2_reference import value_select_soft_batch_updates
 
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
-
-_GRADIENTS = (1.0, 3.0, -2.0, 6.0, 0.5, 0.5, 1.5, 1.5)
-_STEPS = 4
-_LEARNING_RATE = 0.1
-
-
-def _expected_trajectory() -> list[float]:
-    """The weight after each micro-batch: it moves only on every 4th, by lr * mean."""
-    value, trajectory = 1.0, []
-    for k in range(len(_GRADIENTS)):
-        if (k + 1) % _STEPS == 0:
-            value -= _LEARNING_RATE * float(np.mean(_GRADIENTS[k + 1 - _STEPS : k + 1]))
-        trajectory.append(value)
-    return trajectory
 
 
 def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], list[float]]:
@@ -47,7 +37,7 @@ def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], l
         accumulator = tf.Variable(0.0, name="accumulator")
         gradient = tf.compat.v1.placeholder(tf.float32, (), name="gradient")
         is_update = tf.compat.v1.placeholder(tf.bool, (), name="is_update")
-        updates = function(p, accumulator, gradient, is_update, _LEARNING_RATE, _STEPS)
+        updates = function(p, accumulator, gradient, is_update, LEARNING_RATE, STEPS)
         if isinstance(updates, tf.Tensor | tf.Operation):
             updates = [updates]
         if not isinstance(updates, list | tuple) or not updates:
@@ -59,8 +49,8 @@ def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], l
         weights, accumulators = [], []
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            for k, value in enumerate(_GRADIENTS):
-                session.run(step, {gradient: value, is_update: (k + 1) % _STEPS == 0})
+            for k, value in enumerate(GRADIENTS):
+                session.run(step, {gradient: value, is_update: (k + 1) % STEPS == 0})
                 weight, total = session.run([p, accumulator])
                 weights.append(float(weight))
                 accumulators.append(float(total))
@@ -69,9 +59,9 @@ def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], l
 
 def _check_soft_batch_updates(function: Callable[..., Any]) -> str:
     got, accumulators = run_soft_batch_updates(function)
-    expected = _expected_trajectory()
+    expected = expected_trajectory()
     for k, (before, after) in enumerate(zip([1.0, *got[:-1]], got, strict=True)):
-        if (k + 1) % _STEPS and after != before:
+        if (k + 1) % STEPS and after != before:
             raise Incorrect(
                 f"micro-batch {k + 1} is not an update step, yet it moved the weight from "
                 f"{before:.6f} to {after:.6f} (a leak of {abs(after - before):.3g}). Is the "
@@ -79,8 +69,8 @@ def _check_soft_batch_updates(function: Callable[..., Any]) -> str:
             )
     expect_close("the weight after each micro-batch", got, expected, atol=1e-6)
     running = 0.0
-    for k, value in enumerate(_GRADIENTS):
-        running = 0.0 if (k + 1) % _STEPS == 0 else running + value
+    for k, value in enumerate(GRADIENTS):
+        running = 0.0 if (k + 1) % STEPS == 0 else running + value
         if abs(accumulators[k] - running) > 1e-6:
             raise Incorrect(
                 f"after micro-batch {k + 1} the accumulator holds {accumulators[k]:.4f}, "
