@@ -13,6 +13,7 @@ what notebook 06 and its benchmark measure with them, so that the two can never 
 from __future__ import annotations
 
 from course_lib.lookahead import lookahead_interpolation
+from course_lib.rk_experiments import check_run_settings
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -201,12 +202,7 @@ class ComparisonSettings:
     slow_step_size: float = 0.5
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={self.seeds!r} must be distinct and at least one.")
-        for name in ("epochs", "batch_size", "hidden_units"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer.")
+        check_run_settings(self)
 
 
 def _digits_model(method: str, settings: ComparisonSettings, seed: int) -> Any:

@@ -177,6 +177,18 @@ STUDY_METHODS: dict[str, tuple[str | None, bool]] = {
 }
 
 
+def check_run_settings(settings: Any) -> None:
+    """Raise unless ``settings.seeds`` are distinct and non-empty and ``epochs``, ``batch_size``
+    and ``hidden_units`` are positive integers (the study settings of notebooks 05 and 06)."""
+    seeds = settings.seeds
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds!r} must be distinct and at least one.")
+    for name in ("epochs", "batch_size", "hidden_units"):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer.")
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """What the overfitting study trains: an MLP on digits, SGD(learning_rate) as the step size.
@@ -200,12 +212,7 @@ class StudySettings:
             raise ValueError(
                 f"methods={self.methods!r}: choose among {list(STUDY_METHODS)} (at least one)."
             )
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={self.seeds!r} must be distinct and at least one.")
-        for name in ("epochs", "batch_size", "hidden_units"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer.")
+        check_run_settings(self)
         if not np.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise ValueError(
                 f"learning_rate={self.learning_rate!r} must be a positive number (the step size)."
