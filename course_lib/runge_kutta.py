@@ -59,8 +59,12 @@ The logs gain ``"step_size"`` (the accepted h), ``"rejections"`` (retries in thi
 :func:`is_runge_kutta_injected`, ``adaptive=True`` as shorthand for the default settings, and
 ``RungeKuttaTrainStep.runge_kutta_tableau`` / ``runge_kutta_adaptive`` /
 ``runge_kutta_step_scale`` (adaptive only) as the models' attributes.
-Limit: adaptive steps retry inside a ``tf.while_loop``, and TensorFlow cannot all-reduce inside
-control flow in a replica context, so adaptive + a distribution strategy raises a clear error.
+Under a distribution strategy the adaptive step needs one more idea. Its retries are a
+``tf.while_loop`` whose every try all-reduces gradients, and TensorFlow cannot all-reduce inside
+control flow that runs in a replica context (``merge_call`` raises). So the loop runs once, in
+cross-replica context, and each try runs the stages on every replica from there: the pattern
+``keras.optimizers.LossScaleOptimizer`` uses for its "apply only if finite" ``cond``. The result
+equals one device (tested: same rejections, step sizes and weights).
 """
 
 from __future__ import annotations
@@ -143,16 +147,6 @@ def _check_optimizer(model: keras.Model, where: str) -> None:
         )
 
 
-def _check_strategy(model: keras.Model, adaptive: AdaptiveStepSize | None, where: str) -> None:
-    if adaptive is not None and model.distribute_strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"{where}: adaptive step size is not supported under a distribution strategy with "
-            f"{model.distribute_strategy.num_replicas_in_sync} replicas: the retries run in a "
-            "tf.while_loop, and TensorFlow cannot all-reduce gradients inside control flow in a "
-            "replica context. Train the adaptive method on one device, or use adaptive=None."
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # The training step
 # --------------------------------------------------------------------------------------------
@@ -192,6 +186,39 @@ def _trial_point(start: list, stage_gradients: list, row: Sequence[float], step)
     return points
 
 
+def _stage_gradients(
+    model: keras.Model,
+    tableau: ButcherTableau,
+    stages: int,
+    variables: list,
+    frozen: list,
+    batch: tuple,
+    start: list,
+    frozen_before: list,
+    first: tuple[list, list],
+    step: tf.Tensor,
+    reduce_all: bool,
+) -> tuple[list, list]:
+    """Gradients of every stage at its trial point for step size ``step``; runs per replica.
+
+    ``first`` is stage 1's gradient as (this replica's part, the whole batch's). Returns both
+    lists per stage: the replica's own parts (what the optimizer sums across replicas itself)
+    and the whole batch's (what trial points and error estimates are built from). A stage's
+    gradient is all-reduced only if a later trial point needs it, or always when
+    ``reduce_all`` (the adaptive step builds its error estimate from every stage).
+    """
+    x, y, sample_weight = batch
+    local, summed = [first[0]], [first[1]]
+    for i in range(1, stages):
+        assign_all(variables, _trial_point(start, summed, tableau.a[i][:i], step))
+        assign_all(frozen, frozen_before)
+        _, _, gradients = forward(model, x, y, sample_weight, variables)
+        local.append(gradients)
+        needed_later = any(tableau.a[j][i] != 0.0 for j in range(i + 1, stages))
+        summed.append(sum_replicas(gradients) if needed_later or reduce_all else gradients)
+    return local, summed
+
+
 def runge_kutta_train_step(
     model: keras.Model,
     data: Any,
@@ -220,27 +247,25 @@ def runge_kutta_train_step(
     batch_size = batch_size_of(x)
     model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=batch_size)
     frozen_after = snapshot(frozen)
-
-    learning_rate = tf.cast(optimizer.learning_rate, "float64")
     stages = tableau.stages_needed(adaptive=adaptive is not None)
-
-    def run_stages(step, first_global):
-        """Gradients of stages 2..stages at trial points for step size ``step`` (float64)."""
-        local = [local_first]
-        summed = [first_global]
-        for i in range(1, stages):
-            assign_all(variables, _trial_point(start, summed, tableau.a[i][:i], step))
-            assign_all(frozen, frozen_before)
-            _, _, gradients = forward(model, x, y, sample_weight, variables)
-            local.append(gradients)
-            needed_later = any(tableau.a[j][i] != 0.0 for j in range(i + 1, stages))
-            summed.append(sum_replicas(gradients) if needed_later or adaptive else gradients)
-        return local, summed
 
     if adaptive is None:
         needed = any(tableau.a[j][0] != 0.0 for j in range(1, stages))
         first_global = sum_replicas(local_first) if needed else local_first
-        local, _ = run_stages(learning_rate, first_global)
+        step = tf.cast(optimizer.learning_rate, "float64")
+        local, _ = _stage_gradients(
+            model,
+            tableau,
+            stages,
+            variables,
+            frozen,
+            (x, y, sample_weight),
+            start,
+            frozen_before,
+            (local_first, first_global),
+            step,
+            reduce_all=False,
+        )
         assign_all(variables, start)
         assign_all(frozen, frozen_after)
         combined = [
@@ -249,21 +274,9 @@ def runge_kutta_train_step(
         optimizer.apply_gradients(zip(combined, variables, strict=True))
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    logs_extra = _adaptive_step(
-        model,
-        tableau,
-        adaptive,
-        state,
-        variables,
-        start,
-        frozen,
-        frozen_after,
-        local_first,
-        learning_rate,
-        run_stages,
-    )
-    logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-    logs = dict(logs)
+    per_replica = (x, y, sample_weight, start, frozen_before, frozen_after, local_first)
+    logs_extra = _adaptive_step(model, tableau, adaptive, state, variables, frozen, per_replica)
+    logs = dict(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
     logs.update(logs_extra)
     return logs
 
@@ -287,20 +300,41 @@ def _error_norm(start: list, new: list, error: list, adaptive: AdaptiveStepSize)
     return tf.sqrt(total / count)
 
 
+def _for_each_replica(distribution: tf.distribute.Strategy, fn: Callable, *args: Any) -> Any:
+    """Run ``fn`` once per replica from cross-replica context (directly on one device)."""
+    if tf.distribute.in_cross_replica_context():
+        return distribution.extended.call_for_each_replica(fn, args=args)
+    return fn(*args)  # one device: maybe_merge_call stayed in the default replica context
+
+
+def _first_replica(distribution: tf.distribute.Strategy, values: Any) -> Any:
+    """Replica 0's part of per-replica ``values`` that are equal on every replica."""
+    return tf.nest.map_structure(
+        lambda value: distribution.experimental_local_results(value)[0], values
+    )
+
+
 def _adaptive_step(
-    model,
-    tableau,
-    adaptive,
-    state,
-    variables,
-    start,
-    frozen,
-    frozen_after,
-    local_first,
-    learning_rate,
-    run_stages,
+    model: keras.Model,
+    tableau: ButcherTableau,
+    adaptive: AdaptiveStepSize,
+    state: _AdaptiveState,
+    variables: list,
+    frozen: list,
+    per_replica: tuple,
 ) -> dict[str, tf.Tensor]:
-    """Try the step, shrink h and retry on the same batch until the error estimate passes."""
+    """Try the step, shrink h and retry on the same batch until the error estimate passes.
+
+    Called per replica; ``per_replica`` holds this replica's (x, y, sample_weight, start,
+    frozen_before, frozen_after, stage-1 gradient). The accept/reject loop is data-dependent
+    control flow, and each try all-reduces its stages' gradients: TensorFlow cannot all-reduce
+    inside control flow that runs in a replica context. So the loop runs *once*, in
+    cross-replica context (``merge_call``), and each try runs the stages on every replica
+    (``call_for_each_replica``), the pattern of ``keras.optimizers.LossScaleOptimizer``. Every
+    replica holds the same all-reduced gradients, hence the same error norm and stage
+    gradients, so the decisions are taken on replica 0's copy. On one device the same code runs
+    with no merge at all.
+    """
     optimizer = model.optimizer
     exponent = tf.constant(adaptive.exponent(tableau.order, tableau.embedded_order), "float64")
     safety = tf.constant(adaptive.safety, "float64")
@@ -310,11 +344,31 @@ def _adaptive_step(
     one = tf.constant(1.0, "float64")
     error_weights = tableau.error_weights
     stages = tableau.stages_needed(adaptive=True)
-    first_global = local_first  # single device: adaptive is refused under a strategy
+    first_global = sum_replicas(per_replica[-1])  # outside control flow: a replica context is fine
+    # Read once, before any update: h for every try, and the step size the logs report.
+    learning_rate = tf.cast(optimizer.learning_rate, "float64")
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    has_gradient = [g is not None for g in per_replica[-1]]
 
-    def attempt(scale):
-        step = learning_rate * scale
-        _, summed = run_stages(step, first_global)
+    def attempt(
+        scale, x, y, sample_weight, start, frozen_before, _, local_first, first_global, rate
+    ):
+        """One try with h = learning_rate·scale (per replica): error norm, stage gradients."""
+        step = rate * scale
+        _, summed = _stage_gradients(
+            model,
+            tableau,
+            stages,
+            variables,
+            frozen,
+            (x, y, sample_weight),
+            start,
+            frozen_before,
+            (local_first, first_global),
+            step,
+            reduce_all=True,
+        )
         new, error = [], []
         for index, value in enumerate(start):
             direction = _weighted_sum(tableau.b, summed, index, "float64")
@@ -325,72 +379,95 @@ def _adaptive_step(
                 else tf.cast(tf.cast(value, "float64") - step * direction, value.dtype)
             )
             error.append(None if estimate is None else step * estimate)
-        return _error_norm(start, new, error, adaptive), summed
-
-    zero_like = [[tf.zeros_like(v) for v in start] for _ in range(stages)]
-
-    def as_filled(summed):
-        return [
-            [tf.zeros_like(s) if g is None else g for g, s in zip(gs, start, strict=True)]
-            for gs in summed
+        # Loop variables cannot be None: a variable without a gradient carries zeros.
+        filled = [
+            [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, start, strict=True)]
+            for gradients in summed
         ]
+        return _error_norm(start, new, error, adaptive), filled
 
-    def condition(tries, scale, accepted, norm, summed):
-        return tf.logical_and(tf.logical_not(accepted), tries <= adaptive.max_rejections)
+    def restore(start, frozen_after):
+        assign_all(variables, start)
+        assign_all(frozen, frozen_after)
 
-    def body(tries, scale, accepted, norm, summed):
-        # On a retry, shrink the step from the last try's error norm (SciPy's rejection rule).
-        shrink = tf.maximum(min_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent))
-        scale = tf.where(tries > 0, scale * shrink, scale)
-        norm, summed = attempt(scale)
-        return tries + 1, scale, norm < one, norm, as_filled(summed)
-
-    tries, scale, accepted, norm, summed = tf.while_loop(
-        condition,
-        body,
-        loop_vars=(
-            tf.constant(0),
-            tf.convert_to_tensor(state.scale.value),
-            tf.constant(False),
-            tf.constant(0.0, "float64"),
-            zero_like,
-        ),
-        maximum_iterations=adaptive.max_rejections + 1,
-    )
-    assign_all(variables, start)
-    assign_all(frozen, frozen_after)
-    rejections = tries - 1
-    apply = tf.logical_or(accepted, adaptive.on_failure == "accept")
-
-    # Grow (or, after a rejection, at most keep) the step for the next batch.
-    grow = tf.where(
-        norm == 0.0,
-        max_factor,
-        tf.minimum(max_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent)),
-    )
-    grow = tf.where(rejections > 0, tf.minimum(grow, one), grow)
-
-    def apply_step():
+    def apply(summed, scale):
+        # Σ b_i·g_i is formed here, after the loop, and not in each try: the adaptive runs of
+        # notebook 05 are chaotic enough that a float32 rounding step moves them off their
+        # recorded path, and this is the order of operations they were recorded with.
         combined = [
             _weighted_sum(tableau.b, summed, index, v.dtype) for index, v in enumerate(variables)
         ]
-        combined = [None if g is None else g * tf.cast(scale, g.dtype) for g in combined]
-        optimizer.apply_gradients(zip(combined, variables, strict=True))
-        state.scale.assign(scale * grow)
-        return tf.constant(True)
+        # Each replica hands the optimizer 1/replicas of the batch's direction: it sums them.
+        factor = scale if replicas == 1 else scale / replicas
+        gradients = [
+            g * tf.cast(factor, g.dtype) if present else None
+            for g, present in zip(combined, has_gradient, strict=True)
+        ]
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
 
-    def keep_weights():
-        return tf.constant(False)
+    def decide(distribution, *inputs):
+        """The accept/reject loop and the update, once for all replicas (cross-replica context).
 
-    if adaptive.on_failure == "accept":
-        apply_step()
-    else:
-        tf.cond(apply, apply_step, keep_weights)
+        ``inputs`` are :func:`attempt`'s arguments after ``scale``, per replica.
+        """
+        start, frozen_after = inputs[3], inputs[5]
+
+        def condition(tries, scale, accepted, norm, summed):
+            return tf.logical_and(tf.logical_not(accepted), tries <= adaptive.max_rejections)
+
+        def body(tries, scale, accepted, norm, summed):
+            # On a retry, shrink the step from the last try's error norm (SciPy's rejection rule).
+            shrink = tf.maximum(min_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent))
+            scale = tf.where(tries > 0, scale * shrink, scale)
+            norm, summed = _first_replica(
+                distribution, _for_each_replica(distribution, attempt, scale, *inputs)
+            )
+            return tries + 1, scale, norm < one, norm, summed
+
+        start_here = _first_replica(distribution, start)
+        tries, scale, accepted, norm, summed = tf.while_loop(
+            condition,
+            body,
+            loop_vars=(
+                tf.constant(0),
+                tf.convert_to_tensor(state.scale.value),
+                tf.constant(False),
+                tf.constant(0.0, "float64"),
+                [[tf.zeros_like(v) for v in start_here] for _ in range(stages)],
+            ),
+            maximum_iterations=adaptive.max_rejections + 1,
+        )
+        _for_each_replica(distribution, restore, start, frozen_after)
+        rejections = tries - 1
+
+        # Grow (or, after a rejection, at most keep) the step for the next batch.
+        grow = tf.where(
+            norm == 0.0,
+            max_factor,
+            tf.minimum(max_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent)),
+        )
+        grow = tf.where(rejections > 0, tf.minimum(grow, one), grow)
+
+        def apply_step():
+            _for_each_replica(distribution, apply, summed, scale)
+            state.scale.assign(scale * grow)
+            return tf.constant(True)
+
+        if adaptive.on_failure == "accept":
+            apply_step()
+        else:
+            tf.cond(accepted, apply_step, lambda: tf.constant(False))
+        return rejections, scale, accepted, norm
+
+    rejections, scale, accepted, norm = tf.__internal__.distribute.interim.maybe_merge_call(
+        decide, strategy, *per_replica, first_global, learning_rate
+    )
     return {
         "step_size": learning_rate * scale,
         "rejections": rejections,
         "error_norm": norm,
-        _FAILED: tf.logical_not(accepted),
+        # A number, not a bool: under a strategy Keras averages every log across replicas.
+        _FAILED: tf.cast(tf.logical_not(accepted), "float32"),
     }
 
 
@@ -409,7 +486,7 @@ def _build_train_function(
 
     def function(iterator):
         logs = dict(inner(iterator))
-        if bool(logs.pop(_FAILED)):
+        if float(logs.pop(_FAILED)) > 0:
             message = (
                 f"adaptive step rejected {adaptive.max_rejections + 1} times (error norm "
                 f"{float(logs['error_norm']):.3g}, last step size {float(logs['step_size']):.3g}, "
@@ -450,7 +527,6 @@ class RungeKuttaTrainStep:
         self.__dict__["runge_kutta_adaptive"] = adaptive
         state = None
         if adaptive is not None:
-            _check_strategy(self, adaptive, type(self).__name__)
             was_locked = self._tracker.locked
             self._tracker.unlock()
             self.runge_kutta_step_scale = _make_scale_variable()
@@ -567,7 +643,6 @@ def inject_runge_kutta(
     check_injectable(model, "inject_runge_kutta", RungeKuttaTrainStep, "its tableau")
     _check_optimizer(model, "inject_runge_kutta")
     tableau, adaptive = _resolve(tableau, adaptive)
-    _check_strategy(model, adaptive, "inject_runge_kutta")
     state = None
     if adaptive is not None:
         with model.distribute_strategy.scope():

@@ -8,6 +8,7 @@ gradient flow is p(t) = exp(−tA)·p0. Plain least squares gives NumPy referenc
 from __future__ import annotations
 
 import course_lib
+from course_lib.adaptive import AdaptiveStepSize, StepSizeError, StepSizeLog
 from course_lib.runge_kutta import (
     RungeKuttaModel,
     RungeKuttaSequential,
@@ -16,6 +17,8 @@ from course_lib.runge_kutta import (
     is_runge_kutta_injected,
 )
 from course_lib.tableaux import TABLEAUX, ButcherTableau, InvalidTableauError, get_tableau
+
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -380,7 +383,7 @@ def test_bad_tableaux_are_rejected():
 # ---------------------------------------------------------------------------------------------
 
 
-def mlp_run(route: str, tableau: str, strategy=None):
+def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=()):
     """Train a small MLP for 2 epochs of 4 batches; return weights and logged losses."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 5)).astype("float32")
@@ -392,13 +395,17 @@ def mlp_run(route: str, tableau: str, strategy=None):
         hidden = keras.layers.Dense(8, activation="tanh")(inputs)
         outputs = keras.layers.Dense(1)(hidden)
         if route == "clean":
-            model = RungeKuttaModel(inputs=inputs, outputs=outputs, tableau=tableau)
+            model = RungeKuttaModel(
+                inputs=inputs, outputs=outputs, tableau=tableau, adaptive=adaptive
+            )
         else:
             model = keras.Model(inputs, outputs)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
         if route == "intrusive":
-            inject_runge_kutta(model, tableau)
-    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+            inject_runge_kutta(model, tableau, adaptive)
+    history = model.fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks)
+    )
     return [v.numpy() for v in model.weights], history.history
 
 
@@ -424,3 +431,65 @@ def test_mirrored_strategy_equals_one_device(two_cpu_strategy, route, tableau):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     for key in ("loss", "mae"):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=0, atol=1e-6)
+
+
+# The adaptive step's accept/reject loop runs in cross-replica context. With these tolerances
+# several steps are rejected once and then accepted, so the retry path runs under the strategy.
+_ADAPTIVE = AdaptiveStepSize(rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("route", "tableau", "adaptive"),
+    [
+        ("clean", "dormand_prince", _ADAPTIVE),
+        ("intrusive", "bogacki_shampine", _ADAPTIVE),
+        ("clean", "dormand_prince", replace(_ADAPTIVE, max_rejections=0, on_failure="accept")),
+    ],
+    ids=["clean-dormand_prince", "intrusive-bogacki_shampine", "accept-policy"],
+)
+def test_adaptive_mirrored_strategy_equals_one_device(two_cpu_strategy, route, tableau, adaptive):
+    """Same rejections, step sizes and weights as on one device.
+
+    Tolerances: the error estimate Σ e_i·g_i cancels almost exactly, so the float32 rounding of
+    a gradient summed in another order (two half-batches) moves the chosen step size at the
+    1e-5 level, the weights by about that times the step, and the logged loss (about 3) by a
+    few float32 units in the last place.
+    """
+    single_log, mirrored_log = StepSizeLog(), StepSizeLog()
+    warns = pytest.warns(UserWarning, match="applied the last try")
+    with warns if adaptive.on_failure == "accept" else _nullcontext():
+        single_weights, single_logs = mlp_run(
+            route, tableau, adaptive=adaptive, callbacks=[single_log]
+        )
+    keras.backend.clear_session()
+    with warns if adaptive.on_failure == "accept" else _nullcontext():
+        mirrored_weights, mirrored_logs = mlp_run(
+            route, tableau, two_cpu_strategy, adaptive=adaptive, callbacks=[mirrored_log]
+        )
+    assert mirrored_log.rejections == single_log.rejections
+    if adaptive.max_rejections > 0:
+        assert 0 < sum(single_log.rejections) < len(single_log.rejections)
+    np.testing.assert_allclose(mirrored_log.step_sizes, single_log.step_sizes, rtol=1e-4)
+    for got, want in zip(mirrored_weights, single_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-5)
+
+
+def test_adaptive_raise_policy_under_mirrored_strategy_keeps_the_weights(two_cpu_strategy):
+    strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
+    with two_cpu_strategy.scope():
+        inputs = keras.Input((5,))
+        model = RungeKuttaModel(
+            inputs=inputs,
+            outputs=keras.layers.Dense(1)(inputs),
+            tableau="dormand_prince",
+            adaptive=strict,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [v.numpy() for v in model.weights]
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    with pytest.raises(StepSizeError, match="rejected 2 times"):
+        model.fit(x, x[:, :1], batch_size=8, epochs=1, verbose=0)
+    for got, want in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)
