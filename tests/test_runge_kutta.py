@@ -383,8 +383,12 @@ def test_bad_tableaux_are_rejected():
 # ---------------------------------------------------------------------------------------------
 
 
-def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=()):
-    """Train a small MLP for 2 epochs of 4 batches; return weights and logged losses."""
+def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=(), batch_norm=False):
+    """Train a small MLP for 2 epochs of 4 batches; return weights and logged losses.
+
+    The weights are the model's own (layers and BatchNorm statistics), without the adaptive
+    step scale: tests compare that through the logged step sizes.
+    """
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 5)).astype("float32")
     y = (x[:, :1] * 2 - x[:, 1:2]).astype("float32")
@@ -392,7 +396,14 @@ def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=()
     scope = strategy.scope() if strategy is not None else _nullcontext()
     with scope:
         inputs = keras.Input((5,))
-        hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+        if batch_norm:
+            # Synchronized: plain BatchNormalization normalises each replica's half-batch on its
+            # own under a strategy, a different model from one device (Keras's own step too).
+            hidden = keras.layers.Dense(8)(inputs)
+            hidden = keras.layers.BatchNormalization(synchronized=True)(hidden)
+            hidden = keras.layers.Activation("tanh")(hidden)
+        else:
+            hidden = keras.layers.Dense(8, activation="tanh")(inputs)
         outputs = keras.layers.Dense(1)(hidden)
         if route == "clean":
             model = RungeKuttaModel(
@@ -406,7 +417,8 @@ def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=()
     history = model.fit(
         x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks)
     )
-    return [v.numpy() for v in model.weights], history.history
+    scale = getattr(model, "runge_kutta_step_scale", None)
+    return [v.numpy() for v in model.weights if v is not scale], history.history
 
 
 class _nullcontext:
@@ -474,6 +486,26 @@ def test_adaptive_mirrored_strategy_equals_one_device(two_cpu_strategy, route, t
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
     for key in ("loss", "mae"):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-5)
+
+
+@pytest.mark.parametrize("adaptive", [None, _ADAPTIVE], ids=["fixed-step", "adaptive"])
+def test_synchronized_batchnorm_under_mirrored_strategy_equals_one_device(
+    two_cpu_strategy, adaptive
+):
+    """BatchNorm's all-reduce runs inside every stage (and inside the adaptive retry loop)."""
+    single_log, mirrored_log = StepSizeLog(), StepSizeLog()
+    logs = [] if adaptive is None else [single_log]
+    single_weights, _ = mlp_run("clean", "dormand_prince", None, adaptive, logs, batch_norm=True)
+    keras.backend.clear_session()
+    logs = [] if adaptive is None else [mirrored_log]
+    mirrored_weights, _ = mlp_run(
+        "clean", "dormand_prince", two_cpu_strategy, adaptive, logs, batch_norm=True
+    )
+    assert mirrored_log.rejections == single_log.rejections
+    if adaptive is not None:
+        assert sum(single_log.rejections) > 0
+    for got, want in zip(mirrored_weights, single_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
 
 
 def test_adaptive_raise_policy_under_mirrored_strategy_keeps_the_weights(two_cpu_strategy):
