@@ -8,7 +8,10 @@ configurations alternated round by round, it measures the median step time (from
   applies their mean: the floor for any k-stage method (k = 2, 3, 4, 6);
 * every named tableau through :class:`course_lib.runge_kutta.RungeKuttaModel`, Heun also through
   :func:`course_lib.runge_kutta.inject_runge_kutta`;
-* adaptive Dormand–Prince, with its gradient evaluations per accepted step.
+* adaptive Dormand–Prince, with its gradient evaluations per accepted step;
+* an ablation, Dormand–Prince's six stages with one-term trial points (see
+  :func:`one_term_dormand_prince`): what the step costs without the weighted sums that build
+  Dormand–Prince's trial points.
 
 Goals (issues 5 and 6): Heun within 5% of the 2-gradient reference, intrusive within 5% of clean,
 every tableau within 10% of the reference with as many gradients. Prints a markdown table.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import course_lib
 from course_lib.adaptive import AdaptiveStepSize, StepSizeLog
 from course_lib.runge_kutta import RungeKuttaModel, inject_runge_kutta
-from course_lib.tableaux import TABLEAUX
+from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
 import argparse
 import platform
@@ -74,6 +77,22 @@ class BareMultiGradient(keras.Model):
         return self.compute_metrics(x, y, first_pred)
 
 
+def one_term_dormand_prince() -> ButcherTableau:
+    """Dormand–Prince's six stages and weights b, with stage i at p − h·1e-30·g_(i−1).
+
+    The ablation keeps everything a stage does (snapshot, moving the weights, a gradient that
+    waits for the previous stage's, as in a real method and in the bare reference) and drops
+    the arithmetic of the trial points: Dormand–Prince's rows of A combine up to five earlier
+    gradients over every parameter, these combine one. Numerically every stage is at p.
+    """
+    tiny = 1e-30
+    b = get_tableau("dormand_prince").b[:6]  # b_7 = 0: six stages are used
+    rows = [tuple(tiny if j == i - 1 else 0.0 for j in range(6)) for i in range(6)]
+    return ButcherTableau(
+        name="dormand_prince_one_term", c=(0.0,) + (tiny,) * 5, a=tuple(rows), b=b, order=1
+    )
+
+
 class StepTimer(keras.callbacks.Callback):
     """Wall time of each training step, from batch begin to batch end."""
 
@@ -124,6 +143,15 @@ def configurations():
         rows.append((f"{name} (clean)", "rk", {"tableau": name}, k, reference))
         if name == "heun":
             rows.append(("heun (intrusive)", "intrusive", {"tableau": name}, k, reference))
+    rows.append(
+        (
+            "dormand_prince, one-term trial points (ablation)",
+            "rk",
+            {"tableau": one_term_dormand_prince()},
+            6,
+            "bare 6-gradient reference",
+        )
+    )
     rows.append(
         (
             "dormand_prince adaptive (clean)",
@@ -191,7 +219,7 @@ def goal(row: dict) -> str:
         return (
             f"≤ 1.05× clean: {'yes' if row['vs_clean'] <= 1.05 else 'no'} ({row['vs_clean']:.2f}×)"
         )
-    if row["vs_reference"] is None or "adaptive" in row["method"]:
+    if row["vs_reference"] is None or "adaptive" in row["method"] or "ablation" in row["method"]:
         return ""
     limit = 1.05 if row["method"].startswith("heun") else 1.10
     met = "yes" if row["vs_reference"] <= limit else "no"
