@@ -417,7 +417,13 @@ def _adaptive_step(
 
         def body(tries, scale, accepted, norm, summed):
             # On a retry, shrink the step from the last try's error norm (SciPy's rejection rule).
-            shrink = tf.maximum(min_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent))
+            # A non-finite norm (the try overflowed: NaN or inf) shrinks by min_factor, as
+            # SciPy's max(MIN_FACTOR, nan) does; tf.maximum would carry the NaN into the step.
+            shrink = tf.where(
+                tf.math.is_finite(norm),
+                tf.maximum(min_factor, safety * tf.pow(tf.maximum(norm, tiny), exponent)),
+                min_factor,
+            )
             scale = tf.where(tries > 0, scale * shrink, scale)
             norm, summed = _first_replica(
                 distribution, _for_each_replica(distribution, attempt, scale, *inputs)
@@ -454,7 +460,8 @@ def _adaptive_step(
             return tf.constant(True)
 
         if adaptive.on_failure == "accept":
-            apply_step()
+            # A failed last try is applied, unless it is not finite: that would be NaN weights.
+            tf.cond(tf.math.is_finite(norm), apply_step, lambda: tf.constant(False))
         else:
             tf.cond(accepted, apply_step, lambda: tf.constant(False))
         return rejections, scale, accepted, norm
@@ -487,6 +494,15 @@ def _build_train_function(
     def function(iterator):
         logs = dict(inner(iterator))
         if float(logs.pop(_FAILED)) > 0:
+            if not math.isfinite(float(logs["error_norm"])):
+                raise StepSizeError(
+                    f"adaptive step: the error estimate was not finite (NaN or inf) in all "
+                    f"{adaptive.max_rejections + 1} tries, down to step size "
+                    f"{float(logs['step_size']):.3g}: the loss or its gradient is not finite at "
+                    "the start of the step or at every trial point. The weights were left at the "
+                    "start of the step. Check the data and the loss for NaN/inf values, or lower "
+                    "the learning rate (the first step size)."
+                )
             message = (
                 f"adaptive step rejected {adaptive.max_rejections + 1} times (error norm "
                 f"{float(logs['error_norm']):.3g}, last step size {float(logs['step_size']):.3g}, "

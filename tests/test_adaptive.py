@@ -29,7 +29,9 @@ pytestmark = pytest.mark.usefixtures("float64")
 quadratic_loss = quadratic_loss_for(A)
 
 
-def quadratic_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2):
+def quadratic_model(
+    route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2, loss=quadratic_loss
+):
     inputs = keras.Input((1,))
     layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
     if route == "clean":
@@ -41,7 +43,7 @@ def quadratic_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, 
     else:
         model = keras.Model(inputs, layer(inputs))
     model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=quadratic_loss)
+    model.compile(optimizer=keras.optimizers.SGD(h), loss=loss)
     if route == "intrusive":
         inject_runge_kutta(model, tableau, adaptive)
     return model
@@ -57,10 +59,8 @@ def fit_steps(model, steps, **kwargs):
     )
 
 
-def scipy_steps(solver, steps, h0, settings):
-    ode = solver(
-        lambda t, y: -A @ y, 0.0, P0, 1e9, first_step=h0, rtol=settings.rtol, atol=settings.atol
-    )
+def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
+    ode = solver(flow, 0.0, P0, 1e9, first_step=h0, rtol=settings.rtol, atol=settings.atol)
     sizes = []
     for _ in range(steps):
         before = ode.t
@@ -139,6 +139,49 @@ def test_rejected_tries_restore_weights_and_reuse_the_same_batch():
     assert sum(log.rejections) >= 1
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+# Outside |p| < 20 the loss and its gradient are NaN, as after an overflow.
+RADIUS = 20.0
+
+
+def guarded_loss(y_true, y_pred):
+    """½ pᵀAp, with p shifted by NaN outside the disc so that the gradient is NaN there too."""
+    inside = keras.ops.sum(y_pred * y_pred, axis=-1, keepdims=True) < RADIUS**2
+    shift = keras.ops.cast(keras.ops.where(inside, 0.0, np.nan), y_pred.dtype)
+    return quadratic_loss(y_true, y_pred + shift)
+
+
+def guarded_flow(t, y):
+    return -A @ y if y @ y < RADIUS**2 else np.full_like(y, np.nan)
+
+
+def test_a_non_finite_try_shrinks_the_step_by_min_factor_as_scipy_does():
+    """A too-large first step (h = 2) puts trial points outside the disc: NaN error estimate.
+
+    SciPy shrinks by max(MIN_FACTOR, nan) = MIN_FACTOR and retries; so must the Keras step
+    (a NaN carried into the step size would fail every later try).
+    """
+    model = quadratic_model(h=2.0, loss=guarded_loss)
+    log = StepSizeLog()
+    with np.errstate(invalid="ignore"):
+        sizes, point = scipy_steps(RK45, 4, 2.0, SETTINGS, flow=guarded_flow)
+    fit_steps(model, 4, callbacks=[log])
+    assert log.rejections[0] >= 2
+    np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
+    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("policy", ["raise", "accept"])
+def test_a_loss_that_is_never_finite_raises_and_keeps_the_weights(policy):
+    model = quadratic_model(
+        adaptive=AdaptiveStepSize(max_rejections=3, on_failure=policy), loss=guarded_loss
+    )
+    model.get_layer("p").kernel.assign([[30.0, 0.0]])  # the start point itself is outside
+    with pytest.raises(StepSizeError, match="not finite.*all 4 tries.*Check the data and the"):
+        fit_steps(model, 1)
+    np.testing.assert_array_equal(weights_of(model), [30.0, 0.0])
+    assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_retries_are_bounded_raise_policy_keeps_the_weights():
