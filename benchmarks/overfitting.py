@@ -26,6 +26,7 @@ import course_lib  # noqa: F401  (quiet TensorFlow first)
 import argparse
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +35,7 @@ matplotlib.use("Agg")
 
 from course_lib.data import load_dataset  # noqa: E402
 from course_lib.rk_experiments import (  # noqa: E402
+    RunRecord,
     StudySettings,
     format_study_table,
     plot_study,
@@ -49,7 +51,7 @@ LEARNING_RATES = (0.1, 0.5)
 CHANCE_LOSS = math.log(10)
 
 
-def failed_runs(records) -> str:
+def failed_runs(records: Sequence[RunRecord]) -> str:
     """Per method, how many runs ended with a training loss above a uniform guess's."""
     methods = list(dict.fromkeys(r.method for r in records))
     counts = []
@@ -64,7 +66,7 @@ def failed_runs(records) -> str:
     )
 
 
-def adaptive_runs(records) -> str:
+def adaptive_runs(records: Sequence[RunRecord]) -> str:
     """Each adaptive run's final losses: with runs that blow up, the mean hides the rest."""
     runs = [r for r in records if "adaptive" in r.method]
     cells = [
