@@ -16,6 +16,10 @@ try must see the same data. After ``max_rejections`` failed retries the policy `
 decides: ``"raise"`` leaves the weights at the start of the step and raises
 :class:`StepSizeError`; ``"accept"`` applies the last (smallest) try and warns.
 
+A try whose error estimate is not finite (the trial points overflowed, or the loss is NaN) is
+rejected and the step shrinks by ``min_factor``, as SciPy does. If every try is non-finite the
+step raises :class:`StepSizeError` under both policies: accepting it would write NaN weights.
+
 How the step size relates to the optimizer: the training step (:mod:`course_lib.runge_kutta`)
 keeps a dimensionless *scale* in a variable (1 at the start) and uses
 ``h = learning_rate × scale``. So ``SGD(learning_rate=h0)`` starts the adaptive method at step
@@ -56,7 +60,8 @@ class AdaptiveStepSize:
         How many times one step may be retried with a smaller step size.
     on_failure:
         ``"raise"`` (keep the weights, raise :class:`StepSizeError`) or ``"accept"`` (apply the
-        last, smallest try and warn) when the retries are used up.
+        last, smallest try and warn) when the retries are used up. A last try that is not finite
+        is never applied: it raises under both policies.
     """
 
     rtol: float = 1e-3
