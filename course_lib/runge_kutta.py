@@ -391,9 +391,9 @@ def _adaptive_step(
         assign_all(frozen, frozen_after)
 
     def apply(summed, scale):
-        # Σ b_i·g_i is formed here, after the loop, and not in each try: the adaptive runs of
-        # notebook 05 are chaotic enough that a float32 rounding step moves them off their
-        # recorded path, and this is the order of operations they were recorded with.
+        # Σ b_i·g_i is formed once, here, for the try that is applied (not in every try).
+        # Notebook 05's adaptive runs are chaotic: moving this arithmetic elsewhere in the graph
+        # changes its float32 rounding, and with it their recorded outputs.
         combined = [
             _weighted_sum(tableau.b, summed, index, v.dtype) for index, v in enumerate(variables)
         ]
