@@ -9,6 +9,8 @@ own the training step and share these pieces:
   (a snapshot that kept references would "restore" weights that have already moved);
 * :func:`sum_replicas`: under ``tf.distribute.MirroredStrategy`` each replica's gradient is a
   partial sum, but a trial point must be built from the whole batch's gradient;
+* :func:`for_each_replica`: run a per-replica function from the cross-replica context that
+  ``maybe_merge_call`` gives (data-dependent control flow around an all-reduce must live there);
 * :func:`batch_size_of`: the weight Keras gives a batch's loss in the logged running mean;
 * :func:`require_optimizer`: such a step hands its result to the compiled optimizer;
 * :func:`install_train_function`, :func:`is_injected` and :func:`remove_train_function`: the
@@ -62,6 +64,18 @@ def sum_replicas(gradients: list) -> list:
     present = [g for g in gradients if g is not None]
     reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
     return [None if g is None else next(reduced) for g in gradients]
+
+
+def for_each_replica(distribution: tf.distribute.Strategy, fn: Callable, *args: Any) -> Any:
+    """Run ``fn(*args)`` once per replica from the function ``maybe_merge_call`` calls.
+
+    Under a strategy that function runs in cross-replica context, and ``fn`` must be run on
+    every replica (per-replica ``args`` are unwrapped for each). On one device
+    ``maybe_merge_call`` stays in the default replica context, and ``fn`` is simply called.
+    """
+    if tf.distribute.in_cross_replica_context():
+        return distribution.extended.call_for_each_replica(fn, args=args)
+    return fn(*args)
 
 
 def batch_size_of(x: Any) -> tf.Tensor:
@@ -143,6 +157,7 @@ __all__ = [
     "assign_all",
     "batch_size_of",
     "check_injectable",
+    "for_each_replica",
     "forward",
     "install_train_function",
     "is_injected",

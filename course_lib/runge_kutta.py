@@ -74,6 +74,7 @@ from course_lib.multi_gradient_step import (
     assign_all,
     batch_size_of,
     check_injectable,
+    for_each_replica,
     forward,
     install_train_function,
     is_injected,
@@ -300,13 +301,6 @@ def _error_norm(start: list, new: list, error: list, adaptive: AdaptiveStepSize)
     return tf.sqrt(total / count)
 
 
-def _for_each_replica(distribution: tf.distribute.Strategy, fn: Callable, *args: Any) -> Any:
-    """Run ``fn`` once per replica from cross-replica context (directly on one device)."""
-    if tf.distribute.in_cross_replica_context():
-        return distribution.extended.call_for_each_replica(fn, args=args)
-    return fn(*args)  # one device: maybe_merge_call stayed in the default replica context
-
-
 def _first_replica(distribution: tf.distribute.Strategy, values: Any) -> Any:
     """Replica 0's part of per-replica ``values`` that are equal on every replica."""
     return tf.nest.map_structure(
@@ -426,7 +420,7 @@ def _adaptive_step(
             )
             scale = tf.where(tries > 0, scale * shrink, scale)
             norm, summed = _first_replica(
-                distribution, _for_each_replica(distribution, attempt, scale, *inputs)
+                distribution, for_each_replica(distribution, attempt, scale, *inputs)
             )
             return tries + 1, scale, norm < one, norm, summed
 
@@ -443,7 +437,7 @@ def _adaptive_step(
             ),
             maximum_iterations=adaptive.max_rejections + 1,
         )
-        _for_each_replica(distribution, restore, start, frozen_after)
+        for_each_replica(distribution, restore, start, frozen_after)
         rejections = tries - 1
 
         # Grow (or, after a rejection, at most keep) the step for the next batch.
@@ -455,7 +449,7 @@ def _adaptive_step(
         grow = tf.where(rejections > 0, tf.minimum(grow, one), grow)
 
         def apply_step():
-            _for_each_replica(distribution, apply, summed, scale)
+            for_each_replica(distribution, apply, summed, scale)
             state.scale.assign(scale * grow)
             return tf.constant(True)
 

@@ -29,7 +29,7 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
 
 from __future__ import annotations
 
-from course_lib.multi_gradient_step import sum_replicas
+from course_lib.multi_gradient_step import for_each_replica, sum_replicas
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
 
 import contextlib
@@ -169,13 +169,14 @@ class SoftBatch(OptimizerWrapper):
                 # Switched off here, once, not in the per-replica function: MirroredStrategy runs
                 # that function in one thread per replica, and they would race on the attributes.
                 with _clipping_switched_off(self.inner) as clip:
-                    args = (clip, indices, grads, trainable_variables)
-                    if tf.distribute.in_cross_replica_context():
-                        distribution.extended.call_for_each_replica(
-                            self._apply_mean_gradient, args=args
-                        )
-                    else:  # one device: maybe_merge_call stayed in the default replica context
-                        self._apply_mean_gradient(*args)
+                    for_each_replica(
+                        distribution,
+                        self._apply_mean_gradient,
+                        clip,
+                        indices,
+                        grads,
+                        trainable_variables,
+                    )
                 for accumulator in self._accumulators:
                     distribution.extended.update(
                         accumulator.value, lambda a: a.assign(tf.zeros_like(a)), group=False
