@@ -404,7 +404,7 @@ def _adaptive_step(
 
         ``inputs`` are :func:`attempt`'s arguments after ``scale``, per replica.
         """
-        start, frozen_after = inputs[3], inputs[5]
+        _, _, _, start, _, frozen_after, _, _, _ = inputs
 
         def condition(tries, scale, accepted, norm, summed):
             return tf.logical_and(tf.logical_not(accepted), tries <= adaptive.max_rejections)
