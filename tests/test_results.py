@@ -1,0 +1,83 @@
+"""Result files: tables written by a script, rendered into docs, read back by notebooks."""
+
+from __future__ import annotations
+
+from course_lib.studies.results import (
+    Table,
+    load_result,
+    markdown_table,
+    marked_blocks,
+    render_markdown,
+    write_result,
+)
+
+import json
+
+import pytest
+
+TIMES = Table(
+    columns=[("method", ""), ("ms/step", ".2f"), ("ratio", ".2f×"), ("share", ".1%"), ("n", ",")],
+    rows=[["SGD", 1.234, 1.0, 0.5, 1200], ["Heun", 2.5, 2.026, 0.25, None]],
+)
+
+
+def _write(tmp_path, table=TIMES):
+    return write_result(
+        "timing",
+        script="benchmarks/x.py",
+        command="python benchmarks/x.py",
+        machine="2-core test",
+        tables={"steps": table},
+        values={"seeds": 3},
+        directory=tmp_path,
+    )
+
+
+def test_a_table_renders_each_column_in_its_format():
+    assert markdown_table(TIMES) == (
+        "| method | ms/step | ratio | share | n |\n"
+        "|---|---|---|---|---|\n"
+        "| SGD | 1.23 | 1.00× | 50.0% | 1,200 |\n"
+        "| Heun | 2.50 | 2.03× | 25.0% |  |\n"
+    )
+
+
+def test_a_written_result_reads_back_with_raw_values(tmp_path):
+    path = _write(tmp_path)
+    assert json.loads(path.read_text())["tables"]["steps"]["rows"][0] == [
+        "SGD",
+        1.234,
+        1.0,
+        0.5,
+        1200,
+    ]
+    result = load_result("timing", tmp_path)
+    assert result.values == {"seeds": 3}
+    assert result.table("steps").column("ms/step") == [1.234, 2.5]
+    assert result.table("steps").records()[1]["method"] == "Heun"
+    with pytest.raises(KeyError, match="has no table 'memory'"):
+        result.table("memory")
+    with pytest.raises(KeyError, match="no column 'ms'"):
+        result.table("steps").column("ms")
+
+
+def test_marked_blocks_are_rewritten_from_their_file(tmp_path):
+    _write(tmp_path)
+    text = "# Doc\n\n<!-- result: timing steps -->\n| old | table |\n<!-- /result -->\n\nafter\n"
+    rendered = render_markdown(text, tmp_path)
+    assert rendered == (
+        "# Doc\n\n<!-- result: timing steps -->\n"
+        + markdown_table(TIMES)
+        + "<!-- /result -->\n\nafter\n"
+    )
+    assert [(n, t) for n, t, _ in marked_blocks(rendered)] == [("timing", "steps")]
+    assert render_markdown(rendered, tmp_path) == rendered
+
+
+def test_a_missing_file_or_a_ragged_table_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no result file nothing.json.*run the benchmark"):
+        load_result("nothing", tmp_path)
+    with pytest.raises(ValueError, match="row 0 has 1 values but the table has 2 columns"):
+        Table(columns=[("a", ""), ("b", "")], rows=[[1]])
+    with pytest.raises(ValueError, match="lower-case"):
+        write_result("Bad Name", script="", command="", machine="", tables={}, directory=tmp_path)
