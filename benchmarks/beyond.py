@@ -1,13 +1,13 @@
-"""Validation accuracy of SGD, SAM and Lookahead(SGD) on digits, over more seeds (notebook 06).
+"""Validation accuracy of SGD, SAM and Lookahead(SGD) on digits, over more seeds (notebook 07).
 
 Usage: ``python benchmarks/beyond.py [--seeds 5] [--epochs 10]``. Prints a markdown table (mean,
-min and max over seeds) and the wall time; the settings are notebook 06's, with more seeds.
+min and max over seeds) and the wall time; the settings are notebook 07's, with more seeds.
 """
 
 from __future__ import annotations
 
 import course_lib  # noqa: F401  (quiets TensorFlow before it loads)
-from course_lib.beyond_experiments import (
+from course_lib.studies.beyond import (
     GRADIENTS_PER_STEP,
     ComparisonSettings,
     compare_on_digits,

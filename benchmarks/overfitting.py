@@ -34,7 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from course_lib.data import load_dataset  # noqa: E402
-from course_lib.rk_experiments import (  # noqa: E402
+from course_lib.studies.overfitting import (  # noqa: E402
     RunRecord,
     StudySettings,
     format_study_table,

@@ -2,12 +2,14 @@
 
 Nothing here downloads: ``digits`` ships inside scikit-learn's wheel, the others are generated
 from a seed. Every loader returns float32 features and integer or float32 targets, split into
-training and validation parts the same way each time.
+training and validation parts the same way each time. :func:`as_dataset` feeds ``fit`` batches in
+a seeded order; :func:`quadratic_regression_data` builds a data set whose loss is a given
+quadratic, so a Keras training step can be compared with a closed form.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,3 +70,50 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> list[tuple[n
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+def quadratic_regression_data(
+    A: np.ndarray, dtype: str = "float32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs x and zero targets y such that a bias-free ``Dense(1)`` with weights p has MSE ½ pᵀAp.
+
+    With n rows, MSE = pᵀ(xᵀx / n)p, so x = sqrt(n/2)·A^{1/2} with n = dim(A). Fit with
+    ``batch_size=len(x)``: one batch is then exactly the quadratic, and SGD's step is Euler's.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix, got shape {A.shape}.")
+    if not np.allclose(A, A.T):
+        raise ValueError("A must be symmetric; use (A + A.T) / 2.")
+    eigenvalues, vectors = np.linalg.eigh(A)
+    if eigenvalues.min() <= 0:
+        raise ValueError(
+            f"A must be positive definite, its smallest eigenvalue is {eigenvalues.min():.3g}."
+        )
+    n = A.shape[0]
+    root = (vectors * np.sqrt(eigenvalues)) @ vectors.T
+    x = np.sqrt(n / 2.0) * root
+    return x.astype(dtype), np.zeros((n, 1), dtype=dtype)
+
+
+def as_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle_seed: int | None = None
+) -> Any:
+    """A ``tf.data.Dataset`` of batches, reshuffled every epoch when ``shuffle_seed`` is given.
+
+    Feeding ``fit`` a dataset (with ``shuffle=False``) instead of arrays keeps the order under our
+    control (a seed per run) and avoids the noise Keras's array adapter prints on stderr with
+    this TensorFlow build. Autotuning is off: its thread can delay the end of ``fit``.
+    """
+    import tensorflow as tf
+
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}.")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.batch(batch_size).with_options(options)

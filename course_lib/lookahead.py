@@ -1,4 +1,4 @@
-"""Lookahead: a wrapper that pulls any Keras optimizer back towards slow weights (notebook 06).
+"""Lookahead: a wrapper that pulls any Keras optimizer back towards slow weights (notebook 07).
 
 Lookahead (Zhang, Lucas, Hinton and Ba, "Lookahead Optimizer: k steps forward, 1 step back",
 NeurIPS 2019) keeps two copies of the weights. The *fast* weights are the model's: the inner

@@ -1,7 +1,7 @@
-"""Helpers for training steps that take several gradients per mini-batch (notebooks 04–06).
+"""Helpers for training steps that take several gradients per mini-batch (notebooks 04, 05 and 07).
 
 A Keras optimizer's ``update_step`` sees one gradient. Heun and Runge–Kutta (notebooks 04–05)
-and SAM (notebook 06) need the gradient at other points too, on the *same* mini-batch, so they
+and SAM (notebook 07) need the gradient at other points too, on the *same* mini-batch, so they
 own the training step and share these pieces:
 
 * :func:`forward`: the loss and its gradient at the current weights, as Keras's step takes them;

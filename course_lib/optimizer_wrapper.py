@@ -1,7 +1,7 @@
-"""What every optimizer that wraps another optimizer needs (notebooks 03 and 06).
+"""What every optimizer that wraps another optimizer needs (notebooks 03 and 07).
 
 Some optimizers are not a new update rule but a policy *around* one: soft batch (notebook 03)
-decides when the inner optimizer steps, Lookahead (notebook 06) pulls the inner optimizer's
+decides when the inner optimizer steps, Lookahead (notebook 07) pulls the inner optimizer's
 weights back towards a slow copy every k steps. Both are Keras optimizers themselves, so that
 ``model.compile(optimizer=Wrapper(inner))`` works, and both must:
 

@@ -1,4 +1,4 @@
-"""SAM, sharpness-aware minimisation, as a training step (notebook 06).
+"""SAM, sharpness-aware minimisation, as a training step (notebook 07).
 
 SAM (Foret, Kleinberg, Mobahi and Neyshabur, "Sharpness-Aware Minimization for Efficiently
 Improving Generalization", ICLR 2021) looks for weights whose whole neighbourhood has a low
@@ -67,7 +67,7 @@ def sam_perturbation(gradients: Sequence[Any], rho: float) -> list[Any]:
     """The step to the worst nearby point: ρ·g/(‖g‖ + ε), with ‖g‖ the norm over all tensors.
 
     ``gradients`` is one array or tensor per variable (``None`` entries stay ``None``); returns
-    tensors. :func:`sam_train_step` adds the result to the weights; notebook 06 builds it first.
+    tensors. :func:`sam_train_step` adds the result to the weights; notebook 07 builds it first.
     """
     present = [tf.convert_to_tensor(g) for g in gradients if g is not None]
     if not present:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from course_lib.checks import nb04
-from course_lib.landscapes import Rosenbrock
-from course_lib.rk_experiments import runge_kutta_step
+from course_lib.landscapes import Rosenbrock, runge_kutta_step
 from course_lib.tableaux import get_tableau
 
 import keras

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from course_lib.checks import nb05
-from course_lib.landscapes import Rosenbrock
-from course_lib.rk_experiments import runge_kutta_step
+from course_lib.landscapes import Rosenbrock, runge_kutta_step
 from course_lib.tableaux import TABLEAUX, ButcherTableau, real_stability_limit
 
 import dataclasses

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from course_lib import keras2_reference
 from course_lib.checks import nbA1
+from course_lib.keras2 import reference as keras2_reference
 
 import tensorflow as tf
 from tf_keras import backend as K

@@ -1,13 +1,13 @@
 """Appendix A1: the article's Keras 2 code (tf_keras, graph mode) equals the course's Keras 3.
 
 The pytest process runs eagerly, so the Keras 2 side trains in one graph-mode subprocess
-(``python -m course_lib.keras2_reference``), once per session; the Keras 3 side trains here.
+(``python -m course_lib.keras2.reference``), once per session; the Keras 3 side trains here.
 """
 
 from __future__ import annotations
 
-from course_lib import time_capsule
-from course_lib.time_capsule import KERAS2_KINDS, KINDS, max_abs_difference, weights_of
+from course_lib.keras2 import time_capsule
+from course_lib.keras2.time_capsule import KERAS2_KINDS, KINDS, max_abs_difference, weights_of
 
 import numpy as np
 import pytest
@@ -77,11 +77,11 @@ def test_bad_kinds_and_problems_are_refused_clearly():
 
 def test_a_failing_child_reports_its_own_error():
     with pytest.raises(RuntimeError, match="unknown kind 'nonsense'"):
-        time_capsule.run_module_in_subprocess("course_lib.keras2_reference", ["nonsense"])
+        time_capsule.run_module_in_subprocess("course_lib.keras2.reference", ["nonsense"])
 
 
 def test_keras2_builders_refuse_eager_mode_with_a_clear_message():
-    from course_lib import keras2_reference
+    from course_lib.keras2 import reference as keras2_reference
 
     with pytest.raises(RuntimeError, match="enable_graph_mode"):
         keras2_reference.build_keras2_model()

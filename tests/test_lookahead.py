@@ -1,4 +1,4 @@
-"""Lookahead (course_lib.lookahead, notebook 06): the formula, resuming, MirroredStrategy, errors.
+"""Lookahead (course_lib.lookahead, notebook 07): the formula, resuming, MirroredStrategy, errors.
 
 The reference is a NumPy Lookahead around Keras's SGD rule on L(p) = ½ pᵀAp, where the model's
 only weight is p (a bias-free Dense on an input of ones). Training comparisons use a tiny MLP on

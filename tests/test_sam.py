@@ -1,4 +1,4 @@
-"""SAM (course_lib.sam, notebook 06): the exact formula, one batch, logs at p, BatchNorm once,
+"""SAM (course_lib.sam, notebook 07): the exact formula, one batch, logs at p, BatchNorm once,
 XLA, save/load, MirroredStrategy and clear errors.
 
 The reference is NumPy: on L(p) = ½ pᵀAp one SAM step with SGD(h) is

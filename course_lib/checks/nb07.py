@@ -1,7 +1,7 @@
-"""Self-checks for notebook 06 (Lookahead and SAM): the perturbation, the sync, the map.
+"""Self-checks for notebook 07 (Lookahead and SAM): the perturbation, the sync, the map.
 
 Each check compares the learner's answer with the library on small cases whose answer is known;
-``tests/test_checks_nb06.py`` lists the known-wrong answers each one must reject.
+``tests/test_checks_nb07.py`` lists the known-wrong answers each one must reject.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from course_lib.checks.soft_batch_problem import (
     STEPS,
     expected_trajectory,
 )
-from course_lib.keras2_reference import value_select_soft_batch_updates
+from course_lib.keras2.reference import value_select_soft_batch_updates
 
 from collections.abc import Callable
 from typing import Any

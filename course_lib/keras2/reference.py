@@ -6,7 +6,7 @@ between branches with ``K.switch``, and a Heun method that replaced ``model.trai
 with hand-built ``K.function`` s. Keras 2 survives as the ``tf_keras`` package, and its
 ``get_updates`` machinery still runs once eager execution is disabled. This module keeps our own
 versions of those three ideas, so that the appendix notebook can show each one equal to the
-course's Keras 3 class (:mod:`course_lib.time_capsule` runs the Keras 3 side):
+course's Keras 3 class (:mod:`course_lib.keras2.time_capsule` runs the Keras 3 side):
 
 * :class:`GetUpdatesSGD`: plain or momentum SGD as a ``get_updates`` optimizer;
 * :class:`ArticleSoftBatchSGD`: the soft batch in the article's style, which **leaks**: its
@@ -20,13 +20,13 @@ builds needs a process in which eager execution was disabled before any TensorFl
 process of its own. Keras 3 cannot share that process. Each builder checks the mode and raises a
 ``RuntimeError`` that says so, instead of failing deep inside TensorFlow.
 
-Run ``python -m course_lib.keras2_reference KIND[,KIND...] OUTFILE`` to train kinds of
+Run ``python -m course_lib.keras2.reference KIND[,KIND...] OUTFILE`` to train kinds of
 :data:`KERAS2_KINDS` in a fresh graph-mode process (the tests do).
 """
 
 from __future__ import annotations
 
-from course_lib.time_capsule import KERAS2_KINDS, SharedProblem, shared_problem
+from course_lib.keras2.time_capsule import KERAS2_KINDS, SharedProblem, shared_problem
 
 import math
 import sys
@@ -77,7 +77,7 @@ def require_graph_mode(where: str) -> None:
         raise RuntimeError(
             f"{where} needs TensorFlow's graph mode (Keras 2's get_updates and K.function), but "
             "eager execution is on. In a fresh kernel or process, call "
-            "course_lib.keras2_reference.enable_graph_mode() (or "
+            "course_lib.keras2.reference.enable_graph_mode() (or "
             "tf.compat.v1.disable_eager_execution()) before any TensorFlow work."
         )
 
@@ -401,7 +401,7 @@ def micro_batch_motion(
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(
-            "usage: python -m course_lib.keras2_reference KIND[,KIND...] OUTFILE, KIND in "
+            "usage: python -m course_lib.keras2.reference KIND[,KIND...] OUTFILE, KIND in "
             f"{list(KERAS2_KINDS)}",
             file=sys.stderr,
         )

@@ -10,8 +10,8 @@ process, on the *same* problem defined here, and compares the final weights:
 * :func:`train_keras3`: the Keras 3 reference training of one kind (see :data:`KINDS`) with the
   course's own classes (``PlainSGD``, ``MomentumSGD``, ``SoftBatch``, ``inject_runge_kutta``);
 * :func:`keras3_reference_weights`: the same in a fresh subprocess
-  (``python -m course_lib.time_capsule KIND[,KIND...] OUTFILE``), for a graph-mode kernel that
-  cannot host Keras 3.
+  (``python -m course_lib.keras2.time_capsule KIND[,KIND...] OUTFILE``), for a graph-mode
+  kernel that cannot host Keras 3.
 
 Importing this module imports only NumPy, so a graph-mode notebook can use it freely.
 The idea and the Keras 2 code style come from Su Jianlin, "Keras之小众需求:自定义优化器",
@@ -266,19 +266,19 @@ def keras3_reference_weights(
 
     Returns ``{kind: {"w0": ..., ..., "loss": ...}}``. Use it from a graph-mode (Keras 2) kernel.
     """
-    return run_module_in_subprocess("course_lib.time_capsule", _check_kinds(kinds), timeout)
+    return run_module_in_subprocess("course_lib.keras2.time_capsule", _check_kinds(kinds), timeout)
 
 
 def keras2_reference_weights(
     kinds: str | Iterable[str], timeout: float = 300.0
 ) -> dict[str, dict[str, np.ndarray]]:
-    """The Keras 2 trainings of :mod:`course_lib.keras2_reference`, in one graph-mode subprocess.
+    """The Keras 2 trainings of :mod:`course_lib.keras2.reference`, in one graph-mode subprocess.
 
     Returns ``{kind: {"w0": ..., ..., "loss": ...}}``, plus ``"motion"`` (max |Δw| per
     micro-batch of one epoch) for the soft-batch kinds. Use it from an eager (Keras 3) process.
     """
     kinds = _check_kinds(kinds, KERAS2_KINDS)
-    return run_module_in_subprocess("course_lib.keras2_reference", kinds, timeout)
+    return run_module_in_subprocess("course_lib.keras2.reference", kinds, timeout)
 
 
 def weights_of(result: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -330,7 +330,7 @@ def keras3_source(relative_path: str, qualname: str) -> str:
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(
-            "usage: python -m course_lib.time_capsule KIND[,KIND...] OUTFILE, KIND in "
+            "usage: python -m course_lib.keras2.time_capsule KIND[,KIND...] OUTFILE, KIND in "
             f"{list(KINDS)}",
             file=sys.stderr,
         )
