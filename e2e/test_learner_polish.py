@@ -223,6 +223,27 @@ def test_the_figure_audit_catches_a_missing_label_and_title():
     plt.close("all")
 
 
+def test_the_figure_audit_catches_lines_that_cannot_be_seen():
+    audit = _load_figure_audit()
+    figure, ax = plt.subplots()
+    ax.set(title="paths", xlabel="step", ylabel="loss")
+    ax.plot([0, 1, 2], [1.0, 0.5, 0.25], label="SGD")
+    ax.plot([0, 1, 2], [1.0, 0.5, 0.25], label="ours", linewidth=2)
+    ax.plot([5, 6], [9, 9], label="far away")
+    ax.set_xlim(0, 2), ax.set_ylim(0, 1)
+    assert audit.figure_problems(figure) == [
+        "axes 1: 'SGD' is hidden under 'ours'",
+        "axes 1: 'far away' has no point inside the axes' limits",
+    ]
+    ax.lines[1].set_linestyle("--")  # dashed over solid: both stay visible
+    ax.lines[2].remove()
+    assert audit.figure_problems(figure) == []
+    empty = figure.add_subplot(2, 1, 2)
+    empty.set(title="nothing", xlabel="x", ylabel="y")
+    assert audit.figure_problems(figure) == ["axes 2 shows nothing"]
+    plt.close("all")
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_every_figure_has_axis_labels_and_a_title(browser_runs, name):
     run = browser_runs(name)
@@ -238,7 +259,9 @@ def test_every_figure_has_axis_labels_and_a_title(browser_runs, name):
         for record in run.figures
         if record["problems"]
     ]
-    assert not bad, f"{name}: figures without axis labels or a title:\n" + "\n".join(bad)
+    assert not bad, f"{name}: figures that miss a label or a title or hide a line:\n" + "\n".join(
+        bad
+    )
 
 
 def test_course_map_finds_the_lessons():

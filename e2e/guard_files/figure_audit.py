@@ -7,15 +7,19 @@ wraps that one method and inspects the figure just before it is drawn, while it 
 Each rendered figure becomes one JSON line in the file named by ``E2E_FIGURE_LOG``, with its
 problems (an empty list when it is fine), so a test can also tell that the audit ran at all.
 
-The rule, per visible axes (colorbars and axes drawn with ``axis("off")`` excepted): an x label
+The rules, per visible axes (colorbars and axes drawn with ``axis("off")`` excepted): an x label
 and a y label (its own, a shared neighbour's, or the figure's ``supxlabel``/``supylabel``), and a
-title (its own or the figure's ``suptitle``).
+title (its own or the figure's ``suptitle``); the panel shows something (a line, a collection, an
+image or a patch); every plotted line has a point inside the axes' limits, and no line is hidden
+under a later one that draws the same points solid and at least as wide (give one of two
+coinciding lines a dashed style or markers, and say in the text that they coincide).
 """
 
 import json
 import os
 
 import matplotlib.backend_bases
+import numpy as np
 
 
 def _text(artist):
@@ -26,6 +30,58 @@ def _shared_label(ax, which):
     group = ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()
     getter = "get_xlabel" if which == "x" else "get_ylabel"
     return any(getattr(other, getter)().strip() for other in group.get_siblings(ax))
+
+
+def _line_data(line):
+    x, y = line.get_xdata(orig=False), line.get_ydata(orig=False)
+    try:
+        return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    except (TypeError, ValueError):  # dates or categories: not checked
+        return None
+
+
+def _inside_limits(ax, data):
+    x, y = data
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & np.isfinite(x) & np.isfinite(y)
+    return bool(inside.any())
+
+
+def _covers(upper, lower, upper_data, lower_data):
+    """Whether ``upper`` draws exactly over ``lower``, hiding it."""
+    if lower.get_marker() not in (None, "None", "", " ") or upper.get_linestyle() != "-":
+        return False
+    if lower.get_linestyle() not in ("-", "None") or upper.get_linewidth() < lower.get_linewidth():
+        return False
+    (ux, uy), (lx, ly) = upper_data, lower_data
+    return (
+        ux.shape == lx.shape
+        and np.allclose(ux, lx, equal_nan=True)
+        and np.allclose(uy, ly, rtol=1e-3, atol=0, equal_nan=True)
+    )
+
+
+def line_problems(ax, number):
+    """Lines that cannot be seen: outside the limits, or drawn over by a later line."""
+    problems = []
+    lines = [(line, _line_data(line)) for line in ax.get_lines() if line.get_visible()]
+    lines = [(line, data) for line, data in lines if data is not None and data[0].size]
+    order = sorted(range(len(lines)), key=lambda i: (lines[i][0].get_zorder(), i))
+    for rank, i in enumerate(order):
+        line, data = lines[i]
+        name = line.get_label() if not line.get_label().startswith("_") else f"line {i + 1}"
+        if not _inside_limits(ax, data):
+            problems.append(f"axes {number}: {name!r} has no point inside the axes' limits")
+        for j in order[rank + 1 :]:
+            if _covers(lines[j][0], line, lines[j][1], data):
+                upper = lines[j][0].get_label()
+                problems.append(f"axes {number}: {name!r} is hidden under {upper!r}")
+                break
+    return problems
+
+
+def _shows_something(ax):
+    return bool(ax.get_lines() or ax.collections or ax.images or ax.patches or ax.tables)
 
 
 def figure_problems(figure):
@@ -44,6 +100,9 @@ def figure_problems(figure):
             problems.append(f"axes {number} has no x label")
         if not (supylabel or _shared_label(ax, "y")):
             problems.append(f"axes {number} has no y label")
+        if not _shows_something(ax):
+            problems.append(f"axes {number} shows nothing")
+        problems.extend(line_problems(ax, number))
     return problems
 
 
