@@ -163,7 +163,8 @@ _NESTEROV_MESSAGES = {
     "receives the gradient at the current variable, and folds the look-ahead into the update.",
 }
 
-# (A, p0, learning rate, momentum, steps): learning rates exact in float32, as Keras stores them.
+# (A, p0, learning rate, momentum, steps). Learning rates and momenta are exact in float32:
+# Keras rounds both through float32 even for a float64 variable, and the check compares to 1e-12.
 _NESTEROV_CASES = [
     (np.diag([2.0, 4.0]), np.array([-5.0, -2.0]), 0.125, 0.75, 12),
     (np.array([[3.0, 1.0], [1.0, 2.0]]), np.array([1.0, -3.0]), 0.0625, 0.875, 9),
