@@ -4,9 +4,12 @@ Notebook 02 asks whether writing the gradient by hand, as the seed article sugge
 models, makes training faster. Both routes run the same SGD step inside a ``tf.function``
 (``course_lib.handwritten.make_sgd_step``) on the digits training set; only the gradient differs.
 Passes of the two routes alternate, so a slow moment on a shared machine hurts both; the table
-shows medians.
+shows medians. The steps are timed with ``course_lib.handwritten.seconds_per_step``, the helper
+the notebook uses too (these are bare ``tf.function`` steps, not ``fit``, so the ``StepTimer``
+callback does not apply).
 
-Usage: ``python benchmarks/handwritten_gradients.py [--passes 15]``. Prints a markdown table for
+Usage: ``python benchmarks/handwritten_gradients.py [--passes 15]``. Writes
+``docs/results/handwritten_gradients.json`` (notebook 02 loads it) and re-renders its table in
 docs/benchmarks.md. About a minute on a 2-core CPU.
 """
 
@@ -15,16 +18,29 @@ from __future__ import annotations
 import course_lib
 from course_lib import handwritten
 from course_lib.data import load_dataset
+from course_lib.studies.results import Table, markdown_table, update_docs, write_result
 
 import argparse
 import os
 import platform
 import statistics
+import sys
+import time
+from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 ROUTES = {"tape": handwritten.tape_gradients, "hand-written": handwritten.handwritten_gradients}
+BATCH_SIZES = (32, 256, 1348)
+COLUMNS = [
+    ("batch size", ""),
+    ("XLA", ""),
+    ("tape steps/s", ",.0f"),
+    ("hand-written steps/s", ",.0f"),
+    ("hand-written / tape", ".2f×"),
+]
 
 
 def batches_of(x: np.ndarray, y: np.ndarray, batch_size: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
@@ -55,25 +71,66 @@ def measure(batch_size: int, jit_compile: bool, passes: int) -> dict[str, float]
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
+def machine() -> str:
+    """CPU model and core count, as the result file records them."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the cores were."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=15, help="timed passes per route")
     args = parser.parse_args()
-    print(
-        f"TensorFlow {tf.__version__}, course_lib {course_lib.__version__}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs; median of {args.passes} alternated passes\n"
-    )
-    print("| batch size | XLA | tape steps/s | hand-written steps/s | hand-written / tape |")
-    print("| ---: | :---: | ---: | ---: | ---: |")
+    if args.passes < 1:
+        parser.error(f"--passes={args.passes} must be at least 1.")
+    started = time.perf_counter()
+    load_before = load_average()
+    rows = []
     for jit_compile in (False, True):
-        for batch_size in (32, 256, 1348):
+        for batch_size in BATCH_SIZES:
             seconds = measure(batch_size, jit_compile, args.passes)
             tape, hand = 1 / seconds["tape"], 1 / seconds["hand-written"]
-            print(
-                f"| {batch_size} | {'on' if jit_compile else 'off'} | {tape:,.0f} | {hand:,.0f} "
-                f"| {hand / tape:.2f}× |",
-                flush=True,
-            )
+            rows.append([batch_size, "on" if jit_compile else "off", tape, hand, hand / tape])
+            print(f"batch {batch_size}, XLA {rows[-1][1]}: {hand / tape:.2f}×", flush=True)
+    table = Table(COLUMNS, rows)
+    path = write_result(
+        "handwritten_gradients",
+        script="benchmarks/handwritten_gradients.py",
+        command=" ".join(["python", "benchmarks/handwritten_gradients.py", *sys.argv[1:]]),
+        machine=machine(),
+        tables={"steps": table},
+        values={
+            "passes": args.passes,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "course_lib": course_lib.__version__,
+            "oneDNN": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            "seconds": round(time.perf_counter() - started, 1),
+            # Other processes compete for the cores on a shared machine: this says how much.
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        },
+    )
+    update_docs()
+    print(
+        f"\nTensorFlow {tf.__version__}, {machine()}; median of {args.passes} alternated "
+        f"passes; 1-minute load average {load_before} before the run. Written to "
+        f"{path.relative_to(path.parents[2])}.\n"
+    )
+    print(markdown_table(table))
 
 
 if __name__ == "__main__":

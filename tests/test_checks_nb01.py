@@ -67,3 +67,92 @@ def test_not_attempted_and_non_callable():
         assert exercise.check(starter).status == "not attempted"
         wrong_type = exercise.check(0.5)
         assert wrong_type.status == "incorrect" and "function" in wrong_type.message
+
+
+def _momentum_loop(update):
+    """A learner's loop around one update rule ``update(p, v, g, gradient, h, mu) -> (p, v)``."""
+
+    def path(gradient, p0, learning_rate, momentum, steps):
+        p, v = np.array(p0, dtype=float), np.zeros(len(p0))
+        points = [p.copy()]
+        for _ in range(steps):
+            p, v = update(p, v, gradient(p), gradient, learning_rate, momentum)
+            points.append(p.copy())
+        return np.array(points)
+
+    return path
+
+
+def _nesterov_as_keras(p, v, g, gradient, h, mu):
+    v = mu * v - h * g
+    return p + mu * v - h * g, v  # reassociated: equal to Keras's within round-off
+
+
+def _classic(p, v, g, gradient, h, mu):
+    v = mu * v - h * g
+    return p + v, v
+
+
+def _old_velocity(p, v, g, gradient, h, mu):
+    return p + mu * v - h * g, mu * v - h * g  # comes to classic momentum
+
+
+def _no_gradient_term(p, v, g, gradient, h, mu):
+    v = mu * v - h * g
+    return p + mu * v, v
+
+
+def _look_ahead_gradient(p, v, g, gradient, h, mu):
+    v = mu * v - h * gradient(p + mu * v)
+    return p + v, v
+
+
+def _sign_error(p, v, g, gradient, h, mu):
+    v = mu * v + h * g
+    return p + mu * v + h * g, v
+
+
+def test_nesterov_solution_equals_keras():
+    A, p0, h, mu, n = nb01._NESTEROV_CASES[1]
+    got = nb01.nesterov_path_solution(lambda p: A @ p, p0, h, mu, n)
+    np.testing.assert_allclose(got, nb01._keras_nesterov_points(A, p0, h, mu, n), atol=1e-13)
+    classic = _momentum_loop(_classic)(lambda p: A @ p, p0, h, mu, n)
+    assert np.abs(got - classic).max() > 1e-3  # the two methods really differ on this case
+
+
+def test_nesterov_check_both_ways():
+    assert nb01.nesterov_path.check(nb01.nesterov_path_solution).correct
+    assert nb01.nesterov_path.check(_momentum_loop(_nesterov_as_keras)).correct
+    classic = nb01.nesterov_path.check(_momentum_loop(_classic))
+    assert classic.status == "incorrect" and "classic momentum" in classic.message
+    old = nb01.nesterov_path.check(_momentum_loop(_old_velocity))
+    assert old.status == "incorrect" and "classic momentum" in old.message
+    alone = nb01.nesterov_path.check(_momentum_loop(_no_gradient_term))
+    assert alone.status == "incorrect" and "μ·v alone" in alone.message
+    look_ahead = nb01.nesterov_path.check(_momentum_loop(_look_ahead_gradient))
+    assert look_ahead.status == "incorrect" and "look-ahead point" in look_ahead.message
+    sign = nb01.nesterov_path.check(_momentum_loop(_sign_error))
+    assert sign.status == "incorrect" and "differs" in sign.message
+    last_only = nb01.nesterov_path.check(lambda *args: nb01.nesterov_path_solution(*args)[-1])
+    assert last_only.status == "incorrect" and "return all" in last_only.message
+
+
+def test_nesterov_not_attempted_and_non_callable():
+    def starter(gradient, p0, learning_rate, momentum, steps):
+        raise NotImplementedError
+
+    assert nb01.nesterov_path.check(starter).status == "not attempted"
+    assert nb01.nesterov_path.check(None).status == "not attempted"
+    assert nb01.nesterov_path.check(np.zeros(2)).status == "incorrect"
+
+
+def test_hints_do_not_state_the_answers():
+    """A hint guides; the factor (1 - h·a), the bound 2/a and the update line are the answers."""
+    hints = {
+        nb01.closed_form_iterate: ["1 - h", "(1 - h·a", "**"],
+        nb01.largest_stable_learning_rate: ["2 /", "2/", "|1 - h·a| < 1"],
+        nb01.nesterov_path: ["μ·v - η·g", "mu * v - ", "p + "],
+    }
+    for exercise, answers in hints.items():
+        for answer in answers:
+            assert answer not in exercise._hint, f"{exercise.title}: hint contains {answer!r}"
