@@ -222,3 +222,53 @@ def dead_links(visit: PageVisit, origin: str, folder: Path) -> list[str]:
             if f'id="{unquote(anchor)}"' not in html:
                 dead.append(f"{link}: {target.relative_to(folder)} has no id {unquote(anchor)!r}")
     return dead
+
+
+# A script, stylesheet, frame, image or font fetched from another host, named in HTML or CSS.
+_EXTERNAL_ASSET = re.compile(
+    r"""<(?:script|img|iframe|source|video|audio|embed)\b[^>]*\bsrc\s*=\s*["']?https?://[^"'\s>]+"""
+    r"""|<link\b[^>]*\bhref\s*=\s*["']?https?://[^"'\s>]+"""
+    r"""|https?://[^\s"'<>()]+\.(?:m?js|css|woff2?|ttf|otf)\b"""
+    r"""|url\(\s*["']?https?://[^"')\s]+"""
+    r"""|@import\s+["']https?://[^"'\s]+""",
+    re.IGNORECASE,
+)
+
+
+def external_assets(folder: Path, skip: tuple[str, ...] = ("_static/mathjax",)) -> list[str]:
+    """Every place where a page or stylesheet of the site names an asset on another host.
+
+    The browser checks see what a page loads when it opens; this also finds what it would load
+    later (a button's script, a font for another language). MathJax's own files are skipped:
+    they mention its CDN in code paths that a local mathjax_path never takes.
+    """
+    found = []
+    for path in sorted([*folder.rglob("*.html"), *folder.rglob("*.css")]):
+        relative = path.relative_to(folder).as_posix()
+        if relative.startswith(skip):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{relative}: {match.group(0)}" for match in _EXTERNAL_ASSET.finditer(text)]
+    return found
+
+
+def search_results(context: BrowserContext, origin: str, query: str) -> list[str]:
+    """The pages that the site's own search (Sphinx's, in the browser) lists for ``query``."""
+    page = context.new_page()
+    page.route(
+        "**/*",
+        lambda route: route.continue_() if _is_local(route.request.url, origin) else route.abort(),
+    )
+    try:
+        page.goto(f"{origin}/search.html?q={query}", wait_until="load", timeout=LOAD_TIMEOUT_MS)
+        page.wait_for_function(
+            "() => { const s = document.querySelector('#search-results .search-summary');"
+            " return s && /found|did not match/i.test(s.textContent); }",
+            timeout=LOAD_TIMEOUT_MS,
+        )
+        return page.evaluate(
+            "() => [...document.querySelectorAll('#search-results ul.search li a')]"
+            ".map(a => a.href)"
+        )
+    finally:
+        page.close()

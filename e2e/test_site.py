@@ -32,7 +32,7 @@ import pytest
 from browser_pass import stored_images
 from course_map import INDEX, ROOT, lessons_on_disk, linked_from_index
 from offline_guard import prepare_guard
-from site_pages import PageVisit, dead_links, serving, visit
+from site_pages import PageVisit, dead_links, external_assets, search_results, serving, visit
 
 BUILD_BUDGET_S = 60.0
 
@@ -140,7 +140,7 @@ def _page_of(url: str | None, origin: str) -> str | None:
     """The source page (as in SITE_PAGES) that a local page URL shows."""
     if url is None:
         return None
-    path = url.removeprefix(f"{origin}/").split("#")[0]
+    path = url.removeprefix(f"{origin}/").split("#")[0].split("?")[0]
     for page in SITE_PAGES:
         if html_path(page) == path:
             return page
@@ -172,6 +172,13 @@ def test_the_site_has_a_page_for_every_lesson_the_index_links(built_site):
     missing = [page for page in pages if not (built_site.html / html_path(page)).exists()]
     assert not missing, f"no page for {missing}"
     assert (built_site.html / html_path(contents.INDEX)).exists()
+
+
+def test_no_page_names_a_script_style_or_font_on_another_host(built_site):
+    """Beyond what opening a page loads: nothing that a click or a language could load later."""
+    assert (built_site.html / "index.html").exists(), built_site.log[-2000:]
+    found = external_assets(built_site.html)
+    assert not found, "assets from other hosts:\n" + "\n".join(found)
 
 
 # ---- every page --------------------------------------------------------------------------------
@@ -269,6 +276,15 @@ _BADGE = re.compile(
 )
 
 
+def test_the_search_finds_a_lesson_by_a_word_of_its_title(browser, site, site_visits):
+    folder, origin = site
+    lesson = [page for page in SITE_PAGES if page.endswith(".ipynb")][-1]
+    title = site_visits(lesson).heading.split("·", 1)[-1]
+    word = max(re.findall(r"[A-Za-z]{4,}", title), key=len)
+    found = [_page_of(url, origin) for url in search_results(browser, origin, word)]
+    assert lesson in found, f"searching {word!r} found {found}, not {lesson}"
+
+
 @pytest.mark.parametrize("page", [p for p in SITE_PAGES if p.endswith(".ipynb")])
 def test_page_names_its_notebook_and_opens_it_on_binder(site_visits, page):
     """The README's Binder badge gives the pattern: the same repository, ref and interface."""
@@ -311,4 +327,7 @@ def test_the_checks_catch_a_broken_page(browser, tmp_path):
     assert [link.split("/")[-1] for link in dead] == [
         "index.html#no-such-anchor: index.html has no id 'no-such-anchor'",
         "nowhere.html: no file nowhere.html",
+    ]
+    assert external_assets(tmp_path) == [
+        'index.html: <script src="https://cdn.example.org/mathjax/tex-chtml.js'
     ]
