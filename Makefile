@@ -51,8 +51,9 @@ e2e: $(E2E_STAMP) $(SITE_STAMP) $(MATHJAX)
 	bash e2e/ensure_chromium.sh
 	$(BIN)/python -m pytest e2e
 
+# With the other extras, so that pip resolves the website's packages against their pins.
 $(SITE_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[site]"
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,site]"
 	touch $(SITE_STAMP)
 
 $(MATHJAX): book/package.json book/package-lock.json
