@@ -34,7 +34,8 @@ MATHJAX = BOOK / "node_modules" / "mathjax" / "es5"
 DEFAULT_OUTPUT = ROOT / "build" / "book"
 #: Folders copied into the staged sources: the pages and what they show (images).
 STAGED_FOLDERS = ("notebooks", "docs")
-#: In the staged sources, html_static_path's folder (see _config.yml); MathJax goes inside.
+#: In the staged sources, html_static_path's folder (see _config.yml): book/static's files
+#: (our CSS) and MathJax.
 STATIC = "_site_static"
 
 
@@ -70,11 +71,12 @@ def require_mathjax() -> Path:
 
 
 def stage(source: Path, parts: list) -> None:
-    """Fill ``source`` with the pages, the generated table of contents and MathJax."""
+    """Fill ``source`` with the pages, the generated table of contents, our CSS and MathJax."""
     ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
     for folder in STAGED_FOLDERS:
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    shutil.copytree(BOOK / "static", source / STATIC)
     shutil.copytree(require_mathjax(), source / STATIC / "mathjax")
     toc = contents.table_of_contents(parts)
     (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")

@@ -96,6 +96,7 @@ class PageVisit:
     next: str | None
     sidebar: list[str]
     notebook_links: list[str]
+    phone_overflow_px: int = 0
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -165,6 +166,7 @@ def visit(
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
+        shown["phone_overflow_px"] = _overflow_on_a_phone(page)
         final_url = page.url
     finally:
         page.close()
@@ -181,6 +183,19 @@ def visit(
 _META_REFRESH = re.compile(
     r"""<meta[^>]+http-equiv=["']refresh["'][^>]+content=["'][^"']*url=([^"'\s]+)""", re.I
 )
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def _overflow_on_a_phone(page: Page) -> int:
+    """How many pixels the page is wider than a phone's screen (wide content should scroll
+    inside its own box, as code cells do, not drag the whole page sideways)."""
+    page.set_viewport_size(PHONE)
+    return page.evaluate(
+        """() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() =>
+          done(document.documentElement.scrollWidth - document.documentElement.clientWidth))))"""
+    )
 
 
 def _follow_meta_refresh(page: Page, response: Response | None) -> None:
