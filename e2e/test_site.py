@@ -10,10 +10,13 @@ e2e suite's Chromium (e2e/site_pages.py) from a server on 127.0.0.1, and must:
 * typeset every formula: no raw ``\\(``, ``\\[`` or ``$$`` left in the visible text;
 * link only to files and anchors that exist, and chain previous/next in the lesson order;
 * say which notebook it shows, linked in the repository, and open it on Binder with the
-  README's URL pattern.
+  README's URL pattern;
+* fit a phone's screen (390 px) without scrolling sideways.
 
-The last test runs the same checks on a small site broken on purpose, so that each check is
-seen to fail. Screenshots of every page go to test-artifacts/e2e/site/.
+Besides: the home page is the index, the site reads from disk (file://) too, its search finds a
+lesson, and no page names a script, stylesheet or font on another host. The last test runs the
+checks on a page broken on purpose, so that each is seen to fail. Screenshots of every page go
+to test-artifacts/e2e/site/, with the build's time in build.json and a summary.json.
 """
 
 from __future__ import annotations
