@@ -124,7 +124,10 @@ def build(output: Path = DEFAULT_OUTPUT) -> BuiltSite:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="build folder")
-    site = build(parser.parse_args(argv).output.resolve())
+    try:
+        site = build(parser.parse_args(argv).output.resolve())
+    except FileNotFoundError as error:  # the index links a lesson that is not there
+        raise SystemExit(f"make site: {error}") from None
     index = site.html / "index.html"
     shown = index.relative_to(ROOT) if index.is_relative_to(ROOT) else index
     print(f"site: {len(site.pages)} pages in {site.seconds:.1f} s; open {shown}")
