@@ -17,8 +17,11 @@ PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sa
 LAB_ARGS ?=
 
 E2E_STAMP := $(VENV)/.e2e-stamp
+SITE_STAMP := $(VENV)/.site-stamp
+# npm ci writes this file; MathJax for the website, pinned by book/package-lock.json.
+MATHJAX := book/node_modules/.package-lock.json
 
-.PHONY: setup lab test e2e lint format notebooks benchmarks clean
+.PHONY: setup lab test e2e site lint format notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -42,18 +45,35 @@ $(E2E_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[lab,test,e2e]"
 	touch $(E2E_STAMP)
 
-# The course as a learner meets it: JupyterLab in a real browser, and Binder's start-up simulated.
-e2e: $(E2E_STAMP)
+# The course as a learner meets it: JupyterLab in a real browser, Binder's start-up simulated,
+# and the website built offline and read page by page (e2e/test_site.py builds it itself).
+e2e: $(E2E_STAMP) $(SITE_STAMP) $(MATHJAX)
 	bash e2e/ensure_chromium.sh
 	$(BIN)/python -m pytest e2e
 
+# With the other extras, so that pip resolves the website's packages against their pins.
+$(SITE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,site]"
+	touch $(SITE_STAMP)
+
+$(MATHJAX): book/package.json book/package-lock.json
+	@command -v npm >/dev/null || { echo "MathJax for the website comes from npm, which is \
+	missing: install Node.js and npm (Debian: apt-get install npm), then rerun" >&2; exit 1; }
+	npm ci --prefix book --ignore-scripts --no-audit --no-fund
+	touch $(MATHJAX)
+
+# The course as a static website, built from the stored notebooks (no kernel), offline:
+# open build/book/_build/html/index.html.
+site: $(SITE_STAMP) $(MATHJAX)
+	$(BIN)/python book/build.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check course_lib tests e2e benchmarks tools notebooks
-	$(BIN)/ruff format --check course_lib tests e2e benchmarks tools notebooks
+	$(BIN)/ruff check course_lib tests e2e benchmarks tools notebooks book
+	$(BIN)/ruff format --check course_lib tests e2e benchmarks tools notebooks book
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix course_lib tests e2e benchmarks tools notebooks
-	$(BIN)/ruff format course_lib tests e2e benchmarks tools notebooks
+	$(BIN)/ruff check --fix course_lib tests e2e benchmarks tools notebooks book
+	$(BIN)/ruff format course_lib tests e2e benchmarks tools notebooks book
 
 # Re-run notebooks in place (all, or NB=notebooks/02_minimal_optimizer.ipynb).
 notebooks: $(STAMP)
@@ -63,4 +83,4 @@ benchmarks: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts build book/node_modules
