@@ -12,6 +12,10 @@ from course_lib.checks.soft_batch_problem import (
 )
 from course_lib.soft_batch import scheduled_learning_rate
 
+import ast
+import re
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -244,3 +248,14 @@ def test_hints_do_not_contain_the_code_of_the_answer(exercise, capsys):
     hint = capsys.readouterr().out
     for giveaway in ("assign(", "assign_sub(", "// steps", "isfinite(", "ops.all("):
         assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"
+
+
+def test_the_tests_that_notebook_03_cites_exist():
+    """Notebook 03's table names the tests that prove each SoftBatch property: they must exist."""
+    root = Path(__file__).resolve().parents[1]
+    notebook = (root / "notebooks" / "03_soft_batch.ipynb").read_text(encoding="utf-8")
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", notebook))
+    tree = ast.parse((root / "tests" / "test_soft_batch.py").read_text(encoding="utf-8"))
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    assert len(cited) >= 10, f"the table cites only {sorted(cited)}"
+    assert cited <= defined, f"notebook 03 cites tests that do not exist: {sorted(cited - defined)}"
