@@ -247,6 +247,11 @@ def machine() -> str:
     )
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the cores were."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def table_of(results: list[dict]) -> Table:
     """The rows as raw numbers; the docs round them per column."""
     return Table(
@@ -280,7 +285,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="steps per round (default 16)")
     args = parser.parse_args()
     tf.get_logger().addFilter(_DropRetracingWarning())
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), load_average()
     results = measure(args.rounds, args.steps)
     elapsed = time.perf_counter() - started
     table = table_of(results)
@@ -290,13 +295,20 @@ def main() -> None:
         command=f"python benchmarks/multi_stage.py --rounds {args.rounds} --steps {args.steps}",
         machine=machine(),
         tables={"steps": table},
-        values={"rounds": args.rounds, "steps": args.steps, "seconds": round(elapsed)},
+        values={
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "seconds": round(elapsed),
+            # Other processes compete for the cores on a shared machine: this says how much.
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        },
     )
     update_docs()
     print(
         f"Multi-stage training steps: median ms per step over {args.rounds} alternated rounds of "
         f"{args.steps} steps; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"jit_compile=False.\n"
+        f"jit_compile=False; 1-minute load average {load_before} before the run.\n"
     )
     print(markdown_table(table))
     print(f"total benchmark time {elapsed:.0f} s; written to {path.relative_to(path.parents[2])}")

@@ -140,6 +140,11 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPU threads, Python {platform.python_version()}, {versions}"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the cores were."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _installed(name: str) -> bool:
     try:
         metadata.version(name)
@@ -198,7 +203,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), load_average()
     flags = ["--rounds", str(args.rounds), "--batches", str(args.batches)]
     peak = {
         (model_name, config): child("memory", model_name, config, *flags)["peak_mb"]
@@ -215,7 +220,14 @@ def main() -> None:
         command=f"python benchmarks/soft_batch.py --rounds {args.rounds} --batches {args.batches}",
         machine=machine(),
         tables={"configurations": table},
-        values={"rounds": args.rounds, "batches": args.batches, "seconds": round(elapsed)},
+        values={
+            "rounds": args.rounds,
+            "batches": args.batches,
+            "seconds": round(elapsed),
+            # Other processes compete for the cores on a shared machine: this says how much.
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        },
     )
     update_docs()
     print(markdown_table(table))
@@ -223,7 +235,8 @@ def main() -> None:
         f"Adam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "
         f"configuration, {args.batches} batches. Time: median per batch over {args.rounds} "
         f"alternated rounds of {args.batches} batches, after one untimed fit each. "
-        f"CPU threads: {os.cpu_count()}; total {elapsed:.0f} s. Written to "
+        f"CPU threads: {os.cpu_count()}; 1-minute load average {load_before} before the run; "
+        f"total {elapsed:.0f} s. Written to "
         f"{path.relative_to(path.parents[2])}."
     )
 
