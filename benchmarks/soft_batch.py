@@ -11,20 +11,27 @@ Two models, an activation-heavy ConvNet on 64×64 images and a parameter-heavy M
 
 **Memory**: every configuration trains in a fresh process of its own, and reports its peak RSS.
 **Time**: one process per model builds all four configurations, then runs short ``fit`` calls in
-alternation, round after round, so that load from other programs hits them all alike; a callback
-times each training batch, and the table shows medians (the first ``fit`` of each configuration,
-which traces the graph, is not timed). The markdown table goes to ``docs/benchmarks.md``.
+alternation, round after round, so that load from other programs hits them all alike; the
+shared :class:`course_lib.studies.timing.StepTimer` times each training batch, and the table shows
+medians (the first ``fit`` of each configuration, which traces the graph, is not timed).
+
+The result goes to ``docs/results/soft_batch.json`` (notebook 03 claims against it) and its table
+into ``docs/benchmarks.md``; the script prints the same table.
 """
 
 from __future__ import annotations
 
+from course_lib.studies.results import Table, markdown_table, update_docs, write_result
+
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from importlib import metadata
 from typing import Any
 
 CONFIGS = ("batch 64", "batch 16", "Keras accumulation 16×4", "SoftBatch 16×4")
@@ -84,25 +91,6 @@ def build(model_name: str, config: str) -> tuple[Any, Any]:
     return model, data
 
 
-def batch_timer() -> Any:
-    import keras
-
-    class BatchTimer(keras.callbacks.Callback):
-        """Seconds spent in each training batch, from Keras's own batch hooks."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.seconds.append(time.perf_counter() - self.started)
-
-    return BatchTimer()
-
-
 def memory_worker(model_name: str, config: str, batches: int) -> dict[str, float]:
     import resource
 
@@ -115,10 +103,12 @@ def time_worker(model_name: str, rounds: int, batches: int) -> dict[str, float]:
     built = {config: build(model_name, config) for config in CONFIGS}
     for model, data in built.values():  # trace every graph before timing anything
         model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0)
+    from course_lib.studies.timing import StepTimer
+
     seconds: dict[str, list[float]] = {config: [] for config in CONFIGS}
     for _ in range(rounds):
         for config, (model, data) in built.items():
-            timer = batch_timer()
+            timer = StepTimer(skip=0)  # every graph was traced by the untimed fit above
             model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0, callbacks=[timer])
             seconds[config] += timer.seconds
     return {config: 1000 * statistics.median(values) for config, values in seconds.items()}
@@ -131,6 +121,71 @@ def child(*args: str) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    """The CPU, its thread count and the versions that matter, for the result file."""
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("tensorflow-cpu", "tensorflow", "keras")
+        if _installed(name)
+    )
+    return f"{model}, {os.cpu_count()} CPU threads, Python {platform.python_version()}, {versions}"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the cores were."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def table_of(peak: dict[tuple[str, str], float], ms: dict[str, dict[str, float]]) -> Table:
+    """One row per model and configuration, raw numbers; the docs round them per column."""
+    keras_config = "Keras accumulation 16×4"
+    rows = []
+    for model_name in MODELS:
+        per64 = {c: ms[model_name][c] * (1 if c == "batch 64" else 4) for c in CONFIGS}
+        for config in CONFIGS:
+            memory = peak[(model_name, config)]
+            rows.append(
+                [
+                    model_name,
+                    config,
+                    memory,
+                    ms[model_name][config],
+                    per64[config],
+                    per64[config] / per64[keras_config],
+                    memory / peak[(model_name, keras_config)],
+                    memory / peak[(model_name, "batch 64")],
+                ]
+            )
+    return Table(
+        columns=[
+            ("model", ""),
+            ("configuration", ""),
+            ("peak RSS (MB)", ".0f"),
+            ("ms per batch", ".1f"),
+            ("ms per 64 examples", ".1f"),
+            ("time vs Keras accumulation", ".2f"),
+            ("memory vs Keras accumulation", ".3f"),
+            ("memory vs batch 64", ".3f"),
+        ],
+        rows=rows,
+    )
 
 
 def main() -> None:
@@ -148,7 +203,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), load_average()
     flags = ["--rounds", str(args.rounds), "--batches", str(args.batches)]
     peak = {
         (model_name, config): child("memory", model_name, config, *flags)["peak_mb"]
@@ -158,27 +213,31 @@ def main() -> None:
     ms = {model_name: child("time", model_name, *flags) for model_name in MODELS}
     elapsed = time.perf_counter() - started
 
-    print(
-        "| model | configuration | peak RSS (MB) | ms per batch | ms per 64 examples "
-        "| time vs Keras accumulation | memory vs Keras accumulation | memory vs batch 64 |"
+    table = table_of(peak, ms)
+    path = write_result(
+        "soft_batch",
+        script="benchmarks/soft_batch.py",
+        command=f"python benchmarks/soft_batch.py --rounds {args.rounds} --batches {args.batches}",
+        machine=machine(),
+        tables={"configurations": table},
+        values={
+            "rounds": args.rounds,
+            "batches": args.batches,
+            "seconds": round(elapsed),
+            # Other processes compete for the cores on a shared machine: this says how much.
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        },
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for model_name in MODELS:
-        per64 = {c: ms[model_name][c] * (1 if c == "batch 64" else 4) for c in CONFIGS}
-        keras_config = "Keras accumulation 16×4"
-        for config in CONFIGS:
-            memory = peak[(model_name, config)]
-            print(
-                f"| {model_name} | {config} | {memory:.0f} | {ms[model_name][config]:.1f} "
-                f"| {per64[config]:.1f} | {per64[config] / per64[keras_config]:.2f} "
-                f"| {memory / peak[(model_name, keras_config)]:.3f} "
-                f"| {memory / peak[(model_name, 'batch 64')]:.3f} |"
-            )
+    update_docs()
+    print(markdown_table(table))
     print(
-        f"\nAdam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "
+        f"Adam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "
         f"configuration, {args.batches} batches. Time: median per batch over {args.rounds} "
         f"alternated rounds of {args.batches} batches, after one untimed fit each. "
-        f"CPU threads: {os.cpu_count()}; total {elapsed:.0f} s."
+        f"CPU threads: {os.cpu_count()}; 1-minute load average {load_before} before the run; "
+        f"total {elapsed:.0f} s. Written to "
+        f"{path.relative_to(path.parents[2])}."
     )
 
 

@@ -1,22 +1,35 @@
-"""Notebook 03's self-checks pass on the library's solutions and fail on known-wrong answers."""
+"""Notebook 03's self-checks pass on their solutions and fail on known-wrong answers."""
 
 from __future__ import annotations
 
 from course_lib.checks import nb03
-from course_lib.soft_batch import scheduled_learning_rate, soft_sgd_step
+from course_lib.checks.soft_batch_problem import (
+    GRADIENTS,
+    LEARNING_RATE,
+    MOMENTUM,
+    STEPS,
+    expected_momentum_trajectory,
+)
+from course_lib.soft_batch import scheduled_learning_rate
+
+import ast
+import re
+from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
 
 def test_solutions_are_correct():
-    assert nb03.accumulate_or_apply.check(soft_sgd_step).status == "correct"
+    assert nb03.momentum_that_waits.check(nb03.soft_momentum_step).status == "correct"
     assert nb03.schedule_per_update.check(scheduled_learning_rate).status == "correct"
 
 
-@pytest.mark.parametrize("exercise", [nb03.accumulate_or_apply, nb03.schedule_per_update])
+@pytest.mark.parametrize(
+    "exercise", [nb03.momentum_that_waits, nb03.schedule_per_update, nb03.finite_steps_only]
+)
 def test_not_attempted(exercise):
     def starter(*args):
         raise NotImplementedError
@@ -25,46 +38,83 @@ def test_not_attempted(exercise):
     assert exercise.check(starter).status == "not attempted"
 
 
-def every_step(variable, accumulator, count, gradient, steps, learning_rate):
-    variable.assign_sub(learning_rate * gradient)
+# Momentum that waits ------------------------------------------------------------------------------
 
 
-def sum_not_mean(variable, accumulator, count, gradient, steps, learning_rate):
+def test_expected_momentum_trajectory_is_keras_sgd_with_momentum_on_the_group_means():
+    weight = keras.Variable(np.array(1.0, "float32"))
+    sgd = keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM)
+    weights = []
+    for k in range(STEPS - 1, len(GRADIENTS), STEPS):
+        mean = float(np.mean(GRADIENTS[k + 1 - STEPS : k + 1]))
+        sgd.apply([ops.convert_to_tensor(np.float32(mean))], [weight])
+        weights.append(float(weight.numpy()))
+    expected, _ = expected_momentum_trajectory()
+    np.testing.assert_allclose(weights, expected[STEPS - 1 :: STEPS], rtol=0, atol=1e-6)
+
+
+def switch_style(weight, velocity, accumulator, count, gradient, steps, lr, momentum):
+    """The notebook's K.switch demo: the velocity runs on every micro-batch."""
+    accumulator.assign_add(gradient)
+    count.assign_add(1)
+    is_update = ops.equal(count, steps)
+    velocity.assign(momentum * velocity + accumulator / steps)
+    weight.assign(ops.where(is_update, weight - lr * velocity, weight))
+    accumulator.assign(ops.where(is_update, 0.0, accumulator))
+    count.assign(ops.where(is_update, 0, count))
+
+
+def last_gradient_not_mean(weight, velocity, accumulator, count, gradient, steps, lr, momentum):
     accumulator.assign_add(gradient)
     count.assign_add(1)
 
     def update():
-        variable.assign_sub(learning_rate * accumulator)
-        accumulator.assign(tf.zeros_like(accumulator))
+        velocity.assign(momentum * velocity + gradient)
+        weight.assign_sub(lr * velocity)
+        accumulator.assign(ops.zeros_like(accumulator))
         count.assign(0)
 
     ops.cond(ops.equal(count, steps), update, lambda: None)
 
 
-def never_reset(variable, accumulator, count, gradient, steps, learning_rate):
+def weight_before_velocity(weight, velocity, accumulator, count, gradient, steps, lr, momentum):
     accumulator.assign_add(gradient)
     count.assign_add(1)
-    ops.cond(
-        ops.equal(count % steps, 0),
-        lambda: variable.assign_sub(learning_rate * accumulator / steps),
-        lambda: variable,
-    )
+
+    def update():
+        weight.assign_sub(lr * velocity)  # steps with the previous velocity
+        velocity.assign(momentum * velocity + accumulator / steps)
+        accumulator.assign(ops.zeros_like(accumulator))
+        count.assign(0)
+
+    ops.cond(ops.equal(count, steps), update, lambda: None)
 
 
-def switch_like(variable, accumulator, count, gradient, steps, learning_rate):
-    """Both branches run, as with K.switch: the 'skipped' step still writes a small update."""
+def never_reset(weight, velocity, accumulator, count, gradient, steps, lr, momentum):
     accumulator.assign_add(gradient)
     count.assign_add(1)
-    is_update = ops.equal(count, steps)
-    variable.assign_sub(ops.where(is_update, learning_rate * accumulator / steps, 1e-3 * gradient))
-    accumulator.assign(ops.where(is_update, 0.0, accumulator))
-    count.assign(ops.where(is_update, 0, count))
+
+    def update():
+        velocity.assign(momentum * velocity + accumulator / steps)
+        weight.assign_sub(lr * velocity)
+
+    ops.cond(ops.equal(count % steps, 0), update, lambda: None)
 
 
-@pytest.mark.parametrize("wrong", [every_step, sum_not_mean, never_reset, switch_like])
-def test_wrong_accumulate_or_apply_is_incorrect(wrong):
-    result = nb03.accumulate_or_apply.check(wrong)
+@pytest.mark.parametrize(
+    "wrong", [switch_style, last_gradient_not_mean, weight_before_velocity, never_reset]
+)
+def test_wrong_momentum_is_incorrect(wrong):
+    result = nb03.momentum_that_waits.check(wrong)
     assert result.status == "incorrect", result
+
+
+def test_the_leak_is_named():
+    result = nb03.momentum_that_waits.check(switch_style)
+    assert "micro-batch 1 changed the velocity" in result.message
+
+
+# A schedule per real update -------------------------------------------------------------------
 
 
 def per_micro_batch(schedule, micro_batches_seen, steps):
@@ -85,13 +135,6 @@ def test_wrong_schedule_is_incorrect(wrong):
     assert result.status == "incorrect", result
 
 
-def test_hint_and_solution_print(capsys):
-    nb03.accumulate_or_apply.hint()
-    nb03.schedule_per_update.solution()
-    printed = capsys.readouterr().out
-    assert "ops.cond" in printed and "def scheduled_learning_rate" in printed
-
-
 def test_scheduled_learning_rate_matches_the_schedule_at_the_update_index():
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [0.1, 0.01])
     assert [scheduled_learning_rate(schedule, k, 4) for k in (0, 3, 4, 7, 8)] == pytest.approx(
@@ -99,3 +142,120 @@ def test_scheduled_learning_rate_matches_the_schedule_at_the_update_index():
     )
     with pytest.raises(ValueError, match="steps must be at least 1"):
         scheduled_learning_rate(schedule, 0, 0)
+
+
+# A wrapper that steps only on finite gradients ------------------------------------------------
+
+
+class _Wrapper(keras.optimizers.Optimizer):
+    """The common part of the wrong answers below: build inner, decide in apply."""
+
+    def __init__(self, inner, name="wrapper"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner = inner
+
+    def build(self, variables):
+        super().build(variables)
+        self.inner.build(variables)
+
+
+class OnlyFirstGradient(_Wrapper):
+    def apply(self, grads, trainable_variables=None):
+        finite = ops.all(ops.isfinite(grads[0]))
+        ops.cond(finite, lambda: self.inner.apply(grads, trainable_variables), lambda: None)
+
+
+class NanOnly(_Wrapper):
+    def apply(self, grads, trainable_variables=None):
+        no_nan = ops.logical_not(ops.any(ops.stack([ops.any(ops.isnan(g)) for g in grads])))
+        ops.cond(no_nan, lambda: self.inner.apply(grads, trainable_variables), lambda: None)
+
+
+class ZerosInstead(_Wrapper):
+    """Replaces bad entries by zeros and steps anyway: Adam's moments and counter still move."""
+
+    def apply(self, grads, trainable_variables=None):
+        cleaned = [ops.where(ops.isfinite(g), g, ops.zeros_like(g)) for g in grads]
+        self.inner.apply(cleaned, trainable_variables)
+
+
+class PythonIf(_Wrapper):
+    """Runs eagerly, but a tensor has no truth value while fit traces its step."""
+
+    def apply(self, grads, trainable_variables=None):
+        if all(bool(ops.all(ops.isfinite(g))) for g in grads):
+            self.inner.apply(grads, trainable_variables)
+
+
+class InnerNotBuilt(keras.optimizers.Optimizer):
+    def __init__(self, inner, name="wrapper"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner = inner
+
+    def apply(self, grads, trainable_variables=None):
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in grads]))
+        ops.cond(finite, lambda: self.inner.apply(grads, trainable_variables), lambda: None)
+
+
+def test_finite_steps_only_accepts_the_solution():
+    result = nb03.finite_steps_only.check(nb03.FiniteStepsOnly)
+    assert result.status == "correct", result.message
+
+
+def no_wrapper(inner):
+    return inner
+
+
+@pytest.mark.parametrize("wrong", [OnlyFirstGradient, NanOnly, ZerosInstead, PythonIf, no_wrapper])
+def test_finite_steps_only_rejects_wrong_wrappers(wrong):
+    result = nb03.finite_steps_only.check(wrong)
+    assert result.status == "incorrect", result
+
+
+def test_finite_steps_only_names_what_went_wrong():
+    assert "NaN in the second" in nb03.finite_steps_only.check(OnlyFirstGradient).message
+    assert "infinity in the first" in nb03.finite_steps_only.check(NanOnly).message
+    not_an_optimizer = nb03.finite_steps_only.check(lambda inner: inner.name)
+    assert "must give a Keras optimizer" in not_an_optimizer.message
+
+
+def test_finite_steps_only_solution_equals_keras_loss_scale_optimizer():
+    """With scale 1 (halved to 0.5 on the skip: exact in binary), Keras's own skip is ours."""
+    x, y, _ = nb03._nan_problem()
+    ours = nb03._fit(nb03.FiniteStepsOnly(keras.optimizers.Adam(0.01)), x, y)
+    keras.backend.clear_session()
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01), initial_scale=1.0)
+    theirs = nb03._fit(scaled, x, y)
+    assert all(np.all(np.isfinite(w)) for w in ours)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_hints_and_solutions_print(capsys):
+    nb03.momentum_that_waits.hint()
+    nb03.finite_steps_only.solution()
+    nb03.schedule_per_update.solution()
+    printed = capsys.readouterr().out
+    assert "ops.cond" in printed and "class FiniteStepsOnly" in printed
+    assert "def scheduled_learning_rate" in printed
+
+
+@pytest.mark.parametrize(
+    "exercise", [nb03.momentum_that_waits, nb03.schedule_per_update, nb03.finite_steps_only]
+)
+def test_hints_do_not_contain_the_code_of_the_answer(exercise, capsys):
+    exercise.hint()
+    hint = capsys.readouterr().out
+    for giveaway in ("assign(", "assign_sub(", "// steps", "isfinite(", "ops.all("):
+        assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"
+
+
+def test_the_tests_that_notebook_03_cites_exist():
+    """Notebook 03's table names the tests that prove each SoftBatch property: they must exist."""
+    root = Path(__file__).resolve().parents[1]
+    notebook = (root / "notebooks" / "03_soft_batch.ipynb").read_text(encoding="utf-8")
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", notebook))
+    tree = ast.parse((root / "tests" / "test_soft_batch.py").read_text(encoding="utf-8"))
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    assert len(cited) >= 10, f"the table cites only {sorted(cited)}"
+    assert cited <= defined, f"notebook 03 cites tests that do not exist: {sorted(cited - defined)}"

@@ -3,6 +3,8 @@
 * :data:`ralston_step`: one step of Ralston's method for a gradient function, in NumPy.
 * :data:`midpoint_model`: a ``keras.Model`` subclass whose ``train_step`` is the midpoint method.
 * :data:`snapshot`: fix a snapshot that keeps references instead of values.
+* :data:`nesterov_model`: Nesterov momentum as a ``train_step`` (the gradient at the look-ahead
+  point), checked against ``keras.optimizers.SGD(momentum=..., nesterov=True)``.
 
 The solutions here are deliberately minimal (one device, one fixed tableau); the library's
 general version is :class:`course_lib.runge_kutta.RungeKuttaModel`, and
@@ -66,6 +68,44 @@ def snapshot_solution(variables):
     return [tf.identity(v.value) for v in variables]
 
 
+class NesterovModel(keras.Model):
+    """Nesterov momentum owned by the training step: the gradient is taken at p + μ·v.
+
+    The weights hold p; each velocity v starts at zero. One step: move to the look-ahead point
+    p + μ·v, take the gradient there (same batch), come back to p, then v ← μ·v − h·g and
+    p ← p + v, with h the compiled optimizer's learning rate. The compiled optimizer does not
+    step: this training step is the optimizer.
+    """
+
+    def __init__(self, *args, momentum=0.9, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.momentum = momentum
+        self.velocities = [
+            keras.Variable(np.zeros(v.shape, dtype="float32"), trainable=False, name="velocity")
+            for v in self.trainable_variables
+        ]
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.trainable_variables
+        start = [tf.identity(v.value) for v in variables]  # p, by value
+        for v, velocity in zip(variables, self.velocities, strict=True):
+            v.assign_add(self.momentum * velocity)  # the look-ahead point p + μ·v
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+        gradients = tape.gradient(loss, variables)
+
+        h = self.optimizer.learning_rate
+        for v, velocity, p, g in zip(variables, self.velocities, start, gradients, strict=True):
+            velocity.assign(self.momentum * velocity - h * g)
+            v.assign(p + velocity)  # from p, not from the look-ahead point
+        for metric in self.metrics:  # the loss where the gradient was taken
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred)
+
+
 # --------------------------------------------------------------------------------------------
 # Checkers
 # --------------------------------------------------------------------------------------------
@@ -121,16 +161,29 @@ def _nonlinear_problem() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     return x, y, weights
 
 
-def _fit_nonlinear(model_class: type, h: float, steps: int) -> tuple[list[np.ndarray], list]:
-    """Train the tiny network with ``model_class`` and SGD(h) for ``steps`` full-batch steps."""
+def _train_nonlinear(
+    model_class: Any, optimizer: keras.optimizers.Optimizer, steps: int, **kwargs: Any
+) -> tuple[keras.Model, list]:
+    """Train the tiny network, built by ``model_class``, for ``steps`` full-batch steps.
+
+    The fixed initial weights go into the trainable variables, so a model that keeps extra
+    state of its own (velocities, say) starts that state where its constructor put it.
+    """
     x, y, weights = _nonlinear_problem()
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(4, activation="tanh")(inputs)
-    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1)(hidden))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=h), loss="mse")
-    model.set_weights(weights)
+    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1)(hidden), **kwargs)
+    model.compile(optimizer=optimizer, loss="mse")
+    for variable, value in zip(model.trainable_variables, weights, strict=True):
+        variable.assign(value)
     history = model.fit(x, y, batch_size=len(x), epochs=steps, verbose=0, shuffle=False)
-    return model.get_weights(), history.history["loss"]
+    return model, history.history["loss"]
+
+
+def _fit_nonlinear(model_class: type, h: float, steps: int) -> tuple[list[np.ndarray], list]:
+    """Train the tiny network with ``model_class`` and SGD(h) for ``steps`` full-batch steps."""
+    model, losses = _train_nonlinear(model_class, keras.optimizers.SGD(learning_rate=h), steps)
+    return [v.numpy() for v in model.trainable_variables], losses
 
 
 def _loss_of(weights: list[np.ndarray]) -> float:
@@ -210,10 +263,64 @@ def _check_snapshot(answer: Any) -> str:
     return "your snapshot keeps the values, eagerly and inside tf.function."
 
 
+NESTEROV_RATE, NESTEROV_MOMENTUM, NESTEROV_STEPS = 0.1, 0.9, 6
+
+
+def _check_nesterov_model(answer: Any) -> str:
+    if not (isinstance(answer, type) and issubclass(answer, keras.Model)):
+        raise Incorrect(
+            f"pass your class (a keras.Model subclass) itself, got {type(answer).__name__}."
+        )
+    if answer.train_step is keras.Model.train_step:
+        raise Incorrect("your class does not override train_step.")
+    h, mu, steps = NESTEROV_RATE, NESTEROV_MOMENTUM, NESTEROV_STEPS
+    model, _ = _train_nonlinear(answer, keras.optimizers.SGD(learning_rate=h), steps, momentum=mu)
+    velocities = getattr(model, "velocities", None)
+    if velocities is None or len(velocities) != len(model.trainable_variables):
+        raise Incorrect(
+            "keep the starter's `self.velocities`, one per trainable variable: the check reads "
+            "them to compare with Keras."
+        )
+    p = [v.numpy() for v in model.trainable_variables]
+    v = [np.asarray(u.numpy() if hasattr(u, "numpy") else u) for u in velocities]
+    keras.backend.clear_session()
+    keras_nesterov, _ = _train_nonlinear(
+        keras.Model, keras.optimizers.SGD(h, momentum=mu, nesterov=True), steps
+    )
+    keras.backend.clear_session()
+    heavy_ball, _ = _train_nonlinear(keras.Model, keras.optimizers.SGD(h, momentum=mu), steps)
+    if all(
+        np.allclose(a, b.numpy(), atol=1e-6)
+        for a, b in zip(p, heavy_ball.trainable_variables, strict=True)
+    ):
+        raise Incorrect(
+            "your weights follow heavy-ball momentum (the gradient at p): Nesterov takes it at "
+            "the look-ahead point p + μ·v."
+        )
+    for index, (weight, velocity, reference) in enumerate(
+        zip(p, v, keras_nesterov.trainable_variables, strict=True)
+    ):
+        expect_close(
+            f"p + μ·v of weight {index} after {steps} steps (Keras's nesterov=True stores that "
+            "point as its weights)",
+            weight + mu * velocity,
+            reference.numpy(),
+            atol=1e-5,
+        )
+    return (
+        "your step is Nesterov momentum: p + μ·v equals Keras's SGD(momentum=0.9, nesterov=True) "
+        "weights after every step."
+    )
+
+
 ralston_step = Exercise(
     title="Write one step of Ralston's method",
     checker=_check_ralston_step,
-    hint="g1 at p, g2 at p − (2/3)·h·g1, then p − h·(g1/4 + 3·g2/4).",
+    hint=(
+        "Start from heun_step at the top of the notebook: the structure is the same, only "
+        "the coefficients change. Where does the trial point sit, and how are g1 and g2 "
+        "weighted?"
+    ),
     solution=ralston_step_solution,
 )
 
@@ -221,8 +328,9 @@ midpoint_model = Exercise(
     title="Write a midpoint-method train_step",
     checker=_check_midpoint_model,
     hint=(
-        "Start from the Heun train_step: probe only half a step (p − h/2·g1), and apply the "
-        "midpoint gradient g2 alone. Copy, restore and report the loss at p as before."
+        "Put the midpoint method's two formulas next to Heun's. In heun_train_step, one line "
+        "builds the trial point and one line decides what the optimizer receives: those are "
+        "the lines that change. The four rules of section 5 still hold."
     ),
     solution=MidpointModel,
 )
@@ -230,8 +338,22 @@ midpoint_model = Exercise(
 snapshot = Exercise(
     title="Fix the snapshot",
     checker=_check_snapshot,
-    hint="`v.value` hands back the variable itself; wrap it in tf.identity (or keras.ops.copy).",
+    hint=(
+        "Inside a tf.function, `v.value` is a handle that reads the variable when it is used, "
+        "not when you wrote it. You need an op that produces a new tensor holding the value now."
+    ),
     solution=snapshot_solution,
 )
 
-__all__ = ["midpoint_model", "ralston_step", "snapshot"]
+nesterov_model = Exercise(
+    title="Write Nesterov momentum as a train_step",
+    checker=_check_nesterov_model,
+    hint=(
+        "It is a probe step, like Heun's: at which point do you take the gradient, and from "
+        "which point does the update start? Read h from self.optimizer.learning_rate; the "
+        "compiled optimizer is not called."
+    ),
+    solution=NesterovModel,
+)
+
+__all__ = ["midpoint_model", "nesterov_model", "ralston_step", "snapshot"]
