@@ -18,15 +18,20 @@ from __future__ import annotations
 import course_lib
 from course_lib import handwritten
 from course_lib.data import load_dataset
-from course_lib.studies.results import Table, markdown_table, update_docs, write_result
+from course_lib.studies.results import (
+    Table,
+    load_average,
+    machine,
+    markdown_table,
+    update_docs,
+    write_result,
+)
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -71,25 +76,6 @@ def measure(batch_size: int, jit_compile: bool, passes: int) -> dict[str, float]
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
-def machine() -> str:
-    """CPU model and core count, as the result file records them."""
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none): how busy the cores were."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=15, help="timed passes per route")
@@ -124,7 +110,7 @@ def main() -> None:
             "load_average_after": load_average(),
         },
     )
-    update_docs()
+    update_docs(["handwritten_gradients"])
     print(
         f"\nTensorFlow {tf.__version__}, {machine()}; median of {args.passes} alternated "
         f"passes; 1-minute load average {load_before} before the run. Written to "

@@ -27,14 +27,19 @@ from __future__ import annotations
 import course_lib
 from course_lib.adaptive import AdaptiveStepSize, StepSizeLog
 from course_lib.runge_kutta import RungeKuttaModel, inject_runge_kutta
-from course_lib.studies.results import Table, markdown_table, update_docs, write_result
+from course_lib.studies.results import (
+    Table,
+    load_average,
+    machine,
+    markdown_table,
+    update_docs,
+    write_result,
+)
 from course_lib.studies.timing import StepTimer
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import time
 
@@ -232,26 +237,6 @@ class _DropRetracingWarning(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-def machine() -> str:
-    """The CPU, its thread count and the versions that matter, for the result file."""
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} CPU threads, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
-    )
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none): how busy the cores were."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
 def table_of(results: list[dict]) -> Table:
     """The rows as raw numbers; the docs round them per column."""
     return Table(
@@ -304,7 +289,7 @@ def main() -> None:
             "load_average_after": load_average(),
         },
     )
-    update_docs()
+    update_docs(["multi_stage"])
     print(
         f"Multi-stage training steps: median ms per step over {args.rounds} alternated rounds of "
         f"{args.steps} steps; TensorFlow {tf.__version__}, Keras {keras.__version__}, "

@@ -13,11 +13,16 @@ re-measures only their rows.
 from __future__ import annotations
 
 import course_lib  # noqa: F401  (quiets TensorFlow in this process and its kernels)
-from course_lib.studies.results import Table, load_result, markdown_table, update_docs, write_result
+from course_lib.studies.results import (
+    Table,
+    load_result,
+    machine,
+    markdown_table,
+    update_docs,
+    write_result,
+)
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -61,21 +66,6 @@ def measure(path: Path) -> tuple[float, float]:
     return seconds, peak
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
-    )
-
-
 def _earlier_rows(keep: set[str]) -> list[list]:
     """Rows of the last result for notebooks that this run does not re-measure."""
     try:
@@ -111,7 +101,7 @@ def main() -> None:
         tables={"budget": table},
         values={"seconds_budget": SECONDS_BUDGET, "memory_budget_gb": MEMORY_BUDGET_GB},
     )
-    update_docs()
+    update_docs(["notebooks"])
 
 
 if __name__ == "__main__":

@@ -21,17 +21,22 @@ into ``docs/benchmarks.md``; the script prints the same table.
 
 from __future__ import annotations
 
-from course_lib.studies.results import Table, markdown_table, update_docs, write_result
+from course_lib.studies.results import (
+    Table,
+    load_average,
+    machine,
+    markdown_table,
+    update_docs,
+    write_result,
+)
 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
 from typing import Any
 
 CONFIGS = ("batch 64", "batch 16", "Keras accumulation 16×4", "SoftBatch 16×4")
@@ -123,36 +128,6 @@ def child(*args: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    """The CPU, its thread count and the versions that matter, for the result file."""
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}"
-        for name in ("tensorflow-cpu", "tensorflow", "keras")
-        if _installed(name)
-    )
-    return f"{model}, {os.cpu_count()} CPU threads, Python {platform.python_version()}, {versions}"
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none): how busy the cores were."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
-def _installed(name: str) -> bool:
-    try:
-        metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def table_of(peak: dict[tuple[str, str], float], ms: dict[str, dict[str, float]]) -> Table:
     """One row per model and configuration, raw numbers; the docs round them per column."""
     keras_config = "Keras accumulation 16×4"
@@ -229,7 +204,7 @@ def main() -> None:
             "load_average_after": load_average(),
         },
     )
-    update_docs()
+    update_docs(["soft_batch"])
     print(markdown_table(table))
     print(
         f"Adam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from course_lib.studies.results import (
     Table,
+    load_average,
     load_result,
+    machine,
     markdown_table,
     marked_blocks,
     render_markdown,
@@ -81,3 +83,20 @@ def test_a_missing_file_or_a_ragged_table_is_named(tmp_path):
         Table(columns=[("a", ""), ("b", "")], rows=[[1]])
     with pytest.raises(ValueError, match="lower-case"):
         write_result("Bad Name", script="", command="", machine="", tables={}, directory=tmp_path)
+
+
+def test_a_script_renders_only_its_own_tables(tmp_path):
+    _write(tmp_path)
+    text = (
+        "<!-- result: timing steps -->\nold\n<!-- /result -->\n"
+        "<!-- result: other steps -->\nuntouched\n<!-- /result -->\n"
+    )
+    rendered = render_markdown(text, tmp_path, names=["timing"])
+    assert markdown_table(TIMES) in rendered
+    assert "untouched" in rendered  # no other.json needed
+
+
+def test_the_machine_line_names_the_cpu_threads_and_versions():
+    line = machine()
+    assert "CPU threads" in line and "keras 3." in line
+    assert load_average() is None or load_average() >= 0

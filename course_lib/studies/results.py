@@ -16,10 +16,13 @@ numbers and a notebook compares the unrounded ones.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,9 @@ __all__ = [
     "RESULTS_DIR",
     "Result",
     "Table",
+    "load_average",
     "load_result",
+    "machine",
     "markdown_table",
     "render_markdown",
     "update_docs",
@@ -108,6 +113,35 @@ class Result:
         return self.tables[name]
 
 
+def machine() -> str:
+    """The CPU, its thread count and the versions that matter, as a result file records them."""
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    versions = []
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "jax"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(
+        [f"{model}", f"{os.cpu_count()} CPU threads", f"Python {platform.python_version()}"]
+        + versions
+    )
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the cores were.
+
+    Timings on a shared machine depend on it, so benchmarks record it before and after a run.
+    """
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _format_cell(value: Any, spec: str) -> str:
     if value is None:
         return ""
@@ -175,10 +209,15 @@ def load_result(name: str, directory: Path = RESULTS_DIR) -> Result:
     )
 
 
-def render_markdown(text: str, directory: Path = RESULTS_DIR) -> str:
-    """``text`` with every marked block replaced by its table, rendered from its result file."""
+def render_markdown(
+    text: str, directory: Path = RESULTS_DIR, names: Iterable[str] | None = None
+) -> str:
+    """``text`` with every marked block (of ``names``, or all) rendered from its result file."""
+    only = None if names is None else set(names)
 
     def replace(match: re.Match) -> str:
+        if only is not None and match["name"] not in only:
+            return match.group(0)
         table = load_result(match["name"], directory).table(match["table"])
         return match.group(1) + markdown_table(table) + match.group(5)
 
@@ -191,12 +230,19 @@ def marked_blocks(text: str) -> Iterable[tuple[str, str, str]]:
         yield match["name"], match["table"], match["body"]
 
 
-def update_docs(paths: Iterable[Path] | None = None, directory: Path = RESULTS_DIR) -> list[Path]:
-    """Rewrite the marked tables of ``docs/*.md`` from the result files; return what changed."""
+def update_docs(
+    names: Iterable[str] | None = None,
+    paths: Iterable[Path] | None = None,
+    directory: Path = RESULTS_DIR,
+) -> list[Path]:
+    """Rewrite the marked tables of ``docs/*.md`` from the result files; return what changed.
+
+    A benchmark passes its own result's name, so that it never needs the other files.
+    """
     changed = []
     for path in sorted(DOCS_DIR.glob("*.md")) if paths is None else paths:
         text = path.read_text()
-        rendered = render_markdown(text, directory)
+        rendered = render_markdown(text, directory, names)
         if rendered != text:
             path.write_text(rendered)
             changed.append(path)
