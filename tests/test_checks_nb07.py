@@ -49,9 +49,9 @@ def test_adaptive_sam_accepts_the_solution_and_an_independent_derivation():
 
     def through_the_ball(weights, gradients, rho, eta=0.01):
         # ε = T∘δ with δ = ρ·(T∘g)/‖T∘g‖, the SAM step in the rescaled coordinates
-        scaled = [t * np.asarray(g) for t, g in zip(_scales(weights, eta), gradients)]
+        scaled = [t * np.asarray(g) for t, g in zip(_scales(weights, eta), gradients, strict=True)]
         deltas = sam_perturbation(scaled, rho)
-        return [t * d.numpy() for t, d in zip(_scales(weights, eta), deltas)]
+        return [t * d.numpy() for t, d in zip(_scales(weights, eta), deltas, strict=True)]
 
     assert nb07.adaptive_sam.check(through_the_ball).correct
 
@@ -61,16 +61,19 @@ def test_adaptive_sam_rejects_realistic_wrong_answers():
         return [e.numpy() for e in sam_perturbation(gradients, rho)]
 
     def one_scale_only(weights, gradients, rho, eta=0.01):  # T∘g/‖T∘g‖: forgets to map δ back
-        scaled = [t * np.asarray(g) for t, g in zip(_scales(weights, eta), gradients)]
+        scaled = [t * np.asarray(g) for t, g in zip(_scales(weights, eta), gradients, strict=True)]
         return [e.numpy() for e in sam_perturbation(scaled, rho)]
 
     def norm_of_the_plain_gradient(weights, gradients, rho, eta=0.01):
         norm = np.sqrt(sum(np.sum(np.square(g)) for g in gradients))
-        return [rho * t**2 * g / norm for t, g in zip(_scales(weights, eta), gradients)]
+        return [
+            rho * t**2 * g / norm for t, g in zip(_scales(weights, eta), gradients, strict=True)
+        ]
 
     def per_variable_norm(weights, gradients, rho, eta=0.01):
         return [
-            rho * t**2 * g / np.linalg.norm(t * g) for t, g in zip(_scales(weights, eta), gradients)
+            rho * t**2 * g / np.linalg.norm(t * g)
+            for t, g in zip(_scales(weights, eta), gradients, strict=True)
         ]
 
     def without_eta(weights, gradients, rho, eta=0.01):
