@@ -160,57 +160,143 @@ def runge_kutta_path(
 
 @dataclass(frozen=True)
 class SharpFlatLandscape:
-    """L(x, y) = 1 − d_s·exp(−(x − x_s)²/2σ_s²) − d_f·exp(−(x − x_f)²/2σ_f²) + c·y²/2.
+    """A valley with a sharp minimum at one end and a flat one at the other (notebook 07).
 
-    Along x: a sharp well at ``x_s`` (width σ_s) and a flat one at ``x_f`` (width σ_f); along y
-    a plain valley. The defaults make the sharp well the slightly deeper one.
+    L(x, y) = b·(x² − 1)² + t·x + ½·c(x)·y²,  c(x) = c_flat + (c_sharp − c_flat)·σ((x_c − x)/w)
+
+    with σ the logistic function. Along the valley floor (y = 0) it is a double well with minima
+    near x = −1 and x = +1, separated by a low pass of height about b; the tilt t makes the left
+    one slightly *deeper*. Across the valley the curvature c(x) falls from ``sharp_curvature`` on
+    the left to ``flat_curvature`` on the right (around ``narrowing_at``, over a few
+    ``narrowing_width``), so the left minimum lies in a narrow ravine and the right one in a wide
+    valley. The Hessian's largest eigenvalue, the usual measure of sharpness, is about c(x) at
+    each minimum: plain gradient descent that starts in the left half settles in the sharp
+    minimum, and SAM, which penalises the worst loss within a radius, prefers the flat one.
+
+    There is no local maximum: the critical points are the two minima and the saddle (the pass)
+    between them, so the worst point of L within a disc always lies on the disc's edge.
     """
 
-    sharp_at: float = -1.0
-    sharp_width: float = 0.2
-    sharp_depth: float = 1.0
-    flat_at: float = 1.0
-    flat_width: float = 0.8
-    flat_depth: float = 0.9
-    valley: float = 1.0
+    barrier: float = 0.1
+    tilt: float = 0.02
+    sharp_curvature: float = 40.0
+    flat_curvature: float = 1.0
+    narrowing_at: float = 0.0
+    narrowing_width: float = 0.3
 
     def __post_init__(self) -> None:
-        for name in ("sharp_width", "sharp_depth", "flat_width", "flat_depth", "valley"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0.")
+        for name in ("barrier", "flat_curvature", "narrowing_width"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a positive finite number.")
+        if not self.sharp_curvature > self.flat_curvature:
+            raise ValueError(
+                f"sharp_curvature={self.sharp_curvature!r} must exceed "
+                f"flat_curvature={self.flat_curvature!r}: the left minimum is the sharp one."
+            )
+        # Two minima need three real roots of f'(x) = 4b·x(x² − 1) + t: |t| < 8b/(3√3).
+        if not abs(self.tilt) < 8 * self.barrier / (3 * np.sqrt(3)):
+            raise ValueError(
+                f"tilt={self.tilt!r} is too large for barrier={self.barrier!r}: the floor keeps "
+                f"two minima only while |tilt| < {8 * self.barrier / (3 * np.sqrt(3)):.3g}."
+            )
 
-    def _wells(self, x: Any, exp: Callable[[Any], Any]) -> tuple[Any, Any]:
-        sharp = self.sharp_depth * exp(-((x - self.sharp_at) ** 2) / (2 * self.sharp_width**2))
-        flat = self.flat_depth * exp(-((x - self.flat_at) ** 2) / (2 * self.flat_width**2))
-        return sharp, flat
+    # ------------------------------------------------------------------ the pieces
+    def _floor(self, x: Any) -> Any:
+        """f(x) = b·(x² − 1)² + t·x, the loss along the valley floor y = 0."""
+        return self.barrier * (x**2 - 1) ** 2 + self.tilt * x
 
+    def _narrowing(self, x: Any, sigmoid: Callable[[Any], Any]) -> Any:
+        """σ((x_c − x)/w): 1 on the sharp side, 0 on the flat side."""
+        return sigmoid((self.narrowing_at - x) / self.narrowing_width)
+
+    def curvature_across(self, x: Any) -> np.ndarray:
+        """c(x), the curvature of the valley across its floor at position x."""
+        s = self._narrowing(np.asarray(x, dtype=np.float64), _logistic)
+        return self.flat_curvature + (self.sharp_curvature - self.flat_curvature) * s
+
+    # ------------------------------------------------------------------ NumPy
     def value(self, p: Any) -> np.ndarray:
-        p = np.asarray(p, dtype=np.float64)
+        p = _as_points(p)
         x, y = p[..., 0], p[..., 1]
-        sharp, flat = self._wells(x, np.exp)
-        return 1.0 - sharp - flat + 0.5 * self.valley * y**2
+        return self._floor(x) + 0.5 * self.curvature_across(x) * y**2
 
     def gradient(self, p: Any) -> np.ndarray:
-        p = np.asarray(p, dtype=np.float64)
+        p = _as_points(p)
         x, y = p[..., 0], p[..., 1]
-        sharp, flat = self._wells(x, np.exp)
-        dx = sharp * (x - self.sharp_at) / self.sharp_width**2
-        dx = dx + flat * (x - self.flat_at) / self.flat_width**2
-        return np.stack([dx, self.valley * y], axis=-1)
+        s = self._narrowing(x, _logistic)
+        slope = -(self.sharp_curvature - self.flat_curvature) * s * (1 - s) / self.narrowing_width
+        dx = 4 * self.barrier * x * (x**2 - 1) + self.tilt + 0.5 * slope * y**2
+        return np.stack([dx, self.curvature_across(x) * y], axis=-1)
 
+    def hessian(self, p: Any) -> np.ndarray:
+        """The 2×2 Hessian at each point (shape ``p.shape + (2,)``)."""
+        p = _as_points(p)
+        x, y = p[..., 0], p[..., 1]
+        s = self._narrowing(x, _logistic)
+        span = self.sharp_curvature - self.flat_curvature
+        slope = -span * s * (1 - s) / self.narrowing_width
+        bend = span * s * (1 - s) * (1 - 2 * s) / self.narrowing_width**2
+        xx = 4 * self.barrier * (3 * x**2 - 1) + 0.5 * bend * y**2
+        xy = slope * y
+        yy = self.curvature_across(x)
+        return np.stack([np.stack([xx, xy], -1), np.stack([xy, yy], -1)], -2)
+
+    def sharpness(self, p: Any) -> np.ndarray:
+        """The Hessian's largest eigenvalue at each point: how sharp the loss is there."""
+        return np.linalg.eigvalsh(self.hessian(p))[..., -1]
+
+    # ------------------------------------------------------------------ Keras
     def keras_loss(self, y_true: Any, y_pred: Any) -> Any:
         """The same loss for a model whose output is p (``y_true`` is ignored)."""
         from keras import ops
 
         x, y = y_pred[..., 0], y_pred[..., 1]
-        sharp, flat = self._wells(x, ops.exp)
-        return 1.0 - sharp - flat + 0.5 * self.valley * y**2
+        across = self.flat_curvature + (
+            self.sharp_curvature - self.flat_curvature
+        ) * self._narrowing(x, ops.sigmoid)
+        return self._floor(x) + 0.5 * across * y**2
+
+    # ------------------------------------------------------------------ minima and basins
+    def _floor_minima(self) -> np.ndarray:
+        """The two minima of f, the roots of 4b·x³ − 4b·x + t = 0 other than the middle one."""
+        roots = np.sort(np.roots([4 * self.barrier, 0.0, -4 * self.barrier, self.tilt]).real)
+        return roots[[0, 2]]
 
     @property
     def minimum(self) -> np.ndarray:
-        """The sharp minimum (approximately: the flat well's tail shifts it by ~1e-3)."""
-        return np.array([self.sharp_at, 0.0])
+        """The sharp minimum (x ≈ −1, y = 0), the slightly deeper one."""
+        return np.array([self._floor_minima()[0], 0.0])
 
     @property
     def flat_minimum(self) -> np.ndarray:
-        return np.array([self.flat_at, 0.0])
+        """The flat minimum (x ≈ +1, y = 0)."""
+        return np.array([self._floor_minima()[1], 0.0])
+
+    def basin(self, points: Any, tolerance: float = 1e-3) -> np.ndarray:
+        """``"sharp"`` or ``"flat"`` for each point: which minimum its gradient flow reaches.
+
+        The flow dp/dt = −∇L(p) is followed with small Euler steps (h = 0.25/c_sharp, well
+        inside gradient descent's stability limit 2/c_sharp) until each point is within
+        ``tolerance`` of a minimum. A point that reaches neither (on the dividing line itself,
+        or far outside the plotted region) raises ``ValueError``.
+        """
+        q = _as_points(points).copy()
+        minima = np.stack([self.minimum, self.flat_minimum])
+        step = 0.25 / self.sharp_curvature
+        for _ in range(200_000):
+            distance = np.linalg.norm(q[..., None, :] - minima, axis=-1)
+            if np.all(distance.min(axis=-1) < tolerance):
+                return np.where(distance.argmin(axis=-1) == 0, "sharp", "flat")
+            q = q - step * self.gradient(q)
+        stuck = _as_points(points)[distance.min(axis=-1) >= tolerance]
+        raise ValueError(
+            f"the gradient flow from {stuck.reshape(-1, 2)[:3].tolist()} reaches neither "
+            "minimum: the point lies on the boundary between the basins or far outside them."
+        )
+
+
+def _logistic(u: Any) -> np.ndarray:
+    """σ(u) = 1/(1 + e^(−u)), without overflow for large |u|."""
+    u = np.asarray(u, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -u))

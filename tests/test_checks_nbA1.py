@@ -51,6 +51,11 @@ def test_fix_the_switch_rejects_a_non_list():
     assert result.status == "incorrect"
 
 
+def test_fix_the_switch_hint_does_not_give_the_answer():
+    assert "tf.identity(p)" not in nbA1.fix_the_switch._hint
+    assert "K.update(p," not in nbA1.fix_the_switch._hint
+
+
 def test_fix_the_switch_not_attempted():
     assert nbA1.fix_the_switch.check(None).status == "not attempted"
     assert nbA1.fix_the_switch.check(_not_attempted).status == "not attempted"

@@ -83,9 +83,11 @@ fix_the_switch = Exercise(
     title="Fix the K.switch soft batch",
     checker=_check_soft_batch_updates,
     hint=(
-        "Computing a value is harmless; assigning it is not. Let K.switch choose between two "
-        "*values* of the weight (the stepped one and tf.identity(p)), and write the chosen one "
-        "with a single K.update(p, ...). Keep the tf.control_dependencies([total]) block."
+        "Computing a value is harmless; assigning it is not. Ask what p must be written with on a "
+        "micro-batch that is not an update so that it stays exactly as it was, and what it must "
+        "be written with on an update. K.switch can choose between those two values before any "
+        "assignment exists. Keep the tf.control_dependencies([total]) block: it makes the "
+        "accumulator be read before anything overwrites it."
     ),
     solution=value_select_soft_batch_updates,
 )

@@ -14,6 +14,11 @@ course's Keras 3 class (:mod:`course_lib.keras2.time_capsule` runs the Keras 3 s
 * :class:`SoftBatchSGD`: the corrected soft batch, whose update is built inside the branch;
 * :func:`inject_heun`: the intrusive Heun step, two ``K.function`` calls as ``train_function``.
 
+"In the article's style" means reconstructed from the article's prose: its code blocks did not
+survive in the course's copy of the text. The prose describes an accumulator variable and a
+condition that decides whether to update; the author's later correction
+(https://kexue.fm/archives/6794) says the condition was a ``K.switch``, which runs both branches.
+
 **Graph mode only.** Importing this module does not change TensorFlow's mode, but everything it
 builds needs a process in which eager execution was disabled before any TensorFlow work: call
 :func:`enable_graph_mode` (or ``tf.compat.v1.disable_eager_execution()``) first, in a kernel or
@@ -217,7 +222,8 @@ def value_select_soft_batch_updates(
 
 
 class ArticleSoftBatchSGD(_SoftBatchBase):
-    """The soft batch as the 2018 article wrote it: the weights move on every micro-batch.
+    """The soft batch as the 2018 article built it (reconstructed): the weights move on every
+    micro-batch.
 
     Built from :func:`article_soft_batch_updates`; see there for why it leaks.
     """

@@ -4,33 +4,121 @@ The optimizers live in :mod:`course_lib.lookahead` and :mod:`course_lib.sam`, th
 :mod:`course_lib.landscapes`; this module holds what notebook 07 and ``benchmarks/beyond.py``
 measure with them, so that the two can never disagree:
 
-* :func:`landscape_path`: the library's Keras versions on a 2-D loss (one weight vector p);
-* :func:`compare_on_digits` and :func:`format_comparison`: SGD, SAM and Lookahead on digits.
+* :func:`landscape_path`: the library's Keras versions on a 2-D loss (one weight vector p), and
+  :func:`numpy_path`, the same three methods written out in NumPy, the reference the Keras
+  versions are tested against;
+* :func:`sam_objective`: the loss SAM is designed to minimise, max over ‖ε‖ ≤ ρ of L(p + ε),
+  found by a dense search over the disc (not SAM's first-order guess of the worst point);
+* :func:`compare_on_digits`, :func:`comparison_table` and :func:`differences_table`: SGD, SAM
+  and Lookahead on digits over seeds, and how far each method's accuracy is from SGD's, seed by
+  seed, measured against the spread over seeds.
 """
 
 from __future__ import annotations
 
-from course_lib.landscapes import SharpFlatLandscape
 from course_lib.studies.overfitting import check_run_settings
+from course_lib.studies.results import Table, markdown_table
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 METHODS: tuple[str, ...] = ("SGD", "SAM", "Lookahead")
+#: Gradient evaluations per training step of each method.
+GRADIENTS_PER_STEP: dict[str, int] = {"SGD": 1, "SAM": 2, "Lookahead": 1}
+#: Added to ‖g‖ in SAM's perturbation, as in :mod:`course_lib.sam`.
+NORM_EPSILON = 1e-12
 
 
-def _check_path_arguments(learning_rate: float, steps: int) -> None:
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
+# --------------------------------------------------------------------------------------------
+# Settings shared by the landscape and the digits runs
+# --------------------------------------------------------------------------------------------
+
+
+def check_method_settings(rho: Any, sync_period: Any, slow_step_size: Any) -> None:
+    """Raise ``ValueError`` naming the argument unless SAM's ρ and Lookahead's k, α are valid.
+
+    ρ ≥ 0 (0 makes SAM plain SGD at twice the cost), k a positive integer, α in (0, 1].
+    """
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not math.isfinite(rho):
+        raise ValueError(f"rho={rho!r} must be a finite number ≥ 0 (SAM's radius), e.g. 0.05.")
+    if rho < 0:
+        raise ValueError(f"rho={rho!r} must be ≥ 0 (SAM's radius), e.g. 0.05.")
+    if isinstance(sync_period, bool) or not isinstance(sync_period, int) or sync_period < 1:
+        raise ValueError(
+            f"sync_period={sync_period!r} must be a positive integer (Lookahead's k), e.g. 5."
+        )
+    if (
+        isinstance(slow_step_size, bool)
+        or not isinstance(slow_step_size, int | float)
+        or not 0.0 < slow_step_size <= 1.0
+    ):
+        raise ValueError(
+            f"slow_step_size={slow_step_size!r} must lie in (0, 1] (Lookahead's α), e.g. 0.5."
+        )
+
+
+def _check_path_arguments(method: str, learning_rate: float, steps: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: choose one of {list(METHODS)}.")
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, int | float)
+        or not math.isfinite(learning_rate)
+        or learning_rate <= 0
+    ):
         raise ValueError(f"learning_rate={learning_rate!r} must be a positive finite number.")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"steps={steps!r} must be a non-negative integer.")
 
 
+# --------------------------------------------------------------------------------------------
+# The 2-D landscape: paths and the SAM objective
+# --------------------------------------------------------------------------------------------
+
+
+def numpy_path(
+    landscape: Any,
+    method: str,
+    p0: Sequence[float],
+    learning_rate: float,
+    steps: int,
+    *,
+    rho: float = 0.05,
+    sync_period: int = 5,
+    slow_step_size: float = 0.5,
+) -> np.ndarray:
+    """``method`` on ``landscape`` in float64 NumPy: all ``steps + 1`` points, one per row.
+
+    * SGD: p ← p − h·∇L(p);
+    * SAM: p ← p − h·∇L(p + ρ·g/(‖g‖ + 1e-12)) with g = ∇L(p);
+    * Lookahead around SGD: k fast SGD steps, then slow ← slow + α·(fast − slow), fast ← slow.
+
+    The reference :func:`landscape_path` (the library's Keras classes) is tested against.
+    """
+    _check_path_arguments(method, learning_rate, steps)
+    check_method_settings(rho, sync_period, slow_step_size)
+    fast = np.array(p0, dtype=np.float64)
+    slow = fast.copy()
+    points = [fast.copy()]
+    for step in range(1, steps + 1):
+        gradient = landscape.gradient(fast)
+        if method == "SAM":
+            perturbation = rho * gradient / (np.linalg.norm(gradient) + NORM_EPSILON)
+            gradient = landscape.gradient(fast + perturbation)
+        fast = fast - learning_rate * gradient
+        if method == "Lookahead" and step % sync_period == 0:
+            slow = slow + slow_step_size * (fast - slow)
+            fast = slow.copy()
+        points.append(fast.copy())
+    return np.array(points)
+
+
 def landscape_path(
-    landscape: SharpFlatLandscape,
+    landscape: Any,
     method: str,
     p0: Sequence[float],
     learning_rate: float,
@@ -43,16 +131,17 @@ def landscape_path(
     """The library's Keras version of ``method`` on ``landscape``: all ``steps + 1`` points.
 
     The model's only weight is p (a bias-free ``Dense(2)`` on an input of ones), trained by
-    ``fit`` one step per batch; float64 so that it can be compared with NumPy to round-off.
+    ``fit`` one step per batch with ``SGD(learning_rate)``, wrapped in ``Lookahead`` or driven by
+    ``SAMModel``; float64, so that it can be compared with :func:`numpy_path` to round-off.
+    ``landscape.keras_loss(y_true, y_pred)`` must compute the loss at p = ``y_pred``.
     """
     from course_lib.lookahead import Lookahead
     from course_lib.sam import SAMModel
 
     import keras
 
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}: choose one of {list(METHODS)}.")
-    _check_path_arguments(learning_rate, steps)
+    _check_path_arguments(method, learning_rate, steps)
+    check_method_settings(rho, sync_period, slow_step_size)
     points = [np.asarray(p0, dtype=np.float64)]
     previous = keras.config.floatx()
     keras.config.set_floatx("float64")
@@ -85,6 +174,44 @@ def landscape_path(
     return np.array(points)
 
 
+def disc_offsets(rho: float, directions: int = 360, rings: int = 8) -> np.ndarray:
+    """Points ε of the disc ‖ε‖ ≤ ρ: its centre, and ``directions`` angles on each of ``rings``
+    circles of radius ρ/rings, 2ρ/rings, ..., ρ (the edge). Shape ``(1 + rings·directions, 2)``.
+    """
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not rho >= 0:
+        raise ValueError(f"rho={rho!r} must be a number ≥ 0 (the radius of the disc).")
+    for name, value in (("directions", directions), ("rings", rings)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer.")
+    angles = np.linspace(0.0, 2 * np.pi, directions, endpoint=False)
+    radii = rho * np.arange(1, rings + 1) / rings
+    ring_points = radii[:, None, None] * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    return np.concatenate([np.zeros((1, 2)), ring_points.reshape(-1, 2)])
+
+
+def sam_objective(
+    landscape: Any, points: Any, rho: float, *, directions: int = 360, rings: int = 8
+) -> np.ndarray:
+    """max over ‖ε‖ ≤ ρ of L(p + ε) at each point p: the loss SAM is designed to minimise.
+
+    Found by a dense search over the disc (:func:`disc_offsets`), not by SAM's first-order
+    guess ε = ρ·g/‖g‖. With 360 directions the search misses the true maximum by at most
+    L's change along 1/720 of a turn of the edge. Points are processed in chunks, so memory
+    stays small for a whole grid.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 0 or points.shape[-1] != 2:
+        raise ValueError(f"points must have a last axis of length 2, got shape {points.shape}.")
+    offsets = disc_offsets(rho, directions, rings)
+    flat = points.reshape(-1, 2)
+    chunk = max(1, 2_000_000 // len(offsets))
+    worst = np.empty(len(flat))
+    for start in range(0, len(flat), chunk):
+        block = flat[start : start + chunk, None, :] + offsets[None, :, :]
+        worst[start : start + chunk] = landscape.value(block).max(axis=1)
+    return worst.reshape(points.shape[:-1])
+
+
 # --------------------------------------------------------------------------------------------
 # Digits: validation accuracy of SGD, SAM and Lookahead
 # --------------------------------------------------------------------------------------------
@@ -105,6 +232,16 @@ class ComparisonSettings:
 
     def __post_init__(self) -> None:
         check_run_settings(self)
+        _check_path_arguments("SGD", self.learning_rate, 0)
+        check_method_settings(self.rho, self.sync_period, self.slow_step_size)
+
+    def describe(self) -> str:
+        """One line: what was trained, for the header of a table."""
+        return (
+            f"MLP 64-{self.hidden_units}-10 on digits, SGD lr {self.learning_rate}, batch "
+            f"{self.batch_size}, {self.epochs} epochs, SAM ρ {self.rho}, Lookahead k "
+            f"{self.sync_period} α {self.slow_step_size}, {len(self.seeds)} seeds"
+        )
 
 
 def _digits_model(method: str, settings: ComparisonSettings, seed: int) -> Any:
@@ -140,7 +277,8 @@ def compare_on_digits(
 ) -> dict[str, list[float]]:
     """Final validation accuracy of each method from each seed: ``{method: [acc per seed]}``.
 
-    Weights and batch order both follow the seed; every method sees the same batches.
+    Weights and batch order both follow the seed; for one seed every method starts from the same
+    weights and sees the same batches, so the runs of one seed form a pair (or triple).
     """
     from course_lib.data import as_dataset, load_dataset
 
@@ -163,29 +301,102 @@ def compare_on_digits(
     return results
 
 
-def format_comparison(results: dict[str, Sequence[float]], gradients: dict[str, int]) -> str:
-    """A markdown table: mean, min and max validation accuracy over seeds, per method."""
-    lines = [
-        "| method | gradients per step | seeds | val accuracy mean | min | max |",
-        "|---|---|---|---|---|---|",
-    ]
-    for method, values in results.items():
-        values = np.asarray(values)
-        lines.append(
-            f"| {method} | {gradients.get(method, 1)} | {len(values)} | {values.mean():.4f} "
-            f"| {values.min():.4f} | {values.max():.4f} |"
+def _check_results(results: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    if not results:
+        raise ValueError("results is empty: pass {method: [accuracy per seed]}.")
+    arrays = {method: np.asarray(values, dtype=np.float64) for method, values in results.items()}
+    counts = {method: len(values) for method, values in arrays.items()}
+    if len(set(counts.values())) != 1 or min(counts.values()) < 1:
+        raise ValueError(
+            f"every method needs one accuracy per seed, and the same seeds; got counts {counts}."
         )
-    return "\n".join(lines)
+    return arrays
 
 
-#: Gradient evaluations per training step of each method.
-GRADIENTS_PER_STEP: dict[str, int] = {"SGD": 1, "SAM": 2, "Lookahead": 1}
+def comparison_table(results: Mapping[str, Sequence[float]]) -> Table:
+    """Mean, standard deviation (over seeds, n − 1), min and max validation accuracy per method."""
+    rows = []
+    for method, values in _check_results(results).items():
+        spread = float(values.std(ddof=1)) if len(values) > 1 else None
+        rows.append(
+            [
+                method,
+                GRADIENTS_PER_STEP.get(method, 1),
+                len(values),
+                float(values.mean()),
+                spread,
+                float(values.min()),
+                float(values.max()),
+            ]
+        )
+    columns = [
+        ("method", ""),
+        ("gradients per step", ""),
+        ("seeds", ""),
+        ("val accuracy mean", ".4f"),
+        ("std over seeds", ".4f"),
+        ("min", ".4f"),
+        ("max", ".4f"),
+    ]
+    return Table(columns, rows)
+
+
+def differences_table(results: Mapping[str, Sequence[float]], baseline: str = "SGD") -> Table:
+    """Each method minus ``baseline``, seed by seed: mean, its standard error, and the count of
+    seeds where the method was better, worse or equal.
+
+    Runs of one seed share weights and batches, so the paired difference removes what the seed
+    does to both; "within the spread over seeds" means the mean difference is less than two of
+    its standard errors (std of the differences / √n) away from zero.
+    """
+    arrays = _check_results(results)
+    if baseline not in arrays:
+        raise ValueError(f"baseline={baseline!r} is not among the methods {list(arrays)}.")
+    if len(arrays[baseline]) < 2:
+        raise ValueError("a standard error needs at least two seeds.")
+    rows = []
+    for method, values in arrays.items():
+        if method == baseline:
+            continue
+        difference = values - arrays[baseline]
+        error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+        rows.append(
+            [
+                f"{method} − {baseline}",
+                float(difference.mean()),
+                error,
+                int((difference > 0).sum()),
+                int((difference < 0).sum()),
+                int((difference == 0).sum()),
+            ]
+        )
+    columns = [
+        ("difference", ""),
+        ("mean", "+.4f"),
+        ("standard error", ".4f"),
+        ("seeds better", ""),
+        ("worse", ""),
+        ("equal", ""),
+    ]
+    return Table(columns, rows)
+
+
+def format_comparison(results: Mapping[str, Sequence[float]]) -> str:
+    """:func:`comparison_table` as markdown text (what the notebook prints)."""
+    return markdown_table(comparison_table(results))
+
 
 __all__ = [
     "GRADIENTS_PER_STEP",
     "METHODS",
     "ComparisonSettings",
+    "check_method_settings",
     "compare_on_digits",
+    "comparison_table",
+    "differences_table",
+    "disc_offsets",
     "format_comparison",
     "landscape_path",
+    "numpy_path",
+    "sam_objective",
 ]
