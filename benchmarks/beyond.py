@@ -16,34 +16,11 @@ from course_lib.studies.beyond import (
     comparison_table,
     differences_table,
 )
-from course_lib.studies.results import markdown_table, update_docs, write_result
+from course_lib.studies.results import machine, markdown_table, update_docs, write_result
 
 import argparse
-import os
-import platform
 import sys
 import time
-from pathlib import Path
-
-
-def machine() -> str:
-    """The CPU model, core count and software versions, for the result file."""
-    import keras
-    import tensorflow as tf
-
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
-    )
 
 
 def main() -> None:
@@ -70,7 +47,7 @@ def main() -> None:
             "wall_seconds": round(seconds),
         },
     )
-    update_docs()
+    update_docs(["beyond"])
     print(settings.describe() + "\n")
     for table in tables.values():
         print(markdown_table(table))
