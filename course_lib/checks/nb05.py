@@ -294,8 +294,8 @@ three_eighths_rule = Exercise(
     title="Write Kutta's 3/8-rule as a ButcherTableau",
     checker=_check_three_eighths,
     hint=(
-        "c = (0, 1/3, 2/3, 1); rows of A: (1/3), (−1/3, 1), (1, −1, 1); b = (1/8, 3/8, 3/8, 1/8); "
-        "A must be the full 4×4 matrix with zeros on and above the diagonal."
+        "ButcherTableau takes name, c, a, b and order. The rows of A in the text are only the "
+        "entries below the diagonal: a must be the full 4×4 matrix, zeros on and above it."
     ),
     solution=three_eighths_rule_solution,
 )
