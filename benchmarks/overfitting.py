@@ -15,7 +15,8 @@ same weights and batch order per seed, at two step sizes h. It compares them
 It writes ``docs/results/overfitting.json`` (raw numbers), ``docs/overfitting.md`` (tables
 rendered from that file, and the conclusions the numbers support) and ``docs/overfitting.png``
 (validation − training loss against epochs, one panel per method). Run:
-``python benchmarks/overfitting.py`` (10 seeds; about 10 minutes on 2 idle CPU cores);
+``python benchmarks/overfitting.py`` (10 seeds; a few minutes on 2 idle CPU cores, about 20
+minutes on a busy shared one);
 ``--quick`` runs 2 seeds for 4 epochs and writes nothing.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import course_lib  # noqa: F401  (quiet TensorFlow first)
 
 import argparse
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -57,6 +59,21 @@ ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = (0.3, 0.6)
 #: The study's fixed settings (the notebook runs the same with fewer seeds and epochs).
 EPOCHS, TRAIN_SIZE = 40, 512
+
+
+def machine_description() -> str:
+    """The CPU model and core count, and how busy the machine was (wall times depend on it)."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} (load average {load:.1f})"
 
 
 def tag(learning_rate: float) -> str:
@@ -98,6 +115,8 @@ def study_section(records: Sequence[RunRecord], learning_rate: float) -> dict[st
         "learning_rate": learning_rate,
         "gradient_budget": gradient_budget(records),
         "verdict": verdict(effects),
+        "runs": len(records),
+        "diverged_runs": sum(r.diverged() for r in records),
         "mean_accepted_step": mean_accepted_steps(records),
         "implicit_penalty_over_loss": implicit_penalty(records, learning_rate),
         "gradient_norm_sq_effects": {
@@ -127,6 +146,11 @@ def conclusions(values: dict[str, Any]) -> list[str]:
             + (", ".join(pattern) if pattern else "no comparison")
             + "."
         )
+    diverged = values["diverged_runs"]
+    lines.append(
+        f"- Diverged runs: {diverged} of {values['runs']}"
+        + (" (listed above)." if diverged else ".")
+    )
     steps = ", ".join(f"{m} {h:.2f}" for m, h in values["mean_accepted_step"].items())
     lines.append(f"- Mean accepted step size: {steps} (SGD's h = {values['learning_rate']}).")
     lines.append(
@@ -210,9 +234,7 @@ def main() -> None:
     seeds = (0, 1) if args.quick else tuple(range(args.seeds))
     epochs = 4 if args.quick else EPOCHS
     sections: dict[float, dict[str, Any]] = {}
-    figure, axes = plt.subplots(
-        2 * len(LEARNING_RATES), 4, figsize=(13, 5.4 * len(LEARNING_RATES)), sharey="row"
-    )
+    figure, axes = plt.subplots(2 * len(LEARNING_RATES), 4, figsize=(13, 5.4 * len(LEARNING_RATES)))
     for index, learning_rate in enumerate(LEARNING_RATES):
         settings = StudySettings(
             seeds=seeds, epochs=epochs, learning_rate=learning_rate, train_size=TRAIN_SIZE
@@ -230,7 +252,7 @@ def main() -> None:
     figure.suptitle("Validation − training loss against epochs (one line per seed)")
     figure.tight_layout()
     figure.savefig(ROOT / "docs" / "overfitting.png", dpi=80)
-    machine = f"{platform.processor() or platform.machine()}, 2 CPU cores"
+    machine = machine_description()
     described = {
         "seeds": list(seeds),
         "epochs": epochs,

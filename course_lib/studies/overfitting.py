@@ -704,8 +704,10 @@ def verdict(effects: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 def plot_gaps(records: Sequence[RunRecord], axes: Any = None) -> Any:
     """Validation − training loss against epochs, one panel per method, one line per seed.
 
-    Each panel also shows SGD's mean (grey, dashed) for reference, and names in its title how many
-    runs diverged: their lines are left out of the panel, never silently.
+    Every panel but SGD's also shows SGD's mean (black, dashed, drawn on top: where a method
+    matches SGD the two coincide and the reference stays visible), shares the y axis with the
+    others, and names in its title how many runs diverged: their lines are left out, never
+    silently.
     """
     import matplotlib.pyplot as plt
 
@@ -713,36 +715,31 @@ def plot_gaps(records: Sequence[RunRecord], axes: Any = None) -> Any:
     if axes is None:
         columns = 4
         rows = math.ceil(len(methods) / columns)
-        _, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharey=True)
+        _, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows))
     axes = np.atleast_1d(axes).ravel()
+    colors = [f"C{i}" for i in range(10) if i != 7]  # C7 is grey, like the reference
     sgd = [r for r in records if r.method == "SGD" and not r.diverged()]
-    reference = (
-        np.mean([[r.gap(e) for e in range(len(r.train_loss))] for r in sgd], axis=0)
-        if sgd
-        else None
-    )
+    reference = np.mean([[r.gap(e) for e in range(len(r.train_loss))] for r in sgd], axis=0)
     for index, (ax, method) in enumerate(zip(axes, methods, strict=False)):
         runs = [r for r in records if r.method == method]
         drawn = [r for r in runs if not r.diverged()]
         for r in drawn:
-            epochs = np.arange(1, len(r.train_loss) + 1)
             gaps = [r.gap(e) for e in range(len(r.train_loss))]
-            ax.plot(epochs, gaps, color=f"C{index}", lw=1, alpha=0.8)
-        if reference is not None and method != "SGD":
-            ax.plot(
-                np.arange(1, len(reference) + 1),
-                reference,
-                color="grey",
-                ls="--",
-                lw=1.2,
-                label="SGD, mean",
-            )
+            ax.plot(np.arange(1, len(gaps) + 1), gaps, color=colors[index % 9], lw=1, alpha=0.8)
+        if sgd and method != "SGD":
+            epochs = np.arange(1, len(reference) + 1)
+            ax.plot(epochs, reference, color="black", ls="--", lw=1.2, zorder=3, label="SGD, mean")
             ax.legend(fontsize=7, loc="upper left")
         missing = len(runs) - len(drawn)
         note = f"\n{missing} of {len(runs)} runs diverged (not drawn)" if missing else ""
         ax.set_title(f"{method}{note}", fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("val − train loss", fontsize=8)
+    used = axes[: len(methods)]
+    low = min(ax.get_ylim()[0] for ax in used)
+    high = max(ax.get_ylim()[1] for ax in used)
+    for ax in used:
+        ax.set_ylim(low, high)  # one scale for every panel, so that gaps compare across them
     for ax in axes[len(methods) :]:
         ax.axis("off")
     return axes
