@@ -311,8 +311,8 @@ error_estimate = Exercise(
     title="The embedded error estimate of one step",
     checker=_check_error_estimate,
     hint=(
-        "Compute every stage gradient g_i as in a normal step, then combine them with the "
-        "weights b − b_hat instead of b, times −h."
+        "p_new and p̂_new come from the same stage gradients; only the weights that combine "
+        "them differ (b and b_hat). Write both as p minus h times a weighted sum, and subtract."
     ),
     solution=error_estimate_solution,
 )
