@@ -91,3 +91,56 @@ def test_error_estimate_checks():
     assert result.status == "incorrect" and "sign" in result.message
     assert nb05.error_estimate.check(without_step_size).status == "incorrect"
     assert nb05.error_estimate.check(_not_implemented).status == "not attempted"
+
+
+def test_himmelblau_gradient_matches_finite_differences():
+    def value(p):
+        x, y = p
+        return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+
+    p = np.array([0.7, -1.3])
+    step = 1e-6
+    numeric = [(value(p + step * e) - value(p - step * e)) / (2 * step) for e in np.eye(2)]
+    np.testing.assert_allclose(nb05.himmelblau_gradient(p), numeric, rtol=1e-7)
+    assert np.allclose(nb05.himmelblau_gradient(np.array([3.0, 2.0])), 0.0)
+
+
+def test_rk23_solution_takes_scipys_steps_and_rejects_the_first_try():
+    for p0, first_step, steps, rtol, atol in nb05.RK23_CASES:
+        point, sizes = nb05.rk23_adaptive_solution(
+            nb05.himmelblau_gradient, np.array(p0), first_step, steps, rtol, atol
+        )
+        reference, reference_sizes = nb05.scipy_rk23_steps(
+            nb05.himmelblau_gradient, p0, first_step, steps, rtol, atol
+        )
+        np.testing.assert_allclose(sizes, reference_sizes, rtol=1e-6)
+        np.testing.assert_allclose(point, reference, atol=1e-7)
+        # The first step size is too large for the tolerance: the controller had to retry.
+        assert sizes[0] < first_step / 2
+
+
+def _rk23_slip(**slip):
+    def answer(gradient, p0, first_step, steps, rtol, atol):
+        return nb05._rk23_variant(p0, first_step, steps, rtol, atol, **slip)
+
+    return answer
+
+
+def test_rk23_checks():
+    assert nb05.rk23_adaptive.check(nb05.rk23_adaptive_solution).correct
+    result = nb05.rk23_adaptive.check(_rk23_slip(exponent=-1.0 / 4.0))
+    assert result.status == "incorrect" and "embedded order" in result.message
+    result = nb05.rk23_adaptive.check(_rk23_slip(retry=False))
+    assert result.status == "incorrect" and "retried" in result.message
+
+    result = nb05.rk23_adaptive.check(_rk23_slip(low_order=True))
+    assert result.status == "incorrect" and "third-order weights" in result.message
+
+    def every_try_recorded(gradient, p0, first_step, steps, rtol, atol):
+        point, sizes = nb05.rk23_adaptive_solution(gradient, p0, first_step, steps, rtol, atol)
+        return point, [first_step, *sizes]
+
+    result = nb05.rk23_adaptive.check(every_try_recorded)
+    assert result.status == "incorrect" and "accepted" in result.message
+    assert nb05.rk23_adaptive.check(_not_implemented).status == "not attempted"
+    assert nb05.rk23_adaptive.check(None).status == "not attempted"

@@ -1,14 +1,34 @@
 """Do Runge–Kutta optimizers overfit? The study of notebook 06 and ``benchmarks/overfitting.py``.
 
-The training steps live in :mod:`course_lib.runge_kutta` and the coefficients in
-:mod:`course_lib.tableaux`; this module trains them on digits, records per-epoch metrics, and
-tabulates and plots the result, live in reduced form in the notebook and in full in the benchmark.
+The seed article says such optimizers drive the training loss very low while the validation loss
+stays poor. A method here differs from SGD in two ways at once: its *order* (how closely one step
+follows the gradient flow) and, when adaptive, its *step size* (the controller picks h). So the
+study runs, from the same initial weights and the same batch order per seed:
+
+* SGD, and the fixed-step methods Heun, RK4 and Dormand–Prince at SGD's learning rate h
+  (same steps, only the order differs);
+* Bogacki–Shampine (RK23) and Dormand–Prince with the adaptive controller;
+* **SGD at an adaptive method's steps**: SGD replaying, step by step, the step sizes the
+  adaptive run accepted (:class:`ReplayedSteps`). It has the adaptive run's steps and SGD's
+  order, so comparing with it separates "higher order" from "larger step".
+
+:func:`paired_effects` compares a method with its control seed by seed (a seed fixes weights
+and batch order, so the difference is the method's alone) and gives a 95 % interval over seeds.
+Every run is evaluated on the whole training and validation sets after each epoch, in float64
+(the adaptive runs' accept/reject decisions are chaotic: float32 rounding differences between
+CPUs change them); a run whose training loss ends above a uniform guess's (ln 10) or is not
+finite counts as *diverged*: it is counted and listed, never dropped silently.
+
+The training steps live in :mod:`course_lib.runge_kutta`, the controller in
+:mod:`course_lib.adaptive`, the coefficients in :mod:`course_lib.tableaux`.
 """
 
 from __future__ import annotations
 
 from course_lib.data import as_dataset
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +36,53 @@ from typing import Any
 import keras
 import numpy as np
 
-#: The optimizers the study compares: label → (tableau or None for plain SGD, adaptive or not).
-STUDY_METHODS: dict[str, tuple[str | None, bool]] = {
-    "SGD": (None, False),
-    "Heun": ("heun", False),
-    "RK4": ("rk4", False),
-    "Dormand–Prince (adaptive)": ("dormand_prince", True),
+#: The cross-entropy of a uniform guess over 10 classes: a run that ends above it has failed.
+CHANCE_LOSS = math.log(10)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the study: a solver (``tableau`` None is SGD), adaptive or not, or a replay.
+
+    ``replays`` names the adaptive method whose accepted step sizes this SGD run replays.
+    """
+
+    label: str
+    tableau: str | None = None
+    adaptive: bool = False
+    replays: str | None = None
+
+    @property
+    def is_sgd(self) -> bool:
+        return self.tableau is None
+
+
+#: The rows of the study, in the order they run (an adaptive method before its replay).
+METHODS: dict[str, Method] = {
+    m.label: m
+    for m in (
+        Method("SGD"),
+        Method("Heun", "heun"),
+        Method("RK4", "rk4"),
+        Method("Dormand–Prince, fixed step", "dormand_prince"),
+        Method("Bogacki–Shampine (RK23), adaptive", "bogacki_shampine", adaptive=True),
+        Method("Dormand–Prince, adaptive", "dormand_prince", adaptive=True),
+        Method("SGD at RK23's adaptive steps", replays="Bogacki–Shampine (RK23), adaptive"),
+        Method("SGD at Dormand–Prince's adaptive steps", replays="Dormand–Prince, adaptive"),
+    )
 }
+
+#: What each paired comparison isolates: (method, its control, what differs between them).
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("Heun", "SGD", "order"),
+    ("RK4", "SGD", "order"),
+    ("Dormand–Prince, fixed step", "SGD", "order"),
+    ("Bogacki–Shampine (RK23), adaptive", "SGD at RK23's adaptive steps", "order"),
+    ("Dormand–Prince, adaptive", "SGD at Dormand–Prince's adaptive steps", "order"),
+    ("SGD at RK23's adaptive steps", "SGD", "step size"),
+    ("SGD at Dormand–Prince's adaptive steps", "SGD", "step size"),
+    ("Dormand–Prince, adaptive", "SGD", "order and step size"),
+)
 
 
 def check_run_settings(settings: Any) -> None:
@@ -39,128 +99,359 @@ def check_run_settings(settings: Any) -> None:
 
 @dataclass(frozen=True)
 class StudySettings:
-    """What the overfitting study trains: an MLP on digits, SGD(learning_rate) as the step size.
+    """What the study trains: an MLP 64-``hidden_units``-10 on digits, SGD(h) as the step size.
 
-    ``rtol``/``atol`` set the adaptive controller (:class:`course_lib.adaptive.AdaptiveStepSize`,
-    with ``on_failure="accept"`` so that a long study never stops on one hard batch).
+    ``learning_rate`` is h for SGD and the fixed-step methods, and the first step of the adaptive
+    ones, whose controller (:class:`course_lib.adaptive.AdaptiveStepSize`) uses ``rtol``/``atol``
+    and ``on_failure="accept"`` so that a long study never stops on one hard batch.
+    ``train_size`` keeps the first examples of the training split (None: all 1,348); a small
+    training set gives overfitting room to show. The defaults are the study of notebook 06.
     """
 
-    methods: tuple[str, ...] = tuple(STUDY_METHODS)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 40
     learning_rate: float = 0.3
     batch_size: int = 64
     hidden_units: int = 128
+    train_size: int | None = 512
     rtol: float = 1e-2
     atol: float = 1e-4
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in STUDY_METHODS]
+        unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(
-                f"methods={self.methods!r}: choose among {list(STUDY_METHODS)} (at least one)."
+                f"methods={self.methods!r}: choose among {list(METHODS)} (at least one)."
             )
+        for label in self.methods:
+            source = METHODS[label].replays
+            if source is not None and source not in self.methods:
+                raise ValueError(
+                    f"{label!r} replays the step sizes of {source!r}: add {source!r} to methods."
+                )
         check_run_settings(self)
         if not np.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise ValueError(
                 f"learning_rate={self.learning_rate!r} must be a positive number (the step size)."
             )
+        if self.train_size is not None and (
+            not isinstance(self.train_size, int) or self.train_size < self.batch_size
+        ):
+            raise ValueError(
+                f"train_size={self.train_size!r} must be None (all) or an integer ≥ batch_size."
+            )
+
+    def ordered_methods(self) -> list[str]:
+        """The chosen methods in :data:`METHODS` order, so a replay runs after its source."""
+        return [label for label in METHODS if label in self.methods]
 
 
 @dataclass
 class RunRecord:
-    """One training run: per-epoch metrics measured at the end of each epoch.
+    """One run: what was measured after each epoch, on the whole training / validation sets.
 
-    ``train_loss``/``train_accuracy`` are evaluated on the whole training set after the epoch
-    (not ``fit``'s running average over the moving weights); ``gradients`` is the cumulative
-    number of gradient evaluations (mini-batch forward/backward passes), rejected tries included.
+    ``gradients`` is the cumulative number of gradient evaluations (mini-batch passes, rejected
+    adaptive tries included); ``gradient_norm_sq`` is ‖∇L‖² of the full training loss;
+    ``step_sizes`` and ``rejections`` are per training step (adaptive runs and replays only).
+    Epochs after a run stopped on a non-finite loss hold NaN.
     """
 
     method: str
     seed: int
     train_loss: list[float] = field(default_factory=list)
-    train_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    gradient_norm_sq: list[float] = field(default_factory=list)
     gradients: list[int] = field(default_factory=list)
     step_sizes: list[float] = field(default_factory=list)
+    rejections: list[int] = field(default_factory=list)
+
+    def gap(self, epoch: int = -1) -> float:
+        """Validation minus training loss after ``epoch`` (the last by default)."""
+        return self.val_loss[epoch] - self.train_loss[epoch]
+
+    def diverged(self, epoch: int = -1) -> bool:
+        """Whether the training loss after ``epoch`` is not finite or above ln 10."""
+        return is_diverged(self.train_loss[epoch])
 
 
-class _EpochEvaluation(keras.callbacks.Callback):
-    """Evaluate train and validation sets after each epoch; count gradient evaluations."""
-
-    def __init__(self, record: RunRecord, train, validation, stages: int) -> None:
-        super().__init__()
-        self.record, self.train, self.validation, self.stages = record, train, validation, stages
-        self.gradients = 0
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        tries = 1 + int(round(float(logs.get("rejections", 0.0))))
-        self.gradients += self.stages * tries
-        if "step_size" in logs:
-            self.record.step_sizes.append(float(logs["step_size"]))
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        train = self.model.evaluate(self.train, verbose=0, return_dict=True)
-        validation = self.model.evaluate(self.validation, verbose=0, return_dict=True)
-        self.record.train_loss.append(float(train["loss"]))
-        self.record.train_accuracy.append(float(train["accuracy"]))
-        self.record.val_loss.append(float(validation["loss"]))
-        self.record.val_accuracy.append(float(validation["accuracy"]))
-        self.record.gradients.append(self.gradients)
+def is_diverged(train_loss: float) -> bool:
+    """A training loss that is not finite or worse than a uniform guess (ln 10) has failed."""
+    return not math.isfinite(train_loss) or train_loss > CHANCE_LOSS
 
 
-def _study_model(method: str, settings: StudySettings, seed: int) -> keras.Model:
+# --------------------------------------------------------------------------------------------
+# The control: SGD replaying another run's step sizes
+# --------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class ReplayedSteps(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that replays a list of step sizes: step k uses ``step_sizes[k]``.
+
+    Keras calls a schedule with ``optimizer.iterations``, which is 0 at the first update, so
+    ``SGD(learning_rate=ReplayedSteps(log))`` takes exactly the steps ``log`` recorded; after
+    the list it keeps the last value. The values live in a variable of fixed length, so
+    :meth:`replay` can load another run's steps without retracing the training function.
+    """
+
+    def __init__(self, step_sizes: Sequence[float], length: int | None = None) -> None:
+        values = np.asarray(step_sizes, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError("step_sizes must be a non-empty list of finite numbers > 0.")
+        self.length = int(length or values.size)
+        self._values = keras.Variable(
+            np.zeros(self.length), dtype="float64", trainable=False, name="replayed_steps"
+        )
+        self._count = keras.Variable(0, dtype="int64", trainable=False, name="replayed_count")
+        self.replay(values)
+
+    def replay(self, step_sizes: Sequence[float]) -> None:
+        """Load new step sizes (at most ``length``)."""
+        values = np.asarray(step_sizes, dtype=np.float64)
+        if values.size > self.length:
+            raise ValueError(f"{values.size} step sizes do not fit in length={self.length}.")
+        if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError("step_sizes must be a non-empty list of finite numbers > 0.")
+        padded = np.full(self.length, values[-1])
+        padded[: values.size] = values
+        self._values.assign(padded)
+        self._count.assign(values.size)
+
+    def __call__(self, step: Any) -> Any:
+        from keras import ops
+
+        index = ops.minimum(ops.cast(step, "int64"), self._count - 1)
+        return ops.take(self._values, index)
+
+    def get_config(self) -> dict[str, Any]:
+        count = int(self._count.numpy())
+        return {"step_sizes": self._values.numpy()[:count].tolist(), "length": self.length}
+
+
+# --------------------------------------------------------------------------------------------
+# Training one method from several seeds
+# --------------------------------------------------------------------------------------------
+
+
+def initial_weights(seed: int, hidden_units: int) -> list[np.ndarray]:
+    """Keras's default initialisation (Glorot-uniform kernels, zero biases) from ``seed``.
+
+    Drawn with NumPy, so that every method starts a seed from the very same weights.
+    """
+    rng = np.random.default_rng(seed)
+    weights = []
+    for fan_in, fan_out in ((64, hidden_units), (hidden_units, 10)):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        weights += [rng.uniform(-limit, limit, (fan_in, fan_out)), np.zeros(fan_out)]
+    return weights
+
+
+def _layers(hidden_units: int) -> list:
+    return [
+        keras.Input((64,), dtype="float64"),
+        keras.layers.Dense(hidden_units, activation="relu", dtype="float64"),
+        keras.layers.Dense(10, dtype="float64"),
+    ]
+
+
+def _steps_per_epoch(settings: StudySettings, data: Any) -> int:
+    size = len(data.x_train) if settings.train_size is None else settings.train_size
+    return math.ceil(size / settings.batch_size)
+
+
+def _build_model(
+    method: Method, settings: StudySettings, steps: int
+) -> tuple[keras.Model, ReplayedSteps | None]:
+    """One compiled model per method, reused for every seed (one trace, bounded memory).
+
+    Returns the model and, for SGD, the schedule whose steps :func:`_reset` loads per seed.
+    """
     from course_lib.adaptive import AdaptiveStepSize
-    from course_lib.environment import set_seed
     from course_lib.runge_kutta import RungeKuttaSequential
 
-    tableau, adaptive = STUDY_METHODS[method]
-    set_seed(seed)
-    layers = [
-        keras.Input((64,)),
-        keras.layers.Dense(settings.hidden_units, activation="relu"),
-        keras.layers.Dense(10),
-    ]
-    if tableau is None:
+    layers = _layers(settings.hidden_units)
+    rate = None
+    if method.is_sgd:
         model = keras.Sequential(layers)
+        rate = ReplayedSteps([settings.learning_rate], length=steps * settings.epochs)
+        optimizer = keras.optimizers.SGD(learning_rate=rate)
     else:
-        controller = (
-            AdaptiveStepSize(rtol=settings.rtol, atol=settings.atol, on_failure="accept")
-            if adaptive
-            else None
-        )
-        model = RungeKuttaSequential(layers, tableau=tableau, adaptive=controller)
+        adaptive = None
+        if method.adaptive:
+            adaptive = AdaptiveStepSize(rtol=settings.rtol, atol=settings.atol, on_failure="accept")
+        model = RungeKuttaSequential(layers, tableau=method.tableau, adaptive=adaptive)
+        optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate)
+    # Adaptive runs need every step's logs (step size, rejections); the others run an epoch
+    # per call, which saves Python overhead and changes no number.
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=settings.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
+        steps_per_execution=1 if method.adaptive else steps,
     )
-    return model
+    return model, rate
 
 
-def train_study_run(method: str, seed: int, settings: StudySettings, data: Any) -> RunRecord:
-    """Train one method from one seed (weights and batch order both follow the seed)."""
+class _Evaluator:
+    """Loss, accuracy and ‖∇L‖² on the whole training and validation sets, in one traced call."""
+
+    def __init__(self, settings: StudySettings, data: Any) -> None:
+        import tensorflow as tf
+
+        self.model = keras.Sequential(_layers(settings.hidden_units))
+        size = settings.train_size
+        self.train = (
+            tf.constant(data.x_train[:size], "float64"),
+            tf.constant(data.y_train[:size]),
+        )
+        self.validation = (tf.constant(data.x_val, "float64"), tf.constant(data.y_val))
+        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+        self._measure = tf.function(self._measure_graph)
+
+    def _measure_graph(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        variables = self.model.trainable_variables
+        (x, y), (x_val, y_val) = self.train, self.validation
+        with tf.GradientTape() as tape:
+            logits = self.model(x)
+            loss = self.loss(y, logits)
+        gradient = tape.gradient(loss, variables)
+        val_logits = self.model(x_val)
+
+        def accuracy(labels, scores):
+            hits = tf.equal(tf.argmax(scores, axis=-1), tf.cast(labels, "int64"))
+            return tf.reduce_mean(tf.cast(hits, "float64"))
+
+        return {
+            "train_loss": loss,
+            "val_loss": self.loss(y_val, val_logits),
+            "train_accuracy": accuracy(y, logits),
+            "val_accuracy": accuracy(y_val, val_logits),
+            "gradient_norm_sq": tf.add_n([tf.reduce_sum(tf.square(g)) for g in gradient]),
+        }
+
+    def __call__(self, model: keras.Model) -> dict[str, float]:
+        for target, source in zip(
+            self.model.trainable_variables, model.trainable_variables, strict=True
+        ):
+            target.assign(source)
+        return {name: float(value) for name, value in self._measure().items()}
+
+
+class _RecordEpochs(keras.callbacks.Callback):
+    """Measure after each epoch; log each adaptive step; stop when the loss is not finite."""
+
+    def __init__(
+        self, record: RunRecord, evaluator: _Evaluator, stages: int, steps: int, adaptive: bool
+    ) -> None:
+        super().__init__()
+        self.record, self.evaluator, self.stages, self.steps = record, evaluator, stages, steps
+        self.adaptive = adaptive
+        self.count = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.adaptive:
+            logs = logs or {}
+            rejections = int(round(float(logs["rejections"])))
+            self.record.step_sizes.append(float(logs["step_size"]))
+            self.record.rejections.append(rejections)
+            self.count += self.stages * (1 + rejections)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.adaptive:  # every step costs the same: stages × steps, no logs needed
+            self.count += self.stages * self.steps
+        measured = self.evaluator(self.model)
+        for name, value in measured.items():
+            getattr(self.record, name).append(value)
+        self.record.gradients.append(self.count)
+        if not math.isfinite(measured["train_loss"]):
+            self.model.stop_training = True
+
+
+def _reset(
+    model: keras.Model,
+    schedule: ReplayedSteps | None,
+    seed: int,
+    settings: StudySettings,
+    source: RunRecord | None,
+) -> None:
+    """Put the model back to the seed's start: weights, step counter, step sizes."""
+    for variable, value in zip(
+        model.trainable_variables, initial_weights(seed, settings.hidden_units), strict=True
+    ):
+        variable.assign(value)
+    model.optimizer.iterations.assign(0)
+    if getattr(model, "runge_kutta_adaptive", None) is not None:
+        model.runge_kutta_step_scale.assign(1.0)
+    if schedule is not None:
+        schedule.replay([settings.learning_rate] if source is None else source.step_sizes)
+
+
+def _pad(record: RunRecord, epochs: int) -> None:
+    """Fill the epochs after a stopped run with NaN (its gradient count stays where it stopped)."""
+    while len(record.train_loss) < epochs:
+        for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            getattr(record, name).append(math.nan)
+        record.gradient_norm_sq.append(math.nan)
+        record.gradients.append(record.gradients[-1] if record.gradients else 0)
+
+
+def train_method(
+    label: str,
+    settings: StudySettings,
+    data: Any,
+    sources: dict[int, RunRecord] | None = None,
+    evaluator: _Evaluator | None = None,
+    models: dict | None = None,
+) -> list[RunRecord]:
+    """Train ``label`` from every seed; a replay needs its source run per seed in ``sources``.
+
+    ``models`` caches compiled models by solver, so SGD and its replays share one (each traced
+    training function costs seconds and memory that Keras does not give back).
+    """
+    from course_lib.adaptive import StepSizeError
+    from course_lib.environment import set_seed
     from course_lib.tableaux import get_tableau
 
-    import warnings
-
-    if method not in STUDY_METHODS:
-        raise ValueError(f"method={method!r}: choose among {list(STUDY_METHODS)}.")
-    tableau, adaptive = STUDY_METHODS[method]
-    stages = 1 if tableau is None else get_tableau(tableau).stages_needed(adaptive=adaptive)
-    keras.backend.clear_session()
-    model = _study_model(method, settings, seed)
-    record = RunRecord(method=method, seed=seed)
-    train = as_dataset(data.x_train, data.y_train, 512)
-    validation = as_dataset(data.x_val, data.y_val, 512)
-    batches = as_dataset(data.x_train, data.y_train, settings.batch_size, shuffle_seed=seed)
-    evaluation = _EpochEvaluation(record, train, validation, stages)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # on_failure="accept" warns per rejected-out step
-        model.fit(batches, epochs=settings.epochs, shuffle=False, verbose=0, callbacks=[evaluation])
-    return record
+    method = METHODS[label]
+    if method.replays is not None and not set(settings.seeds) <= set(sources or {}):
+        raise ValueError(f"{label!r} needs the runs of {method.replays!r} for every seed.")
+    steps = _steps_per_epoch(settings, data)
+    stages = 1 if method.is_sgd else get_tableau(method.tableau).stages_needed(method.adaptive)
+    evaluator = evaluator or _Evaluator(settings, data)
+    models = {} if models is None else models
+    key = (method.tableau, method.adaptive)
+    if key not in models:
+        models[key] = _build_model(method, settings, steps)
+    model, schedule = models[key]
+    size = settings.train_size
+    records = []
+    for seed in settings.seeds:
+        set_seed(seed)  # the batch order below follows the seed, the same for every method
+        source = None if method.replays is None else sources[seed]
+        _reset(model, schedule, seed, settings, source)
+        record = RunRecord(method=label, seed=seed)
+        batches = as_dataset(
+            data.x_train[:size].astype("float64"),
+            data.y_train[:size],
+            settings.batch_size,
+            shuffle_seed=seed,
+        )
+        callback = _RecordEpochs(record, evaluator, stages, steps, method.adaptive)
+        if method.replays is not None:
+            record.step_sizes = list(source.step_sizes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # on_failure="accept" warns per rejected-out step
+            try:
+                model.fit(batches, epochs=settings.epochs, verbose=0, callbacks=[callback])
+            except StepSizeError:  # every try was NaN/inf: diverged; _pad marks the rest NaN
+                pass
+        _pad(record, settings.epochs)
+        records.append(record)
+    return records
 
 
 def run_overfitting_study(settings: StudySettings, data: Any | None = None) -> list[RunRecord]:
@@ -169,111 +460,354 @@ def run_overfitting_study(settings: StudySettings, data: Any | None = None) -> l
         from course_lib.data import load_dataset
 
         data = load_dataset("digits")
-    return [
-        train_study_run(method, seed, settings, data)
-        for seed in settings.seeds
-        for method in settings.methods
-    ]
+    import gc
+
+    evaluator = _Evaluator(settings, data)
+    models: dict = {}
+    records: list[RunRecord] = []
+    order = settings.ordered_methods()
+    keys = [(METHODS[label].tableau, METHODS[label].adaptive) for label in order]
+    for index, label in enumerate(order):
+        source = METHODS[label].replays
+        sources = {r.seed: r for r in records if r.method == source} if source else None
+        records += train_method(label, settings, data, sources, evaluator, models)
+        if keys[index] not in keys[index + 1 :]:  # no later method trains this solver
+            del models[keys[index]]
+            gc.collect()  # lets a notebook's kernel reuse the memory for the next model
+    return records
 
 
-_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+# --------------------------------------------------------------------------------------------
+# Rows: mean and spread per method, at equal epochs or equal gradient evaluations
+# --------------------------------------------------------------------------------------------
+
+#: The per-run quantities a row summarises.
+METRICS: tuple[str, ...] = ("train_loss", "val_loss", "gap", "val_accuracy", "gradient_norm_sq")
 
 
-def _epoch_within_budget(record: RunRecord, budget: int) -> int:
-    """Index of the last epoch whose cumulative gradient count is within ``budget``."""
-    within = [i for i, count in enumerate(record.gradients) if count <= budget]
-    if not within:
-        raise ValueError(
-            f"{record.method} (seed {record.seed}) used {record.gradients[0]} gradients in its "
-            f"first epoch, more than the budget {budget}; train longer or raise the budget."
-        )
-    return within[-1]
+def value_at(record: RunRecord, metric: str, epoch: int) -> float:
+    """One measured quantity of a run after ``epoch`` (``"gap"``: validation − training loss)."""
+    if metric == "gap":
+        return record.gap(epoch)
+    return getattr(record, metric)[epoch]
 
 
-def study_rows(records: Sequence[RunRecord], comparison: str) -> list[dict[str, Any]]:
-    """Mean and spread (min–max over seeds) per method, at equal epochs or equal gradients.
+def gradient_budget(records: Sequence[RunRecord]) -> int:
+    """The gradient evaluations SGD used in all its epochs: what every method gets at equal cost."""
+    sgd = [r.gradients[-1] for r in records if r.method == "SGD"]
+    if not sgd:
+        raise ValueError("comparing at equal gradient evaluations needs the SGD runs (the budget).")
+    return min(sgd)
 
-    ``comparison="epochs"`` reads every run at its last epoch. ``comparison="gradients"`` gives
-    every method the gradient evaluations SGD used in all its epochs, and reads each run at its
-    last epoch within that budget (Heun: half the epochs, RK4: a quarter...).
-    """
-    if comparison not in ("epochs", "gradients"):
+
+def read_epoch(record: RunRecord, comparison: str, budget: int | None = None) -> int | None:
+    """The epoch index a comparison reads: the last one, or the last within ``budget`` (None if
+    even the first epoch costs more)."""
+    if comparison == "epochs":
+        return len(record.train_loss) - 1
+    if comparison != "gradients":
         raise ValueError(f"comparison={comparison!r} must be 'epochs' or 'gradients'.")
-    methods = list(dict.fromkeys(r.method for r in records))
-    budget = None
-    if comparison == "gradients":
-        sgd = [r for r in records if r.method == "SGD"]
-        if not sgd:
-            raise ValueError("comparison='gradients' needs SGD runs to set the budget.")
-        budget = min(r.gradients[-1] for r in sgd)
+    within = [i for i, count in enumerate(record.gradients) if count <= budget]
+    return within[-1] if within else None
+
+
+def _spread(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and standard deviation over seeds (sd None for a single value)."""
+    if not values:
+        return None, None
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
+
+
+def study_rows(records: Sequence[RunRecord], comparison: str = "epochs") -> list[dict[str, Any]]:
+    """One row per method: runs, diverged runs, epochs read, and mean/sd of each metric.
+
+    ``comparison="epochs"`` reads every run after its last epoch; ``"gradients"`` reads each run
+    at its last epoch within SGD's total gradient evaluations. Means and spreads are over the runs
+    that did not diverge at that epoch; ``diverged`` counts the others (shown, not dropped).
+    """
+    budget = gradient_budget(records) if comparison == "gradients" else None
     rows = []
-    for method in methods:
+    for method in dict.fromkeys(r.method for r in records):
         runs = [r for r in records if r.method == method]
-        epochs = [
-            len(r.gradients) - 1 if budget is None else _epoch_within_budget(r, budget)
-            for r in runs
-        ]
-        row: dict[str, Any] = {"method": method, "seeds": len(runs)}
-        row["epochs"] = [e + 1 for e in epochs]
-        row["gradients"] = [r.gradients[e] for r, e in zip(runs, epochs, strict=True)]
-        for metric in _METRICS:
-            values = np.array([getattr(r, metric)[e] for r, e in zip(runs, epochs, strict=True)])
-            row[metric] = (float(values.mean()), float(values.min()), float(values.max()))
-        gap = np.array([r.val_loss[e] - r.train_loss[e] for r, e in zip(runs, epochs, strict=True)])
-        row["gap"] = (float(gap.mean()), float(gap.min()), float(gap.max()))
+        epochs = [read_epoch(r, comparison, budget) for r in runs]
+        read = [(r, e) for r, e in zip(runs, epochs, strict=True) if e is not None]
+        kept = [(r, e) for r, e in read if not r.diverged(e)]
+        row: dict[str, Any] = {
+            "method": method,
+            "runs": len(runs),
+            "not reached": len(runs) - len(read),
+            "diverged": len(read) - len(kept),
+            "diverged seeds": [r.seed for r, e in read if r.diverged(e)],
+            "epochs": [e + 1 for _, e in read],
+            "gradients": [r.gradients[e] for r, e in read],
+        }
+        for metric in METRICS:
+            row[metric] = _spread([value_at(r, metric, e) for r, e in kept])
         rows.append(row)
     return rows
 
 
-def _mean_spread(values: tuple[float, float, float], digits: int) -> str:
-    mean, low, high = values
-    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def format_study_table(rows: Sequence[dict[str, Any]], digits: int = 3) -> str:
-    """A markdown table: mean (min–max over seeds) of each metric, one row per method."""
-    header = (
-        "| method | epochs | gradient evaluations | train loss | val loss | val − train loss "
-        "| train acc | val acc |\n|---|---|---|---|---|---|---|---|"
-    )
-    lines = [header]
+    """A markdown table: mean ± sd over the runs that did not diverge, and how many did."""
+    lines = [
+        "| method | diverged | epochs | gradient evaluations | train loss | val loss "
+        "| val − train | val acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         epochs = sorted(set(row["epochs"]))
-        epoch_text = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
-        gradients = int(np.mean(row["gradients"]))
+        epoch_text = (
+            "–"
+            if not epochs
+            else str(epochs[0])
+            if len(epochs) == 1
+            else f"{epochs[0]}–{epochs[-1]}"
+        )
+        gradients = f"{np.mean(row['gradients']):,.0f}" if row["gradients"] else "–"
+        cells = [
+            f"{_cell(row[m][0], digits)} ± {_cell(row[m][1], digits)}"
+            for m in ("train_loss", "val_loss", "gap", "val_accuracy")
+        ]
+        diverged = f"{row['diverged']}/{row['runs']}"
+        if row["not reached"]:
+            diverged += f" ({row['not reached']} not reached)"
         lines.append(
-            f"| {row['method']} | {epoch_text} | {gradients:,} "
-            f"| {_mean_spread(row['train_loss'], digits)} "
-            f"| {_mean_spread(row['val_loss'], digits)} "
-            f"| {_mean_spread(row['gap'], digits)} "
-            f"| {_mean_spread(row['train_accuracy'], digits)} "
-            f"| {_mean_spread(row['val_accuracy'], digits)} |"
+            f"| {row['method']} | {diverged} | {epoch_text} | {gradients} | "
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines)
 
 
-def plot_study(records: Sequence[RunRecord], axes: Any = None) -> Any:
-    """Validation loss and training loss against gradient evaluations, mean over seeds."""
+# --------------------------------------------------------------------------------------------
+# Controls: a method against its control, seed by seed
+# --------------------------------------------------------------------------------------------
+
+
+def confidence_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean of paired differences and the half-width of its t interval (NaN if fewer than 2)."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=np.float64)
+    if values.size < 2:
+        return (float(values.mean()) if values.size else math.nan), math.nan
+    half = (
+        stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    )
+    return float(values.mean()), float(half)
+
+
+def classify(mean: float, half_width: float) -> str:
+    """ "higher" or "lower" when the interval excludes 0, else "within seed spread"."""
+    if not math.isfinite(half_width):
+        return "too few runs"
+    if mean - half_width > 0:
+        return "higher"
+    if mean + half_width < 0:
+        return "lower"
+    return "within seed spread"
+
+
+def paired_effects(
+    records: Sequence[RunRecord],
+    comparisons: Sequence[tuple[str, str, str]] = COMPARISONS,
+    metrics: Sequence[str] = ("train_loss", "val_loss", "gap"),
+) -> list[dict[str, Any]]:
+    """Method − control after the last epoch, paired by seed, for each comparison present.
+
+    A seed pairs two runs that started from the same weights and saw the same batches, so the
+    difference is the method's alone. Seeds where either run diverged are left out of the mean
+    and counted in ``excluded``. Each metric gets (mean, half-width of the 95 % interval,
+    ``classify`` result).
+    """
+    by_key = {(r.method, r.seed): r for r in records}
+    effects = []
+    for method, control, differs in comparisons:
+        seeds = sorted(
+            {s for m, s in by_key if m == method} & {s for m, s in by_key if m == control}
+        )
+        if not seeds:
+            continue
+        pairs = [(by_key[method, s], by_key[control, s]) for s in seeds]
+        kept = [(a, b) for a, b in pairs if not a.diverged() and not b.diverged()]
+        effect: dict[str, Any] = {
+            "method": method,
+            "control": control,
+            "differs": differs,
+            "pairs": len(kept),
+            "excluded": len(pairs) - len(kept),
+        }
+        for metric in metrics:
+            differences = [value_at(a, metric, -1) - value_at(b, metric, -1) for a, b in kept]
+            mean, half = confidence_interval(differences)
+            effect[metric] = (mean, half, classify(mean, half))
+        effects.append(effect)
+    return effects
+
+
+def shows_article_pattern(effect: dict[str, Any]) -> bool:
+    """The article's pattern: training loss lower *and* validation loss higher, both resolved."""
+    return effect["train_loss"][2] == "lower" and effect["val_loss"][2] == "higher"
+
+
+def format_effects_table(effects: Sequence[dict[str, Any]], digits: int = 3) -> str:
+    """A markdown table of the paired differences (mean ± 95 % half-width)."""
+    lines = [
+        "| method − control | what differs | pairs | Δ train loss | Δ val loss | Δ (val − train) "
+        "| article's pattern |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in effects:
+        cells = []
+        for metric in ("train_loss", "val_loss", "gap"):
+            mean, half, _ = e[metric]
+            cells.append(
+                f"{_cell(mean, digits)} ± {_cell(half if math.isfinite(half) else None, digits)}"
+            )
+        pairs = f"{e['pairs']}" + (f" ({e['excluded']} diverged)" if e["excluded"] else "")
+        pattern = "yes" if shows_article_pattern(e) else "no"
+        lines.append(
+            f"| {e['method']} − {e['control']} | {e['differs']} | {pairs} | "
+            + " | ".join(cells)
+            + f" | {pattern} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(effects: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Sort the comparisons by what they isolate and what the gap did.
+
+    Returns, for "order" and "step size", the methods whose gap came out higher, lower, or within
+    seed spread, and the comparisons that show the article's whole pattern. The notebook states
+    its conclusion from these lists, so a re-run with other numbers changes the conclusion, not
+    just the digits.
+    """
+    result: dict[str, list[str]] = {}
+    for differs in ("order", "step size", "order and step size"):
+        for e in (e for e in effects if e["differs"] == differs):
+            outcome = e["gap"][2]
+            result.setdefault(f"{differs}: gap {outcome}", []).append(e["method"])
+            if shows_article_pattern(e):
+                result.setdefault(f"{differs}: article's pattern", []).append(e["method"])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_gaps(records: Sequence[RunRecord], axes: Any = None) -> Any:
+    """Validation − training loss against epochs, one panel per method, one line per seed.
+
+    Every panel but SGD's also shows SGD's mean (black, dashed, drawn on top: where a method
+    matches SGD the two coincide and the reference stays visible), shares the y axis with the
+    others, and names in its title how many runs diverged: their lines are left out, never
+    silently.
+    """
     import matplotlib.pyplot as plt
 
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 4))
     methods = list(dict.fromkeys(r.method for r in records))
-    for index, method in enumerate(methods):
+    if axes is None:
+        columns = 4
+        rows = math.ceil(len(methods) / columns)
+        _, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    colors = [f"C{i}" for i in range(10) if i != 7]  # C7 is grey, like the reference
+    sgd = [r for r in records if r.method == "SGD" and not r.diverged()]
+    reference = np.mean([[r.gap(e) for e in range(len(r.train_loss))] for r in sgd], axis=0)
+    for index, (ax, method) in enumerate(zip(axes, methods, strict=False)):
         runs = [r for r in records if r.method == method]
-        length = min(len(r.gradients) for r in runs)
-        gradients = np.mean([r.gradients[:length] for r in runs], axis=0)
-        for ax, metric in zip(axes, ("train_loss", "val_loss"), strict=True):
-            values = np.array([getattr(r, metric)[:length] for r in runs])
-            color = f"C{index}"
-            ax.plot(gradients, values.mean(axis=0), color=color, label=method)
-            low, high = values.min(axis=0), values.max(axis=0)
-            ax.fill_between(gradients, low, high, color=color, alpha=0.2)
-    for ax, title in zip(axes, ("training loss", "validation loss"), strict=True):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("gradient evaluations (mini-batch passes)")
-        ax.set_ylabel(title)
-        ax.set_title(f"{title.capitalize()}: mean over seeds, band min–max")
-        ax.legend(fontsize=8)
+        drawn = [r for r in runs if not r.diverged()]
+        for r in drawn:
+            gaps = [r.gap(e) for e in range(len(r.train_loss))]
+            ax.plot(np.arange(1, len(gaps) + 1), gaps, color=colors[index % 9], lw=1, alpha=0.8)
+        if sgd and method != "SGD":
+            epochs = np.arange(1, len(reference) + 1)
+            ax.plot(epochs, reference, color="black", ls="--", lw=1.2, zorder=3, label="SGD, mean")
+            ax.legend(fontsize=7, loc="upper left")
+        missing = len(runs) - len(drawn)
+        note = f"\n{missing} of {len(runs)} runs diverged (not drawn)" if missing else ""
+        ax.set_title(f"{method}{note}", fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("val − train loss", fontsize=8)
+    used = axes[: len(methods)]
+    low = min(ax.get_ylim()[0] for ax in used)
+    high = max(ax.get_ylim()[1] for ax in used)
+    for ax in used:
+        ax.set_ylim(low, high)  # one scale for every panel, so that gaps compare across them
+    for ax in axes[len(methods) :]:
+        ax.axis("off")
     return axes
+
+
+# --------------------------------------------------------------------------------------------
+# Tables for the result file (raw numbers; docs render them, notebooks claim against them)
+# --------------------------------------------------------------------------------------------
+
+
+def rows_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """:func:`study_rows` as a :class:`course_lib.studies.results.Table` of raw numbers."""
+    from course_lib.studies.results import Table
+
+    columns = [("method", ""), ("runs", ""), ("diverged", ""), ("not reached", "")]
+    columns += [("epochs", ""), ("gradient evaluations", ",.0f")]
+    names = (("train loss", "train_loss"), ("val loss", "val_loss"), ("val − train", "gap"))
+    names += (("val acc", "val_accuracy"),)
+    for header, _ in names:
+        columns += [(header, ".3f"), (f"{header} sd", ".3f")]
+    table_rows = []
+    for row in rows:
+        epochs = sorted(set(row["epochs"]))
+        epoch_text = "" if not epochs else f"{epochs[0]}" + (f"–{epochs[-1]}" * (len(epochs) > 1))
+        gradients = float(np.mean(row["gradients"])) if row["gradients"] else None
+        values = [row["method"], row["runs"], row["diverged"], row["not reached"], epoch_text]
+        values.append(gradients)
+        for _, metric in names:
+            values += list(row[metric])
+        table_rows.append(values)
+    return Table(columns, table_rows)
+
+
+def effects_table(effects: Sequence[dict[str, Any]]) -> Any:
+    """:func:`paired_effects` as a Table: mean differences, 95 % half-widths and what they say."""
+    from course_lib.studies.results import Table
+
+    columns = [("method", ""), ("control", ""), ("what differs", ""), ("pairs", "")]
+    columns += [("excluded (diverged)", "")]
+    for header in ("Δ train loss", "Δ val loss", "Δ (val − train)"):
+        columns += [(header, "+.3f"), (f"{header} ±", ".3f")]
+    columns += [("gap", ""), ("article's pattern", "")]
+    table_rows = []
+    for e in effects:
+        values = [e["method"], e["control"], e["differs"], e["pairs"], e["excluded"]]
+        for metric in ("train_loss", "val_loss", "gap"):
+            mean, half, _ = e[metric]
+            values += [_finite_or_none(mean), _finite_or_none(half)]
+        values += [e["gap"][2], "yes" if shows_article_pattern(e) else "no"]
+        table_rows.append(values)
+    return Table(columns, table_rows)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def diverged_table(records: Sequence[RunRecord]) -> Any:
+    """Every run that ended diverged: which, from which seed, from which epoch on."""
+    from course_lib.studies.results import Table
+
+    columns = [("method", ""), ("seed", ""), ("first epoch above ln 10", "")]
+    columns += [("final train loss", ".3g"), ("final val loss", ".3g")]
+    rows = []
+    for r in records:
+        if r.diverged():
+            first = next(i for i, loss in enumerate(r.train_loss) if is_diverged(loss)) + 1
+            final = [_finite_or_none(r.train_loss[-1]), _finite_or_none(r.val_loss[-1])]
+            rows.append([r.method, r.seed, first, *final])
+    return Table(columns, rows)
