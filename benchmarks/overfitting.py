@@ -25,8 +25,6 @@ from __future__ import annotations
 import course_lib  # noqa: F401  (quiet TensorFlow first)
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +48,12 @@ from course_lib.studies.overfitting import (  # noqa: E402
     study_rows,
     verdict,
 )
-from course_lib.studies.results import update_docs, write_result  # noqa: E402
+from course_lib.studies.results import (  # noqa: E402
+    load_average,
+    machine,
+    update_docs,
+    write_result,
+)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -59,21 +62,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = (0.3, 0.6)
 #: The study's fixed settings (the notebook runs the same with fewer seeds and epochs).
 EPOCHS, TRAIN_SIZE = 40, 512
-
-
-def machine_description() -> str:
-    """The CPU model and core count, and how busy the machine was (wall times depend on it)."""
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} (load average {load:.1f})"
 
 
 def tag(learning_rate: float) -> str:
@@ -252,7 +240,7 @@ def main() -> None:
     figure.suptitle("Validation − training loss against epochs (one line per seed)")
     figure.tight_layout()
     figure.savefig(ROOT / "docs" / "overfitting.png", dpi=80)
-    machine = machine_description()
+    described_machine = f"{machine()} (load average {load_average()})"
     described = {
         "seeds": list(seeds),
         "epochs": epochs,
@@ -262,7 +250,7 @@ def main() -> None:
         "rtol": settings.rtol,
         "atol": settings.atol,
         "learning_rates": list(LEARNING_RATES),
-        "machine": machine,
+        "machine": described_machine,
     }
     tables = {name: t for s in sections.values() for name, t in s["tables"].items()}
     values = {tag(h): s["values"] for h, s in sections.items()}
@@ -272,13 +260,13 @@ def main() -> None:
         "overfitting",
         script="benchmarks/overfitting.py",
         command=f"python benchmarks/overfitting.py --seeds {args.seeds}",
-        machine=machine,
+        machine=described_machine,
         tables=tables,
         values=values,
     )
     path = ROOT / "docs" / "overfitting.md"
     path.write_text(markdown(sections, described, seconds), encoding="utf-8")
-    update_docs([path])
+    update_docs(["overfitting"], paths=[path])
 
 
 if __name__ == "__main__":
