@@ -15,7 +15,7 @@ same weights and batch order per seed, at two step sizes h. It compares them
 It writes ``docs/results/overfitting.json`` (raw numbers), ``docs/overfitting.md`` (tables
 rendered from that file, and the conclusions the numbers support) and ``docs/overfitting.png``
 (validation − training loss against epochs, one panel per method). Run:
-``python benchmarks/overfitting.py`` (10 seeds; a few minutes on 2 idle CPU cores, about 20
+``python benchmarks/overfitting.py`` (10 seeds; a few minutes on 2 idle CPU cores, about 15
 minutes on a busy shared one);
 ``--quick`` runs 2 seeds for 4 epochs and writes nothing.
 """
@@ -41,10 +41,12 @@ from course_lib.studies.overfitting import (  # noqa: E402
     diverged_table,
     effects_table,
     gradient_budget,
+    meaningful_effect,
     paired_effects,
     plot_gaps,
     rows_table,
     run_overfitting_study,
+    stability_table,
     study_rows,
     verdict,
 )
@@ -69,19 +71,36 @@ def tag(learning_rate: float) -> str:
     return f"h{round(learning_rate * 100):03d}"
 
 
-def implicit_penalty(records: Sequence[RunRecord], learning_rate: float) -> float:
-    """SGD's implicit penalty (h/4)·‖∇L‖² after the last epoch, relative to its loss (mean)."""
-    ratios = [
-        learning_rate / 4 * r.gradient_norm_sq[-1] / r.train_loss[-1]
-        for r in records
-        if r.method == "SGD" and not r.diverged()
-    ]
-    return float(np.mean(ratios))
+def sgd_mean(records: Sequence[RunRecord], quantity) -> float:
+    """The mean over SGD's runs that did not diverge of ``quantity(run)``."""
+    return float(np.mean([quantity(r) for r in records if r.method == "SGD" and not r.diverged()]))
+
+
+def implicit_regularisation(records: Sequence[RunRecord], learning_rate: float) -> dict[str, Any]:
+    """What implicit gradient regularisation is about, for SGD after its last epoch (means).
+
+    The full-batch penalty (h/4)·‖∇L‖² (Barrett & Dherin), the mini-batch one (h/4)·mean_k ‖∇L_k‖²
+    (Smith, Dherin, Barrett & De), and the share of SGD's step a second-order method on the same
+    batch does not take, ‖Heun step − SGD step‖ / ‖SGD step‖.
+    """
+    sgd = [r for r in records if r.method == "SGD" and not r.diverged()]
+    corrections = [r.step_correction for r in sgd]
+    return {
+        "penalty_full_batch": sgd_mean(
+            records, lambda r: learning_rate / 4 * r.gradient_norm_sq[-1]
+        ),
+        "penalty_mini_batch": sgd_mean(
+            records, lambda r: learning_rate / 4 * r.batch_gradient_norm_sq
+        ),
+        "train_loss": sgd_mean(records, lambda r: r.train_loss[-1]),
+        "step_correction": float(np.mean(corrections)),
+        "step_correction_range": [float(min(corrections)), float(max(corrections))],
+    }
 
 
 def mean_accepted_steps(records: Sequence[RunRecord]) -> dict[str, float]:
     """Each adaptive method's accepted step size, averaged over steps and seeds."""
-    methods = dict.fromkeys(r.method for r in records if r.rejections)
+    methods = dict.fromkeys(r.method for r in records if r.forced)
     return {
         m: float(np.mean([np.mean(r.step_sizes) for r in records if r.method == m]))
         for m in methods
@@ -90,25 +109,37 @@ def mean_accepted_steps(records: Sequence[RunRecord]) -> dict[str, float]:
 
 def study_section(records: Sequence[RunRecord], learning_rate: float) -> dict[str, Any]:
     """Tables and values of one step size."""
+    delta = meaningful_effect(records)
     effects = paired_effects(records)
-    gradient_effects = paired_effects(records, metrics=("gradient_norm_sq", "gap"))
+    gradient_metrics = ("gradient_norm_sq", "batch_gradient_norm_sq")
+    gradient_effects = paired_effects(records, metrics=gradient_metrics)
     key = tag(learning_rate)
+    stability = stability_table(records)
     tables = {
         f"epochs_{key}": rows_table(study_rows(records, "epochs")),
         f"gradients_{key}": rows_table(study_rows(records, "gradients")),
-        f"controls_{key}": effects_table(effects),
+        f"controls_{key}": effects_table(effects, delta),
+        f"stability_{key}": stability,
         f"diverged_{key}": diverged_table(records),
     }
     values = {
         "learning_rate": learning_rate,
+        "meaningful_effect": delta,
+        "sgd_gap": sgd_mean(records, lambda r: r.gap()),
         "gradient_budget": gradient_budget(records),
-        "verdict": verdict(effects),
+        "verdict": verdict(effects, delta),
         "runs": len(records),
         "diverged_runs": sum(r.diverged() for r in records),
+        "blown_up_runs": {row["method"]: row["blew up"] for row in stability.records()},
+        "forced_acceptances": {
+            row["method"]: row["forced acceptances"]
+            for row in stability.records()
+            if row["forced acceptances"] is not None
+        },
         "mean_accepted_step": mean_accepted_steps(records),
-        "implicit_penalty_over_loss": implicit_penalty(records, learning_rate),
-        "gradient_norm_sq_effects": {
-            f"{e['method']} − {e['control']}": list(e["gradient_norm_sq"])
+        "implicit_regularisation": implicit_regularisation(records, learning_rate),
+        "gradient_norm_effects": {
+            f"{e['method']} − {e['control']}": {m: list(e[m]) for m in gradient_metrics}
             for e in gradient_effects
             if e["differs"] == "order"
         },
@@ -116,24 +147,49 @@ def study_section(records: Sequence[RunRecord], learning_rate: float) -> dict[st
     return {"tables": tables, "values": values}
 
 
+def _names(methods: Sequence[str]) -> str:
+    return "; ".join(methods) if methods else "none"
+
+
 def conclusions(values: dict[str, Any]) -> list[str]:
-    """Sentences that follow from the verdict, so the text cannot outlive its numbers."""
+    """Sentences that follow from the rule and the numbers, so the text cannot outlive them."""
     found = values["verdict"]
-    lines = []
+    delta = values["meaningful_effect"]
+    lines = [
+        f"- δ (a tenth of SGD's final gap {values['sgd_gap']:.3f}) = {delta:.4f}.",
+    ]
     for differs in ("order", "step size", "order and step size"):
-        for outcome in ("higher", "lower", "within seed spread", "too few runs"):
-            methods = found.get(f"{differs}: gap {outcome}", [])
-            if methods:
-                lines.append(
-                    f"- {differs}: val − train gap {outcome} for " + ", ".join(methods) + "."
-                )
         pattern = found.get(f"{differs}: article's pattern", [])
         lines.append(
             f"- {differs}: the article's pattern (training loss lower *and* validation loss "
-            f"higher, both resolved) in "
-            + (", ".join(pattern) if pattern else "no comparison")
-            + "."
+            f"higher, both resolved) in {_names(pattern)}."
         )
+        for outcome in ("higher", "lower", "within seed spread", "too few runs"):
+            methods = found.get(f"{differs}: gap {outcome}", [])
+            if methods:
+                lines.append(f"- {differs}: val − train gap {outcome} for {_names(methods)}.")
+        for size, words in (("< δ", "smaller than δ"), ("≥ δ", "at least δ")):
+            methods = found.get(f"{differs}: gap {size}", [])
+            if methods:
+                lines.append(f"- {differs}: gap change {words} for {_names(methods)}.")
+        undecided = found.get(f"{differs}: gap undecided", [])
+        if undecided:
+            lines.append(
+                f"- {differs}: gap change undecided against δ (interval straddles ±δ) for "
+                f"{_names(undecided)}."
+            )
+    blown = {m: n for m, n in values["blown_up_runs"].items() if n}
+    lines.append(
+        "- Runs that blew up on the way (training loss back above its first epoch's): "
+        + (", ".join(f"{m} {n}" for m, n in blown.items()) if blown else "none")
+        + f" (of {values['runs'] // len(values['blown_up_runs'])} per method)."
+    )
+    forced = values["forced_acceptances"]
+    lines.append(
+        "- Forced acceptances (a step applied after its retries ran out, on_failure='accept'): "
+        + ", ".join(f"{m} {n}" for m, n in forced.items())
+        + "."
+    )
     diverged = values["diverged_runs"]
     lines.append(
         f"- Diverged runs: {diverged} of {values['runs']}"
@@ -141,9 +197,22 @@ def conclusions(values: dict[str, Any]) -> list[str]:
     )
     steps = ", ".join(f"{m} {h:.2f}" for m, h in values["mean_accepted_step"].items())
     lines.append(f"- Mean accepted step size: {steps} (SGD's h = {values['learning_rate']}).")
+    igr = values["implicit_regularisation"]
+    low, high = igr["step_correction_range"]
     lines.append(
-        "- SGD's implicit penalty (h/4)·‖∇L‖² after the last epoch is "
-        f"{values['implicit_penalty_over_loss']:.1%} of its training loss (mean over seeds)."
+        "- Implicit gradient regularisation, SGD after its last epoch: one SGD step differs from "
+        f"Heun's on the same batch by {igr['step_correction']:.0%} of its length (mean over "
+        f"batches and seeds; {low:.0%} to {high:.0%} by seed); the mini-batch penalty "
+        f"(h/4)·mean‖∇L_k‖² is {igr['penalty_mini_batch']:.4f}, the full-batch one "
+        f"(h/4)·‖∇L‖² {igr['penalty_full_batch']:.4f}."
+    )
+    batch_effects = [
+        e["batch_gradient_norm_sq"][2] for e in values["gradient_norm_effects"].values()
+    ]
+    lines.append(
+        "- Order-only comparisons of mean‖∇L_k‖² (a lost penalty predicts higher): "
+        + ", ".join(f"{batch_effects.count(o)} {o}" for o in dict.fromkeys(batch_effects))
+        + "."
     )
     return lines
 
@@ -167,10 +236,22 @@ def markdown(
         "",
         "A run **diverged** when its training loss is not finite or above ln 10 ≈ 2.30 (a "
         "uniform guess); rows give mean and standard deviation over the other runs and count "
-        "the diverged ones, which are listed. The **controls** table compares each method with "
-        "its control seed by seed: mean difference ± the half-width of its 95 % t interval; "
-        "*higher*/*lower* when the interval excludes 0. The article's pattern is a training loss "
-        "lower *and* a validation loss higher than the control's, both resolved.",
+        "the diverged ones, which are listed. A run **blew up** when its training loss climbed "
+        "back above its value after the first epoch (it lost all it had gained since; it may "
+        "recover, so it need not diverge); such runs stay in the means and are counted. The "
+        'adaptive controller runs with `on_failure="accept"`: a step that is still rejected '
+        "after 10 retries is applied anyway; these **forced acceptances** are counted. Gradient "
+        "evaluations count every stage of every try (an adaptive retry re-uses the first stage, "
+        "which sits at the same point on the same batch).",
+        "",
+        "The **controls** table compares each method with its control seed by seed: mean "
+        "difference ± the half-width of its 95 % t interval. A difference is *higher*/*lower* "
+        "(resolved) when the interval excludes 0. Its size is judged against δ, a tenth of "
+        "SGD's own final validation − training gap at the same h: *< δ* when the interval lies "
+        "inside ±δ, *≥ δ* when it lies wholly beyond, *undecided* when it straddles ±δ. The "
+        "article's pattern is a training loss lower *and* a validation loss higher than the "
+        "control's, both resolved. Notebook 06 states these rules before any number and draws "
+        "its verdict from them.",
         "",
         "![validation − training loss against epochs, one panel per method](overfitting.png)",
         "",
@@ -196,12 +277,18 @@ def markdown(
             f"<!-- result: overfitting controls_{key} -->",
             "<!-- /result -->",
             "",
+            "**Blow-ups and forced acceptances** (largest rise: the most a run's training loss "
+            "rose above its lowest earlier value, over all runs of the method)",
+            "",
+            f"<!-- result: overfitting stability_{key} -->",
+            "<!-- /result -->",
+            "",
             "**Diverged runs**",
             "",
             f"<!-- result: overfitting diverged_{key} -->",
             "<!-- /result -->",
             "",
-            "What these numbers support:",
+            "What these numbers show, by the rules above:",
             "",
             *conclusions(section["values"]),
             "",

@@ -21,6 +21,7 @@ from course_lib.studies.overfitting import (
     train_method,
     verdict,
 )
+from course_lib.tableaux import get_tableau
 
 import math
 
@@ -151,9 +152,99 @@ def test_a_study_replays_each_adaptive_run_and_counts_its_gradients(digits):
     sgd, adaptive, replay = study.run_overfitting_study(settings, digits)
     assert (sgd.method, adaptive.method, replay.method) == ("SGD", DP, SGD_AT_DP)
     assert len(adaptive.step_sizes) == 2 and replay.step_sizes == adaptive.step_sizes
-    # Dormand–Prince with its error estimate evaluates 7 stages per try.
-    assert adaptive.gradients == [7 * (2 + sum(adaptive.rejections))]
+    # Dormand–Prince with its error estimate: stage 1 once per step, 6 more stages per try.
+    assert adaptive.gradients == [2 + 6 * (2 + sum(adaptive.rejections))]
     assert sgd.gradients == replay.gradients == [2]
+    assert adaptive.forced == [0, 0]  # both steps passed the error test
+
+
+def test_step_cost_counts_the_forward_passes_the_library_makes(float64):
+    from course_lib.adaptive import AdaptiveStepSize, StepSizeLog
+    from course_lib.runge_kutta import RungeKuttaSequential
+
+    class CountCalls(keras.layers.Layer):
+        """Counts training-mode calls in Python (the model runs eagerly)."""
+
+        calls = 0
+
+        def call(self, inputs, training=False):
+            if training:
+                CountCalls.calls += 1
+            return inputs
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.integers(0, 2, size=32)
+    for tableau, adaptive in (("dormand_prince", None), ("bogacki_shampine", None)) + (
+        ("dormand_prince", AdaptiveStepSize(rtol=1e-4, atol=1e-6)),
+    ):
+        keras.utils.set_random_seed(1)
+        model = RungeKuttaSequential(
+            [keras.Input((3,)), CountCalls(), keras.layers.Dense(2)],
+            tableau=tableau,
+            adaptive=adaptive,
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=1.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            run_eagerly=True,
+        )
+        log = StepSizeLog() if adaptive else None
+        CountCalls.calls = 0
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[log] if log else [])
+        stages = get_tableau(tableau).stages_needed(adaptive is not None)
+        if adaptive is None:
+            assert CountCalls.calls == 4 * study.step_cost(stages)
+            assert study.step_cost(stages) == {"dormand_prince": 6, "bogacki_shampine": 3}[tableau]
+        else:
+            assert sum(log.rejections) > 0  # a large first step: some tries were retried
+            expected = sum(study.step_cost(stages, r, adaptive=True) for r in log.rejections)
+            assert CountCalls.calls == expected
+
+
+def test_forced_acceptances_are_recorded(digits):
+    settings = StudySettings(
+        methods=(DP,), seeds=(0,), epochs=1, train_size=128, rtol=1e-100, atol=1e-100
+    )
+    (run,) = train_method(DP, settings, digits)
+    # No try can pass such a tolerance: each step is applied after its 10 retries.
+    assert run.rejections == [10, 10] and run.forced == [1, 1]
+    assert run.gradients == [2 * study.step_cost(7, 10, adaptive=True)]
+
+
+def test_after_training_the_mini_batch_quantities_match_a_direct_computation(digits, float64):
+    import tensorflow as tf
+
+    settings = StudySettings(methods=("SGD",), seeds=(0,), epochs=1, train_size=128)
+    evaluator = study._Evaluator(settings, digits)
+    model = keras.Sequential(study._layers(settings.hidden_units))
+    model.set_weights(study.initial_weights(4, settings.hidden_units))
+    measured = evaluator.after_training(model)
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    h, norms, shares = settings.learning_rate, [], []
+    for first in (0, 64):
+        xb = digits.x_train[first : first + 64].astype("float64")
+        yb = digits.y_train[first : first + 64]
+
+        def gradient(model=model, xb=xb, yb=yb):
+            with tf.GradientTape() as tape:
+                value = loss(yb, model(xb))
+            return [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
+
+        start = model.get_weights()
+        g = gradient()
+        model.set_weights([p - h * gi for p, gi in zip(start, g, strict=True)])
+        g_trial = gradient()
+        model.set_weights(start)
+        sgd_step = [h * gi for gi in g]
+        heun_step = [h / 2 * (a + b) for a, b in zip(g, g_trial, strict=True)]
+        norm = lambda arrays: np.sqrt(sum(np.sum(a**2) for a in arrays))  # noqa: E731
+        norms.append(norm(g) ** 2)
+        shares.append(
+            norm([a - b for a, b in zip(heun_step, sgd_step, strict=True)]) / norm(sgd_step)
+        )
+    assert measured["batch_gradient_norm_sq"] == pytest.approx(np.mean(norms), rel=1e-10)
+    assert measured["step_correction"] == pytest.approx(np.mean(shares), rel=1e-10)
 
 
 def test_every_method_of_a_seed_sees_the_same_batches(digits):
@@ -183,6 +274,24 @@ def test_a_run_that_blows_up_is_stopped_marked_and_counted(digits):
     (row,) = study_rows([run], "epochs")
     assert row["diverged"] == 1 and row["diverged seeds"] == [0]
     assert row["train_loss"] == (None, None)
+
+
+def test_a_run_blows_up_when_its_loss_climbs_back_above_its_first_epochs():
+    calm = _record("SGD", 0, [1.0, 0.6, 0.7, 0.4], [1.1, 0.7, 0.8, 0.5], [1, 2, 3, 4])
+    spike = _record("DP", 0, [1.0, 0.5, 1.4, 0.3], [1.1, 0.6, 1.6, 0.4], [1, 2, 3, 4])
+    assert not calm.blew_up() and calm.largest_rise() == pytest.approx(0.1)
+    assert spike.blew_up() and spike.largest_rise() == pytest.approx(0.9)
+    assert not spike.blew_up(epoch=1) and spike.largest_rise(epoch=1) == 0.0
+    assert spike.blew_up(epoch=2) and not spike.diverged()  # it recovered
+    (row,) = study_rows([spike], "epochs")
+    assert row["blew up"] == 1 and row["diverged"] == 0
+    stability = study.stability_table([calm, spike]).records()
+    assert [r["blew up"] for r in stability] == [0, 1]
+    assert stability[1]["largest rise"] == pytest.approx(0.9)
+    assert stability[0]["forced acceptances"] is None  # not adaptive
+    adaptive = _record("RK23", 0, [1.0, 0.5], [1.1, 0.6], [1, 2], forced=[0, 1, 0, 1, 1])
+    (row,) = study.stability_table([adaptive]).records()
+    assert (row["forced acceptances"], row["runs with one"], row["adaptive steps"]) == (3, 1, 5)
 
 
 def test_divergence_means_non_finite_or_worse_than_a_uniform_guess():
@@ -244,6 +353,25 @@ def test_the_interval_is_the_paired_t_interval():
     assert classify(*confidence_interval([0.3])) == "too few runs"
 
 
+def test_sizes_are_judged_by_where_the_interval_lies_against_delta():
+    size_class = study.size_class
+    assert size_class(0.004, 0.003, 0.01) == "< δ"  # resolved, yet smaller than δ
+    assert size_class(-0.004, 0.005, 0.01) == "< δ"
+    assert size_class(0.02, 0.005, 0.01) == "≥ δ" and size_class(-0.02, 0.005, 0.01) == "≥ δ"
+    assert size_class(0.008, 0.004, 0.01) == "undecided"  # straddles +δ
+    assert size_class(0.0, 0.02, 0.01) == "undecided"  # wider than ±δ
+    assert size_class(0.1, math.nan, 0.01) == "undecided"
+    runs = [
+        _record("SGD", 0, [0.5], [0.6], [10]),
+        _record("SGD", 1, [0.5], [0.8], [10]),
+        _record("SGD", 2, [math.nan], [math.nan], [10]),  # diverged: not in δ
+        _record("Heun", 0, [0.5], [0.9], [10]),
+    ]
+    assert study.meaningful_effect(runs) == pytest.approx(0.1 * 0.2)
+    with pytest.raises(ValueError, match="needs SGD"):
+        study.meaningful_effect(runs[3:])
+
+
 def _pairs(method, control, deltas_train, deltas_val, base=0.5):
     runs = []
     for seed, (dt, dv) in enumerate(zip(deltas_train, deltas_val, strict=True)):
@@ -267,8 +395,13 @@ def test_pairs_compare_runs_of_the_same_seed_and_leave_out_diverged_ones():
         "order: gap higher": ["Heun"],
         "order: article's pattern": ["Heun"],
     }
-    row = effects_table([effect]).records()[0]
+    assert verdict([effect], delta=0.01)["order: gap ≥ δ"] == ["Heun"]
+    assert verdict([effect], delta=1.0)["order: gap < δ"] == ["Heun"]
+    row = effects_table([effect], delta=0.01).records()[0]
     assert row["article's pattern"] == "yes" and row["gap"] == "higher"
+    assert (row["train"], row["val"], row["gap vs δ"]) == ("lower", "higher", "≥ δ")
+    text = study.format_effects_table([effect], delta=0.01)
+    assert "(lower, ≥ δ)" in text and "(higher, ≥ δ)" in text
 
 
 def test_a_lower_training_loss_alone_is_not_the_articles_pattern():

@@ -14,10 +14,19 @@ study runs, from the same initial weights and the same batch order per seed:
 
 :func:`paired_effects` compares a method with its control seed by seed (a seed fixes weights
 and batch order, so the difference is the method's alone) and gives a 95 % interval over seeds.
+A difference is *resolved* when that interval excludes 0 (:func:`classify`), and *smaller than
+δ* when it lies inside ±δ (:func:`size_class`), with δ a tenth of SGD's own final
+validation − training gap (:func:`meaningful_effect`): an effect that matters for the article's
+claim is one that moves the gap it is about by a noticeable share.
+
 Every run is evaluated on the whole training and validation sets after each epoch, in float64
 (the adaptive runs' accept/reject decisions are chaotic: float32 rounding differences between
-CPUs change them); a run whose training loss ends above a uniform guess's (ln 10) or is not
-finite counts as *diverged*: it is counted and listed, never dropped silently.
+CPUs change them). Three kinds of trouble are counted, never dropped silently: a run whose
+training loss ends above a uniform guess's (ln 10) or is not finite has *diverged*; a run whose
+training loss climbs back above its value after the first epoch has *blown up* (it may recover
+later); an adaptive step that used up its retries and was applied anyway (the controller's
+``on_failure="accept"``) is a *forced acceptance*. After the last epoch each run also measures
+what implicit gradient regularisation is about on its own mini-batches (:class:`RunRecord`).
 
 The training steps live in :mod:`course_lib.runge_kutta`, the controller in
 :mod:`course_lib.adaptive`, the coefficients in :mod:`course_lib.tableaux`.
@@ -81,8 +90,12 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("Dormand–Prince, adaptive", "SGD at Dormand–Prince's adaptive steps", "order"),
     ("SGD at RK23's adaptive steps", "SGD", "step size"),
     ("SGD at Dormand–Prince's adaptive steps", "SGD", "step size"),
+    ("Bogacki–Shampine (RK23), adaptive", "SGD", "order and step size"),
     ("Dormand–Prince, adaptive", "SGD", "order and step size"),
 )
+
+#: The smallest effect the study calls meaningful, as a share of SGD's own final gap.
+MEANINGFUL_SHARE = 0.1
 
 
 def check_run_settings(settings: Any) -> None:
@@ -153,8 +166,15 @@ class RunRecord:
 
     ``gradients`` is the cumulative number of gradient evaluations (mini-batch passes, rejected
     adaptive tries included); ``gradient_norm_sq`` is ‖∇L‖² of the full training loss;
-    ``step_sizes`` and ``rejections`` are per training step (adaptive runs and replays only).
+    ``step_sizes``, ``rejections`` and ``forced`` are per training step (adaptive runs and
+    replays only; ``forced`` is 1 where the step used up its retries and was applied anyway).
     Epochs after a run stopped on a non-finite loss hold NaN.
+
+    Measured once, after the last epoch, on the training set cut into mini-batches L_k of the
+    study's batch size: ``batch_gradient_norm_sq`` is the mean of ‖∇L_k‖² (SGD's implicit
+    penalty on mini-batches is h/4 times it), and ``step_correction`` is the mean over batches of
+    ‖Heun step − SGD step‖ / ‖SGD step‖ at the study's h, the share of SGD's step that a
+    second-order method on the same batch does not take.
     """
 
     method: str
@@ -167,6 +187,9 @@ class RunRecord:
     gradients: list[int] = field(default_factory=list)
     step_sizes: list[float] = field(default_factory=list)
     rejections: list[int] = field(default_factory=list)
+    forced: list[int] = field(default_factory=list)
+    batch_gradient_norm_sq: float = math.nan
+    step_correction: float = math.nan
 
     def gap(self, epoch: int = -1) -> float:
         """Validation minus training loss after ``epoch`` (the last by default)."""
@@ -175,6 +198,24 @@ class RunRecord:
     def diverged(self, epoch: int = -1) -> bool:
         """Whether the training loss after ``epoch`` is not finite or above ln 10."""
         return is_diverged(self.train_loss[epoch])
+
+    def largest_rise(self, epoch: int = -1) -> float:
+        """The most the training loss rose above its lowest earlier value, up to ``epoch``."""
+        losses = [loss for loss in self._up_to(epoch) if math.isfinite(loss)]
+        return max([0.0] + [loss - min(losses[:i]) for i, loss in enumerate(losses) if i])
+
+    def blew_up(self, epoch: int = -1) -> bool:
+        """Whether, up to ``epoch``, the training loss climbed back above its first epoch's.
+
+        Such a run lost at least all it had gained after its first epoch; it may recover later,
+        so it need not have diverged.
+        """
+        losses = self._up_to(epoch)
+        return any(loss > losses[0] for loss in losses[1:] if math.isfinite(loss))
+
+    def _up_to(self, epoch: int) -> list[float]:
+        """The training losses after epochs 1 to ``epoch`` (negative: counted from the end)."""
+        return self.train_loss[: epoch + 1 if epoch >= 0 else len(self.train_loss) + epoch + 1]
 
 
 def is_diverged(train_loss: float) -> bool:
@@ -295,7 +336,8 @@ def _build_model(
 
 
 class _Evaluator:
-    """Loss, accuracy and ‖∇L‖² on the whole training and validation sets, in one traced call."""
+    """Loss, accuracy and ‖∇L‖² on the whole training and validation sets, in one traced call;
+    after the last epoch, the mini-batch quantities of implicit gradient regularisation."""
 
     def __init__(self, settings: StudySettings, data: Any) -> None:
         import tensorflow as tf
@@ -308,7 +350,50 @@ class _Evaluator:
         )
         self.validation = (tf.constant(data.x_val, "float64"), tf.constant(data.y_val))
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+        self.batch_size, self.step_size = settings.batch_size, settings.learning_rate
         self._measure = tf.function(self._measure_graph)
+        self._measure_batches = tf.function(self._batch_graph)
+
+    def _batch_graph(self) -> dict[str, Any]:
+        """Mean over mini-batches of ‖∇L_k‖² and of ‖Heun step − SGD step‖ / ‖SGD step‖.
+
+        On batch k, SGD steps −h·g(p) and Heun −(h/2)·(g(p) + g(p − h·g(p))): their difference
+        is (h/2)·(g(p − h·g) − g(p)) ≈ −(h²/2)·H_k·g, the term implicit gradient regularisation
+        attributes to SGD (h times the gradient of (h/4)·‖g‖²).
+        """
+        import tensorflow as tf
+
+        variables = self.model.trainable_variables
+        start = [tf.convert_to_tensor(v) for v in variables]
+        (x, y), count = self.train, int(self.train[0].shape[0])
+        h = tf.constant(self.step_size, "float64")
+
+        def gradient_at(weights, xb, yb):
+            with tf.GradientTape() as tape:
+                tape.watch(weights)
+                loss = self.loss(yb, self.model.stateless_call(weights, [], xb)[0])
+            return tape.gradient(loss, weights)
+
+        def norm(tensors):
+            return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(t)) for t in tensors]))
+
+        norms_sq, corrections = [], []
+        for first in range(0, count, self.batch_size):
+            xb, yb = x[first : first + self.batch_size], y[first : first + self.batch_size]
+            g = gradient_at(start, xb, yb)
+            trial = gradient_at([p - h * gi for p, gi in zip(start, g, strict=True)], xb, yb)
+            norms_sq.append(norm(g) ** 2)
+            difference = [a - b for a, b in zip(trial, g, strict=True)]
+            corrections.append(norm(difference) / (2.0 * norm(g)))
+        return {
+            "batch_gradient_norm_sq": tf.reduce_mean(tf.stack(norms_sq)),
+            "step_correction": tf.reduce_mean(tf.stack(corrections)),
+        }
+
+    def after_training(self, model: keras.Model) -> dict[str, float]:
+        """The mini-batch quantities at ``model``'s final weights."""
+        self._copy(model)
+        return {name: float(value) for name, value in self._measure_batches().items()}
 
     def _measure_graph(self) -> dict[str, Any]:
         import tensorflow as tf
@@ -333,12 +418,27 @@ class _Evaluator:
             "gradient_norm_sq": tf.add_n([tf.reduce_sum(tf.square(g)) for g in gradient]),
         }
 
-    def __call__(self, model: keras.Model) -> dict[str, float]:
+    def _copy(self, model: keras.Model) -> None:
         for target, source in zip(
             self.model.trainable_variables, model.trainable_variables, strict=True
         ):
             target.assign(source)
+
+    def __call__(self, model: keras.Model) -> dict[str, float]:
+        self._copy(model)
         return {name: float(value) for name, value in self._measure().items()}
+
+
+def step_cost(stages: int, rejections: int = 0, adaptive: bool = False) -> int:
+    """Gradient evaluations of one training step of a method with ``stages`` stages.
+
+    A fixed step evaluates every stage once. An adaptive step takes stage 1 at the start point
+    once, then ``stages − 1`` more per try: a retry keeps the start point and the batch, so its
+    first stage is the same (course_lib.runge_kutta reuses it).
+    """
+    if not adaptive:
+        return stages
+    return 1 + (stages - 1) * (1 + rejections)
 
 
 class _RecordEpochs(keras.callbacks.Callback):
@@ -358,17 +458,24 @@ class _RecordEpochs(keras.callbacks.Callback):
             rejections = int(round(float(logs["rejections"])))
             self.record.step_sizes.append(float(logs["step_size"]))
             self.record.rejections.append(rejections)
-            self.count += self.stages * (1 + rejections)
+            # An applied step whose error norm is not below 1 was not accepted by the test:
+            # its retries ran out and on_failure="accept" applied the last try.
+            self.record.forced.append(int(float(logs["error_norm"]) >= 1.0))
+            self.count += step_cost(self.stages, rejections, adaptive=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if not self.adaptive:  # every step costs the same: stages × steps, no logs needed
-            self.count += self.stages * self.steps
+        if not self.adaptive:  # every step costs the same, no logs needed
+            self.count += step_cost(self.stages) * self.steps
         measured = self.evaluator(self.model)
         for name, value in measured.items():
             getattr(self.record, name).append(value)
         self.record.gradients.append(self.count)
         if not math.isfinite(measured["train_loss"]):
             self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for name, value in self.evaluator.after_training(self.model).items():
+            setattr(self.record, name, value)
 
 
 def _reset(
@@ -483,12 +590,18 @@ def run_overfitting_study(settings: StudySettings, data: Any | None = None) -> l
 
 #: The per-run quantities a row summarises.
 METRICS: tuple[str, ...] = ("train_loss", "val_loss", "gap", "val_accuracy", "gradient_norm_sq")
+#: Quantities measured once, after the last epoch.
+AFTER_TRAINING: tuple[str, ...] = ("batch_gradient_norm_sq", "step_correction")
 
 
 def value_at(record: RunRecord, metric: str, epoch: int) -> float:
     """One measured quantity of a run after ``epoch`` (``"gap"``: validation − training loss)."""
     if metric == "gap":
         return record.gap(epoch)
+    if metric in AFTER_TRAINING:
+        if epoch not in (-1, len(record.train_loss) - 1):
+            raise ValueError(f"{metric} is measured after the last epoch only, not at {epoch}.")
+        return getattr(record, metric)
     return getattr(record, metric)[epoch]
 
 
@@ -524,7 +637,8 @@ def study_rows(records: Sequence[RunRecord], comparison: str = "epochs") -> list
 
     ``comparison="epochs"`` reads every run after its last epoch; ``"gradients"`` reads each run
     at its last epoch within SGD's total gradient evaluations. Means and spreads are over the runs
-    that did not diverge at that epoch; ``diverged`` counts the others (shown, not dropped).
+    that did not diverge at that epoch; ``diverged`` counts the others (shown, not dropped), and
+    ``blew up`` those among the kept runs that blew up on the way (:meth:`RunRecord.blew_up`).
     """
     budget = gradient_budget(records) if comparison == "gradients" else None
     rows = []
@@ -539,6 +653,7 @@ def study_rows(records: Sequence[RunRecord], comparison: str = "epochs") -> list
             "not reached": len(runs) - len(read),
             "diverged": len(read) - len(kept),
             "diverged seeds": [r.seed for r, e in read if r.diverged(e)],
+            "blew up": sum(r.blew_up(e) for r, e in kept),
             "epochs": [e + 1 for _, e in read],
             "gradients": [r.gradients[e] for r, e in read],
         }
@@ -555,9 +670,9 @@ def _cell(value: float | None, digits: int) -> str:
 def format_study_table(rows: Sequence[dict[str, Any]], digits: int = 3) -> str:
     """A markdown table: mean ± sd over the runs that did not diverge, and how many did."""
     lines = [
-        "| method | diverged | epochs | gradient evaluations | train loss | val loss "
+        "| method | diverged | blew up | epochs | gradient evaluations | train loss | val loss "
         "| val − train | val acc |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         epochs = sorted(set(row["epochs"]))
@@ -577,7 +692,7 @@ def format_study_table(rows: Sequence[dict[str, Any]], digits: int = 3) -> str:
         if row["not reached"]:
             diverged += f" ({row['not reached']} not reached)"
         lines.append(
-            f"| {row['method']} | {diverged} | {epoch_text} | {gradients} | "
+            f"| {row['method']} | {diverged} | {row['blew up']} | {epoch_text} | {gradients} | "
             + " | ".join(cells)
             + " |"
         )
@@ -603,7 +718,7 @@ def confidence_interval(differences: Sequence[float], level: float = 0.95) -> tu
 
 
 def classify(mean: float, half_width: float) -> str:
-    """ "higher" or "lower" when the interval excludes 0, else "within seed spread"."""
+    """ "higher" or "lower" when the interval excludes 0 (resolved), else "within seed spread"."""
     if not math.isfinite(half_width):
         return "too few runs"
     if mean - half_width > 0:
@@ -611,6 +726,33 @@ def classify(mean: float, half_width: float) -> str:
     if mean + half_width < 0:
         return "lower"
     return "within seed spread"
+
+
+def size_class(mean: float, half_width: float, delta: float) -> str:
+    """Where the 95 % interval lies against the meaningful effect ±``delta``.
+
+    ``"< δ"``: inside (−δ, δ), the effect is smaller than δ; ``"≥ δ"``: wholly beyond δ on
+    one side, at least δ; ``"undecided"``: it straddles ±δ, the seeds cannot tell.
+    """
+    if not math.isfinite(half_width):
+        return "undecided"
+    if -delta < mean - half_width and mean + half_width < delta:
+        return "< δ"
+    if mean - half_width >= delta or mean + half_width <= -delta:
+        return "≥ δ"
+    return "undecided"
+
+
+def meaningful_effect(records: Sequence[RunRecord], share: float = MEANINGFUL_SHARE) -> float:
+    """δ: ``share`` of SGD's mean final validation − training gap (runs that did not diverge).
+
+    The article's claim is about that gap; an effect on a loss smaller than a tenth of SGD's own
+    gap would not make a method "overfit easily".
+    """
+    gaps = [r.gap() for r in records if r.method == "SGD" and not r.diverged()]
+    if not gaps:
+        raise ValueError("the meaningful effect δ is a share of SGD's gap: the study needs SGD.")
+    return share * float(np.mean(gaps))
 
 
 def paired_effects(
@@ -655,8 +797,19 @@ def shows_article_pattern(effect: dict[str, Any]) -> bool:
     return effect["train_loss"][2] == "lower" and effect["val_loss"][2] == "higher"
 
 
-def format_effects_table(effects: Sequence[dict[str, Any]], digits: int = 3) -> str:
-    """A markdown table of the paired differences (mean ± 95 % half-width)."""
+def _described(mean: float, half: float, delta: float | None) -> str:
+    """ "lower, < δ": the direction the interval resolves, then its size against δ."""
+    direction = classify(mean, half)
+    return direction if delta is None else f"{direction}, {size_class(mean, half, delta)}"
+
+
+def format_effects_table(
+    effects: Sequence[dict[str, Any]], delta: float | None = None, digits: int = 3
+) -> str:
+    """A markdown table of the paired differences (mean ± 95 % half-width, and what they say).
+
+    With ``delta`` each cell also says where its interval lies against ±δ (:func:`size_class`).
+    """
     lines = [
         "| method − control | what differs | pairs | Δ train loss | Δ val loss | Δ (val − train) "
         "| article's pattern |",
@@ -666,9 +819,10 @@ def format_effects_table(effects: Sequence[dict[str, Any]], digits: int = 3) -> 
         cells = []
         for metric in ("train_loss", "val_loss", "gap"):
             mean, half, _ = e[metric]
-            cells.append(
+            number = (
                 f"{_cell(mean, digits)} ± {_cell(half if math.isfinite(half) else None, digits)}"
             )
+            cells.append(f"{number} ({_described(mean, half, delta)})")
         pairs = f"{e['pairs']}" + (f" ({e['excluded']} diverged)" if e["excluded"] else "")
         pattern = "yes" if shows_article_pattern(e) else "no"
         lines.append(
@@ -679,19 +833,23 @@ def format_effects_table(effects: Sequence[dict[str, Any]], digits: int = 3) -> 
     return "\n".join(lines)
 
 
-def verdict(effects: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+def verdict(effects: Sequence[dict[str, Any]], delta: float | None = None) -> dict[str, list[str]]:
     """Sort the comparisons by what they isolate and what the gap did.
 
-    Returns, for "order" and "step size", the methods whose gap came out higher, lower, or within
-    seed spread, and the comparisons that show the article's whole pattern. The notebook states
-    its conclusion from these lists, so a re-run with other numbers changes the conclusion, not
-    just the digits.
+    Returns, for "order", "step size" and "order and step size", the methods whose gap came out
+    higher, lower, or within seed spread, the comparisons that show the article's whole pattern
+    and, with ``delta``, those whose gap interval lies inside ±δ, beyond it, or straddles it.
+    The notebook states its conclusion from these lists, so a re-run with other numbers changes
+    the conclusion, not just the digits.
     """
     result: dict[str, list[str]] = {}
     for differs in ("order", "step size", "order and step size"):
         for e in (e for e in effects if e["differs"] == differs):
-            outcome = e["gap"][2]
+            mean, half, outcome = e["gap"]
             result.setdefault(f"{differs}: gap {outcome}", []).append(e["method"])
+            if delta is not None:
+                size = size_class(mean, half, delta)
+                result.setdefault(f"{differs}: gap {size}", []).append(e["method"])
             if shows_article_pattern(e):
                 result.setdefault(f"{differs}: article's pattern", []).append(e["method"])
     return result
@@ -707,8 +865,8 @@ def plot_gaps(records: Sequence[RunRecord], axes: Any = None) -> Any:
 
     Every panel but SGD's also shows SGD's mean (black, dashed, drawn on top: where a method
     matches SGD the two coincide and the reference stays visible), shares the y axis with the
-    others, and names in its title how many runs diverged: their lines are left out, never
-    silently.
+    others, and names in its title how many runs diverged (their lines are left out, never
+    silently) and how many blew up on the way (:meth:`RunRecord.blew_up`; drawn).
     """
     import matplotlib.pyplot as plt
 
@@ -733,6 +891,8 @@ def plot_gaps(records: Sequence[RunRecord], axes: Any = None) -> Any:
             ax.legend(fontsize=7, loc="upper left")
         missing = len(runs) - len(drawn)
         note = f"\n{missing} of {len(runs)} runs diverged (not drawn)" if missing else ""
+        blown = sum(r.blew_up() for r in drawn)
+        note += f"\n{blown} of {len(runs)} runs blew up on the way" if blown else ""
         ax.set_title(f"{method}{note}", fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("val − train loss", fontsize=8)
@@ -755,7 +915,7 @@ def rows_table(rows: Sequence[dict[str, Any]]) -> Any:
     """:func:`study_rows` as a :class:`course_lib.studies.results.Table` of raw numbers."""
     from course_lib.studies.results import Table
 
-    columns = [("method", ""), ("runs", ""), ("diverged", ""), ("not reached", "")]
+    columns = [("method", ""), ("runs", ""), ("diverged", ""), ("blew up", ""), ("not reached", "")]
     columns += [("epochs", ""), ("gradient evaluations", ",.0f")]
     names = (("train loss", "train_loss"), ("val loss", "val_loss"), ("val − train", "gap"))
     names += (("val acc", "val_accuracy"),)
@@ -766,7 +926,8 @@ def rows_table(rows: Sequence[dict[str, Any]]) -> Any:
         epochs = sorted(set(row["epochs"]))
         epoch_text = "" if not epochs else f"{epochs[0]}" + (f"–{epochs[-1]}" * (len(epochs) > 1))
         gradients = float(np.mean(row["gradients"])) if row["gradients"] else None
-        values = [row["method"], row["runs"], row["diverged"], row["not reached"], epoch_text]
+        values = [row["method"], row["runs"], row["diverged"], row["blew up"], row["not reached"]]
+        values.append(epoch_text)
         values.append(gradients)
         for _, metric in names:
             values += list(row[metric])
@@ -774,24 +935,63 @@ def rows_table(rows: Sequence[dict[str, Any]]) -> Any:
     return Table(columns, table_rows)
 
 
-def effects_table(effects: Sequence[dict[str, Any]]) -> Any:
-    """:func:`paired_effects` as a Table: mean differences, 95 % half-widths and what they say."""
+def effects_table(effects: Sequence[dict[str, Any]], delta: float) -> Any:
+    """:func:`paired_effects` as a Table: mean differences, 95 % half-widths and what they say.
+
+    For each loss the table gives the direction the interval resolves (:func:`classify`) and its
+    size against the meaningful effect δ (:func:`size_class`), then the article's pattern.
+    """
     from course_lib.studies.results import Table
 
     columns = [("method", ""), ("control", ""), ("what differs", ""), ("pairs", "")]
     columns += [("excluded (diverged)", "")]
-    for header in ("Δ train loss", "Δ val loss", "Δ (val − train)"):
+    names = (("Δ train loss", "train_loss"), ("Δ val loss", "val_loss"))
+    names += (("Δ (val − train)", "gap"),)
+    for header, _ in names:
         columns += [(header, "+.3f"), (f"{header} ±", ".3f")]
-    columns += [("gap", ""), ("article's pattern", "")]
+    for label in ("train", "val", "gap"):
+        columns += [(label, ""), (f"{label} vs δ", "")]
+    columns += [("article's pattern", "")]
     table_rows = []
     for e in effects:
         values = [e["method"], e["control"], e["differs"], e["pairs"], e["excluded"]]
-        for metric in ("train_loss", "val_loss", "gap"):
+        for _, metric in names:
             mean, half, _ = e[metric]
             values += [_finite_or_none(mean), _finite_or_none(half)]
-        values += [e["gap"][2], "yes" if shows_article_pattern(e) else "no"]
+        for _, metric in names:
+            mean, half, direction = e[metric]
+            values += [direction, size_class(mean, half, delta)]
+        values.append("yes" if shows_article_pattern(e) else "no")
         table_rows.append(values)
     return Table(columns, table_rows)
+
+
+def stability_table(records: Sequence[RunRecord]) -> Any:
+    """Per method: runs that blew up, the largest rise of a training loss, forced acceptances.
+
+    A forced acceptance is an adaptive step that used up its retries and was applied anyway
+    (``on_failure="accept"``); ``accepted steps`` counts every applied adaptive step.
+    """
+    from course_lib.studies.results import Table
+
+    columns = [("method", ""), ("runs", ""), ("blew up", ""), ("largest rise", ".3f")]
+    columns += [("forced acceptances", ""), ("runs with one", ""), ("adaptive steps", "")]
+    rows = []
+    for method in dict.fromkeys(r.method for r in records):
+        runs = [r for r in records if r.method == method]
+        adaptive = any(r.forced for r in runs)
+        rows.append(
+            [
+                method,
+                len(runs),
+                sum(r.blew_up() for r in runs),
+                max(r.largest_rise() for r in runs),
+                sum(sum(r.forced) for r in runs) if adaptive else None,
+                sum(any(r.forced) for r in runs) if adaptive else None,
+                sum(len(r.forced) for r in runs) if adaptive else None,
+            ]
+        )
+    return Table(columns, rows)
 
 
 def _finite_or_none(value: float) -> float | None:
