@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from course_lib.checks import nb05
-from course_lib.landscapes import Rosenbrock, runge_kutta_step
-from course_lib.tableaux import TABLEAUX, ButcherTableau, real_stability_limit
+from course_lib.landscapes import runge_kutta_step
+from course_lib.tableaux import TABLEAUX, real_stability_limit
 
 import dataclasses
 
@@ -16,81 +16,102 @@ def _not_implemented(*args):
     raise NotImplementedError
 
 
-def test_three_eighths_solution_is_a_fourth_order_method():
+def test_second_order_solution_is_heun_midpoint_and_ralston_and_of_order_two():
+    for c2, name in ((1.0, "heun"), (0.5, "midpoint"), (2.0 / 3.0, "ralston")):
+        tableau = nb05.second_order_tableau_solution(c2)
+        np.testing.assert_allclose(tableau.b, TABLEAUX[name].b, atol=1e-15)
+        np.testing.assert_allclose(tableau.a, TABLEAUX[name].a, atol=1e-15)
+
     def field(p):  # a smooth nonlinear vector field
         return np.array([np.sin(p[0]) + p[1] ** 2, p[0] * p[1] + np.cos(p[1])])
 
-    tableau = nb05.three_eighths_rule_solution()
-    p = np.array([0.3, -0.7])
-    differences = [
+    tableau, p = nb05.second_order_tableau_solution(0.3), np.array([0.3, -0.7])
+    errors = [
         np.abs(
             runge_kutta_step(field, p, tableau, h) - runge_kutta_step(field, p, TABLEAUX["rk4"], h)
         ).max()
-        for h in (0.1, 0.05)
+        for h in (0.02, 0.01)
     ]
-    # Two fourth-order methods differ by O(h^5) per step: halving h divides it by about 32.
-    assert 0 < differences[0] < 1e-4
-    assert 20 < differences[0] / differences[1] < 45
+    assert 6 < errors[0] / errors[1] < 10  # a local error of order h³: halving h divides it by 8
 
 
-def test_three_eighths_checks():
-    assert nb05.three_eighths_rule.check(nb05.three_eighths_rule_solution()).correct
-    rk4 = nb05.three_eighths_rule.check(TABLEAUX["rk4"])
-    assert rk4.status == "incorrect" and "RK4" in rk4.message
-    assert nb05.three_eighths_rule.check(TABLEAUX["kutta3"]).status == "incorrect"
-    lower_order = dataclasses.replace(nb05.three_eighths_rule_solution(), order=3)
-    assert nb05.three_eighths_rule.check(lower_order).status == "incorrect"
-    assert nb05.three_eighths_rule.check("three_eighths").status == "incorrect"
-    assert nb05.three_eighths_rule.check(None).status == "not attempted"
-    assert nb05.three_eighths_rule.check(_not_implemented).status == "not attempted"
-    assert nb05.three_eighths_rule.check(nb05.three_eighths_rule_solution).correct
+def test_second_order_checks():
+    from course_lib.tableaux import ButcherTableau
+
+    check = nb05.second_order_tableau.check
+    assert check(nb05.second_order_tableau_solution).correct
+
+    def heun_weights(c2):  # Heun's b for every c₂: fails the order-2 condition unless c₂ = 1
+        return ButcherTableau(name="x", c=(0, c2), a=((0, 0), (c2, 0)), b=(0.5, 0.5), order=2)
+
+    def trial_at_the_end(c2):  # the trial point always at h, only b moved
+        b2 = 1 / (2 * c2)
+        return ButcherTableau(name="x", c=(0, 1), a=((0, 0), (1, 0)), b=(1 - b2, b2), order=1)
+
+    def first_order(c2):
+        return dataclasses.replace(nb05.second_order_tableau_solution(c2), order=1)
+
+    assert check(heun_weights).status == "incorrect"
+    result = check(trial_at_the_end)
+    assert result.status == "incorrect" and "a₂₁ = c₂" in result.message
+    result = check(first_order)
+    assert result.status == "incorrect" and "order 2" in result.message
+    assert check(_not_implemented).status == "not attempted"
+    assert check(None).status == "not attempted"
 
 
-def test_stable_learning_rate_solution_values():
-    assert nb05.stable_learning_rate_solution("euler", np.diag([1.0, 10.0])) == pytest.approx(0.2)
-    rk4 = nb05.stable_learning_rate_solution("rk4", np.diag([1.0, 10.0]))
-    assert rk4 == pytest.approx(real_stability_limit("rk4") / 10.0)
-    assert 0.27 < rk4 < 0.29
+def test_stability_limit_solution_equals_the_librarys_roots():
+    for name in nb05.STABILITY_CASES + ("midpoint", "ralston"):
+        got = nb05.stability_limit_solution(name)
+        assert got == pytest.approx(real_stability_limit(name), abs=1e-9)
+    assert nb05._taylor_limit(5) == pytest.approx(3.2170, abs=1e-3)  # Dormand–Prince's is 3.307
 
 
-def test_stable_learning_rate_checks():
-    def smallest_eigenvalue(tableau, hessian):
-        return real_stability_limit(tableau) / np.linalg.eigvalsh(hessian).min()
+def test_stability_limit_checks():
+    check = nb05.stability_limit.check
+    assert check(nb05.stability_limit_solution).correct
 
-    def gradient_descent_limit(tableau, hessian):
-        return 2.0 / np.linalg.eigvalsh(hessian).max()
+    def gradient_descents(tableau):
+        return 2.0
 
-    assert nb05.stable_learning_rate.check(nb05.stable_learning_rate_solution).correct
-    result = nb05.stable_learning_rate.check(smallest_eigenvalue)
-    assert result.status == "incorrect" and "largest eigenvalue" in result.message
-    result = nb05.stable_learning_rate.check(gradient_descent_limit)
-    assert result.status == "incorrect" and "2/λ_max" in result.message
-    assert nb05.stable_learning_rate.check(_not_implemented).status == "not attempted"
+    def taylor(tableau):
+        return nb05._taylor_limit(tableau.order)
 
+    def coarse(tableau):
+        return round(real_stability_limit(tableau), 2)
 
-def test_error_estimate_solution_is_the_difference_of_the_two_solutions():
-    rosenbrock = Rosenbrock()
-    p = np.array([-1.0, 1.5])
-    tableau = TABLEAUX["bogacki_shampine"]
-    embedded = ButcherTableau(name="embedded", c=tableau.c, a=tableau.a, b=tableau.b_hat, order=2)
-    high = runge_kutta_step(rosenbrock.gradient, p, tableau, 1e-3)
-    low = runge_kutta_step(rosenbrock.gradient, p, embedded, 1e-3)
-    got = nb05.error_estimate_solution(rosenbrock.gradient, p, "bogacki_shampine", 1e-3)
-    np.testing.assert_allclose(got, high - low, rtol=1e-6, atol=1e-15)
+    result = check(gradient_descents)
+    assert result.status == "incorrect" and "gradient descent's limit" in result.message
+    result = check(taylor)
+    assert result.status == "incorrect" and "Taylor polynomial" in result.message
+    result = check(coarse)
+    assert result.status == "incorrect" and "bisection" in result.message
+    assert check(_not_implemented).status == "not attempted"
 
 
-def test_error_estimate_checks():
-    def wrong_sign(gradient, p, tableau, h):
-        return -nb05.error_estimate_solution(gradient, p, tableau, h)
+def test_heun_euler_solution_estimates_heuns_error():
+    pair = nb05.heun_euler_solution()
+    assert pair.stages_needed(adaptive=True) == 2 and pair.error_weights == (-0.5, 0.5)
 
-    def without_step_size(gradient, p, tableau, h):
-        return nb05.error_estimate_solution(gradient, p, tableau, h) / h
 
-    assert nb05.error_estimate.check(nb05.error_estimate_solution).correct
-    result = nb05.error_estimate.check(wrong_sign)
-    assert result.status == "incorrect" and "sign" in result.message
-    assert nb05.error_estimate.check(without_step_size).status == "incorrect"
-    assert nb05.error_estimate.check(_not_implemented).status == "not attempted"
+def test_heun_euler_checks():
+    from course_lib.tableaux import InvalidTableauError
+
+    check = nb05.heun_euler.check
+    solution = nb05.heun_euler_solution()
+    assert check(nb05.heun_euler_solution).correct and check(solution).correct
+    swapped = dataclasses.replace(solution, b=(1.0, 0.0), b_hat=(0.5, 0.5), order=1)
+    swapped = dataclasses.replace(swapped, embedded_order=2)
+    result = check(swapped)
+    assert result.status == "incorrect" and "step with the higher order" in result.message
+    trial_slope = dataclasses.replace(solution, b_hat=(0.0, 1.0))
+    result = check(trial_slope)
+    assert result.status == "incorrect" and "slope at the start" in result.message
+    with pytest.raises(InvalidTableauError):
+        dataclasses.replace(solution, embedded_order=2)  # a learner's code raises this
+    no_pair = TABLEAUX["heun"]
+    assert check(no_pair).status == "incorrect"
+    assert check(_not_implemented).status == "not attempted"
 
 
 def test_himmelblau_gradient_matches_finite_differences():
@@ -107,9 +128,19 @@ def test_himmelblau_gradient_matches_finite_differences():
 
 def test_rk23_solution_takes_scipys_steps_and_rejects_the_first_try():
     for p0, first_step, steps, rtol, atol in nb05.RK23_CASES:
+        calls = []
+
+        def counted(p, calls=calls):
+            calls.append(1)
+            return nb05.himmelblau_gradient(p)
+
         point, sizes = nb05.rk23_adaptive_solution(
-            nb05.himmelblau_gradient, np.array(p0), first_step, steps, rtol, atol
+            counted, np.array(p0), first_step, steps, rtol, atol
         )
+        want = nb05.scipy_rk23_evaluations(
+            nb05.himmelblau_gradient, p0, first_step, steps, rtol, atol
+        )
+        assert len(calls) == want
         reference, reference_sizes = nb05.scipy_rk23_steps(
             nb05.himmelblau_gradient, p0, first_step, steps, rtol, atol
         )
@@ -142,5 +173,12 @@ def test_rk23_checks():
 
     result = nb05.rk23_adaptive.check(every_try_recorded)
     assert result.status == "incorrect" and "accepted" in result.message
+
+    def without_reuse(gradient, p0, first_step, steps, rtol, atol):
+        # SciPy's steps, but every stage of every try evaluated afresh (as training must).
+        return nb05._rk23_variant(p0, first_step, steps, rtol, atol, gradient=gradient)
+
+    result = nb05.rk23_adaptive.check(without_reuse)
+    assert result.status == "incorrect" and "next step's first" in result.message
     assert nb05.rk23_adaptive.check(_not_implemented).status == "not attempted"
     assert nb05.rk23_adaptive.check(None).status == "not attempted"
