@@ -32,6 +32,7 @@ into the model between cycles are where the next cycle starts.
 
 from __future__ import annotations
 
+from course_lib.distribution import in_cross_replica_context
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
 
 import math
@@ -133,8 +134,6 @@ class Lookahead(OptimizerWrapper):
         grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
         indices = [self._get_variable_index(v) for v in trainable_variables]
         slow = [self._slow_weights[i] for i in indices]
-        strategy = tf.distribute.get_strategy()
-        merge = tf.__internal__.distribute.interim.maybe_merge_call
 
         def start_cycle(distribution):
             def copy_fast_to_slow() -> None:
@@ -168,9 +167,9 @@ class Lookahead(OptimizerWrapper):
                 lambda: None,
             )
 
-        merge(start_cycle, strategy)
+        in_cross_replica_context(start_cycle)
         self.inner.apply(grads, trainable_variables)
-        merge(count_and_maybe_sync, strategy)
+        in_cross_replica_context(count_and_maybe_sync)
         self._iterations.assign_add(1)
 
     def _pull_fast(self, fast: tf.Variable, slow: tf.Variable) -> Any:

@@ -7,10 +7,6 @@ own the training step and share these pieces:
 * :func:`forward`: the loss and its gradient at the current weights, as Keras's step takes them;
 * :func:`snapshot` and :func:`assign_all`: move the weights to a trial point and back *by value*
   (a snapshot that kept references would "restore" weights that have already moved);
-* :func:`sum_replicas`: under ``tf.distribute.MirroredStrategy`` each replica's gradient is a
-  partial sum, but a trial point must be built from the whole batch's gradient;
-* :func:`for_each_replica`: run a per-replica function from the cross-replica context that
-  ``maybe_merge_call`` gives (data-dependent control flow around an all-reduce must live there);
 * :func:`batch_size_of`: the weight Keras gives a batch's loss in the logged running mean;
 * :func:`require_optimizer`: such a step hands its result to the compiled optimizer;
 * :func:`install_train_function`, :func:`is_injected` and :func:`remove_train_function`: the
@@ -53,29 +49,6 @@ def assign_all(variables: Sequence, values: Sequence) -> None:
 def snapshot(variables: Sequence) -> list[tf.Tensor]:
     """Copies of the variables' current values (by value: later assigns don't change them)."""
     return [tf.identity(v.value) for v in variables]
-
-
-def sum_replicas(gradients: list) -> list:
-    """All-reduce (sum) per-replica gradients so that every replica holds the batch's gradient."""
-    context = tf.distribute.get_replica_context()
-    strategy = tf.distribute.get_strategy()
-    if context is None or strategy.num_replicas_in_sync == 1:
-        return gradients
-    present = [g for g in gradients if g is not None]
-    reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
-    return [None if g is None else next(reduced) for g in gradients]
-
-
-def for_each_replica(distribution: tf.distribute.Strategy, fn: Callable, *args: Any) -> Any:
-    """Run ``fn(*args)`` once per replica from the function ``maybe_merge_call`` calls.
-
-    Under a strategy that function runs in cross-replica context, and ``fn`` must be run on
-    every replica (per-replica ``args`` are unwrapped for each). On one device
-    ``maybe_merge_call`` stays in the default replica context, and ``fn`` is simply called.
-    """
-    if tf.distribute.in_cross_replica_context():
-        return distribution.extended.call_for_each_replica(fn, args=args)
-    return fn(*args)
 
 
 def batch_size_of(x: Any) -> tf.Tensor:
@@ -157,12 +130,10 @@ __all__ = [
     "assign_all",
     "batch_size_of",
     "check_injectable",
-    "for_each_replica",
     "forward",
     "install_train_function",
     "is_injected",
     "remove_train_function",
     "require_optimizer",
     "snapshot",
-    "sum_replicas",
 ]

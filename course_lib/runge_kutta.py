@@ -70,18 +70,23 @@ equals one device (tested: same rejections, step sizes and weights).
 from __future__ import annotations
 
 from course_lib.adaptive import AdaptiveStepSize, StepSizeError, as_adaptive
+from course_lib.distribution import (
+    first_replica,
+    for_each_replica,
+    in_cross_replica_context,
+    replicas_in_sync,
+    sum_replicas,
+)
 from course_lib.multi_gradient_step import (
     assign_all,
     batch_size_of,
     check_injectable,
-    for_each_replica,
     forward,
     install_train_function,
     is_injected,
     remove_train_function,
     require_optimizer,
     snapshot,
-    sum_replicas,
 )
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
@@ -301,13 +306,6 @@ def _error_norm(start: list, new: list, error: list, adaptive: AdaptiveStepSize)
     return tf.sqrt(total / count)
 
 
-def _first_replica(distribution: tf.distribute.Strategy, values: Any) -> Any:
-    """Replica 0's part of per-replica ``values`` that are equal on every replica."""
-    return tf.nest.map_structure(
-        lambda value: distribution.experimental_local_results(value)[0], values
-    )
-
-
 def _adaptive_step(
     model: keras.Model,
     tableau: ButcherTableau,
@@ -341,8 +339,7 @@ def _adaptive_step(
     first_global = sum_replicas(per_replica[-1])  # outside control flow: a replica context is fine
     # Read once, before any update: h for every try, and the step size the logs report.
     learning_rate = tf.cast(optimizer.learning_rate, "float64")
-    strategy = tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
+    replicas = replicas_in_sync()
     has_gradient = [g is not None for g in per_replica[-1]]
 
     def attempt(
@@ -419,12 +416,12 @@ def _adaptive_step(
                 min_factor,
             )
             scale = tf.where(tries > 0, scale * shrink, scale)
-            norm, summed = _first_replica(
+            norm, summed = first_replica(
                 distribution, for_each_replica(distribution, attempt, scale, *inputs)
             )
             return tries + 1, scale, norm < one, norm, summed
 
-        start_here = _first_replica(distribution, start)
+        start_here = first_replica(distribution, start)
         tries, scale, accepted, norm, summed = tf.while_loop(
             condition,
             body,
@@ -460,8 +457,8 @@ def _adaptive_step(
             tf.cond(accepted, apply_step, lambda: tf.constant(False))
         return rejections, scale, accepted, norm
 
-    rejections, scale, accepted, norm = tf.__internal__.distribute.interim.maybe_merge_call(
-        decide, strategy, *per_replica, first_global, learning_rate
+    rejections, scale, accepted, norm = in_cross_replica_context(
+        decide, *per_replica, first_global, learning_rate
     )
     return {
         "step_size": learning_rate * scale,

@@ -36,6 +36,7 @@ model).
 
 from __future__ import annotations
 
+from course_lib.distribution import sum_replicas
 from course_lib.multi_gradient_step import (
     assign_all,
     batch_size_of,
@@ -46,7 +47,6 @@ from course_lib.multi_gradient_step import (
     remove_train_function,
     require_optimizer,
     snapshot,
-    sum_replicas,
 )
 
 import functools

@@ -29,7 +29,7 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
 
 from __future__ import annotations
 
-from course_lib.multi_gradient_step import for_each_replica, sum_replicas
+from course_lib.distribution import for_each_replica, in_cross_replica_context, sum_replicas
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
 
 import contextlib
@@ -153,7 +153,6 @@ class SoftBatch(OptimizerWrapper):
         grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
         indices = [self._get_variable_index(v) for v in trainable_variables]
         grads = sum_replicas(grads)
-        strategy = tf.distribute.get_strategy()
 
         def accumulate_and_maybe_update(distribution, grads, indices, trainable_variables):
             for g, i in zip(grads, indices, strict=True):
@@ -187,9 +186,7 @@ class SoftBatch(OptimizerWrapper):
 
             ops.cond(ops.greater_equal(self._pending.value, self.steps), update, lambda: None)
 
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            accumulate_and_maybe_update, strategy, grads, indices, trainable_variables
-        )
+        in_cross_replica_context(accumulate_and_maybe_update, grads, indices, trainable_variables)
         self._iterations.assign_add(1)
 
     def _apply_mean_gradient(
