@@ -42,7 +42,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 _EXAMPLE = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
 
@@ -98,7 +97,6 @@ class Lookahead(OptimizerWrapper):
         self.slow_step_size = float(slow_step_size)
 
     # ------------------------------------------------------------------ state
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build ``inner``, then create the slow weights and the position in the cycle."""
         super().build(variables)

@@ -19,6 +19,8 @@ The idea of taking over the training step comes from Su Jianlin, "Keras之小众
 
 from __future__ import annotations
 
+from course_lib.distribution import global_loss
+
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,15 +31,22 @@ import tensorflow as tf
 def forward(model: keras.Model, x: Any, y: Any, sample_weight: Any, variables: list):
     """Predictions, loss and its gradient with respect to ``variables`` at the current weights."""
     with tf.GradientTape() as tape:
-        if model._call_has_training_arg:
-            y_pred = model(x, training=True)
-        else:
-            y_pred = model(x)
-        loss = model._compute_loss(
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
         )
     gradients = tape.gradient(loss, variables)
     return y_pred, loss, gradients
+
+
+def track_loss(model: keras.Model, loss: Any, x: Any) -> None:
+    """Add the batch's loss to the running mean that ``fit`` logs as ``loss``, as Keras's step does.
+
+    The loss is the whole batch's (under a strategy each replica's is divided by the replicas),
+    weighted by the number of examples.
+    """
+    tracker = next(metric for metric in model.metrics if metric.name == "loss")
+    tracker.update_state(global_loss(loss), sample_weight=batch_size_of(x))
 
 
 def assign_all(variables: Sequence, values: Sequence) -> None:
@@ -136,4 +145,5 @@ __all__ = [
     "remove_train_function",
     "require_optimizer",
     "snapshot",
+    "track_loss",
 ]

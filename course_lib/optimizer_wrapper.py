@@ -24,10 +24,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-# Keras's own optimizers create their slots under this decorator, so that lists of slots are not
-# tracked a second time. It has no public alias in Keras 3.15.
-from keras.src.utils.tracking import no_automatic_dependency_tracking
-
 
 def validate_inner(inner: Any, wrapper: str, example: str) -> None:
     """Raise a clear error unless ``inner`` is a fresh, unscaled, non-accumulating optimizer.
@@ -76,7 +72,6 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         super().__init__(learning_rate=0.0, name=name)
         self.inner = inner
 
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build the base optimizer and ``inner`` on the same variables."""
         super().build(variables)

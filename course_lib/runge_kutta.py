@@ -79,7 +79,6 @@ from course_lib.distribution import (
 )
 from course_lib.multi_gradient_step import (
     assign_all,
-    batch_size_of,
     check_injectable,
     forward,
     install_train_function,
@@ -87,6 +86,7 @@ from course_lib.multi_gradient_step import (
     remove_train_function,
     require_optimizer,
     snapshot,
+    track_loss,
 )
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
@@ -98,7 +98,6 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution
 
 __all__ = [
     "RungeKuttaModel",
@@ -250,8 +249,7 @@ def runge_kutta_train_step(
 
     # Stage 1 at the start point p: this is what fit() reports.
     y_pred, loss, local_first = forward(model, x, y, sample_weight, variables)
-    batch_size = batch_size_of(x)
-    model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=batch_size)
+    track_loss(model, loss, x)
     frozen_after = snapshot(frozen)
     stages = tableau.stages_needed(adaptive=adaptive is not None)
 
@@ -530,17 +528,20 @@ class RungeKuttaTrainStep:
     ) -> None:
         """Set the tableau and the adaptive settings (and create the step-scale variable)."""
         tableau, adaptive = _resolve(tableau, adaptive)
-        self.__dict__["runge_kutta_tableau"] = tableau
-        self.__dict__["runge_kutta_adaptive"] = adaptive
+        self.runge_kutta_tableau = tableau
+        self.runge_kutta_adaptive = adaptive
         state = None
         if adaptive is not None:
-            was_locked = self._tracker.locked
-            self._tracker.unlock()
-            self.runge_kutta_step_scale = _make_scale_variable()
-            if was_locked:
-                self._tracker.lock()
+            self.runge_kutta_step_scale = self.add_weight(
+                shape=(),
+                initializer="ones",
+                dtype="float64",
+                trainable=False,
+                autocast=False,
+                name="runge_kutta_step_scale",
+            )
             state = _AdaptiveState(self.runge_kutta_step_scale)
-        self.__dict__["_runge_kutta_state"] = state
+        self._runge_kutta_state = state
 
     def train_step(self, data: Any) -> dict[str, Any]:
         return runge_kutta_train_step(

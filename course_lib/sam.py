@@ -39,7 +39,6 @@ from __future__ import annotations
 from course_lib.distribution import sum_replicas
 from course_lib.multi_gradient_step import (
     assign_all,
-    batch_size_of,
     check_injectable,
     forward,
     install_train_function,
@@ -47,6 +46,7 @@ from course_lib.multi_gradient_step import (
     remove_train_function,
     require_optimizer,
     snapshot,
+    track_loss,
 )
 
 import functools
@@ -56,7 +56,6 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution
 
 #: Added to ‖g‖ so that a zero gradient does not divide by zero (the value of the paper's code).
 NORM_EPSILON = 1e-12
@@ -121,9 +120,7 @@ def sam_train_step(model: keras.Model, data: Any, rho: float = 0.05) -> dict[str
 
     # First pass at p: what fit() logs, and the only pass whose BatchNorm statistics are kept.
     y_pred, loss, local_gradients = forward(model, x, y, sample_weight, variables)
-    model._loss_tracker.update_state(
-        unscale_loss_for_distribution(loss), sample_weight=batch_size_of(x)
-    )
+    track_loss(model, loss, x)
     frozen_after = snapshot(frozen)
 
     # Second pass at p̂ = p + ρ·g/‖g‖, built from the whole batch's gradient.
@@ -147,7 +144,7 @@ class SAMTrainStep:
     sam_rho: float
 
     def _configure_sam(self, rho: float) -> None:
-        self.__dict__["sam_rho"] = _validate_rho(rho)
+        self.sam_rho = _validate_rho(rho)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         return sam_train_step(self, data, self.sam_rho)

@@ -33,18 +33,13 @@ from course_lib.distribution import for_each_replica, in_cross_replica_context, 
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 from keras import ops
-
-# Keras's own optimizers create their slots under this decorator, so that the lists of slots are
-# not tracked a second time; clip_by_global_norm is the function Keras's own clipping calls.
-# Neither has a public alias in Keras 3.15.
-from keras.src.optimizers.base_optimizer import clip_by_global_norm
-from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 #: What happens to a group that is not complete when an epoch ends.
 LEFTOVER_POLICY = (
@@ -103,7 +98,6 @@ class SoftBatch(OptimizerWrapper):
         self.steps = steps
 
     # ------------------------------------------------------------------ state
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build ``inner``, then one accumulator per trainable variable and the group counter.
 
@@ -274,27 +268,36 @@ def _validate_steps(steps: Any) -> None:
         )
 
 
+def clip_gradients(
+    grads: Sequence[Any], clipnorm: Any, global_clipnorm: Any, clipvalue: Any
+) -> list[Any]:
+    """Clip ``grads`` as a Keras 3.15 optimizer with these settings clips them.
+
+    The rules of ``BaseOptimizer._clip_gradients``, at most one of them, in this order:
+    ``clipnorm`` clips each tensor by its own norm with ``tf.clip_by_norm`` (what Keras's
+    TensorFlow optimizer uses for it); ``global_clipnorm`` scales every tensor by one factor
+    from their joint norm, a NaN factor when that norm is not finite (Keras's
+    ``clip_by_global_norm``, the same operations); ``clipvalue`` clips each entry.
+    """
+    if clipnorm and clipnorm > 0:
+        return [tf.clip_by_norm(g, clipnorm) for g in grads]
+    if global_clipnorm and global_clipnorm > 0:
+        norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(g)) for g in grads])))
+        scale = global_clipnorm * ops.minimum(1.0 / norm, 1.0 / global_clipnorm)
+        scale = scale + (norm - norm)  # NaN unless the norm is finite
+        return [g * scale for g in grads]
+    if clipvalue and clipvalue > 0:
+        return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
+    return list(grads)
+
+
 @contextlib.contextmanager
 def _clipping_switched_off(
     optimizer: keras.optimizers.Optimizer,
 ) -> Iterator[Callable[[list[Any]], list[Any]]]:
-    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would.
-
-    The function repeats ``BaseOptimizer._clip_gradients`` of Keras 3.15 with the settings
-    captured before they are switched off, so SoftBatch clips exactly as ``inner`` would have.
-    """
+    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would."""
     saved = {name: getattr(optimizer, name) for name in _CLIPPING_ATTRIBUTES}
-    clipnorm, global_clipnorm, clipvalue = (saved[name] for name in _CLIPPING_ATTRIBUTES)
-
-    def clip(grads: list[Any]) -> list[Any]:
-        if clipnorm and clipnorm > 0:
-            return [tf.clip_by_norm(g, clipnorm) for g in grads]
-        if global_clipnorm and global_clipnorm > 0:
-            return clip_by_global_norm(grads, global_clipnorm)
-        if clipvalue and clipvalue > 0:
-            return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
-        return list(grads)
-
+    clip = functools.partial(clip_gradients, **saved)
     try:
         for name in _CLIPPING_ATTRIBUTES:
             setattr(optimizer, name, None)
