@@ -29,7 +29,8 @@ step size ``h`` that was accepted (``"step_size"``) and the retries (``"rejectio
 
 from __future__ import annotations
 
-import math
+from course_lib.validation import require_choice, require_integer, require_number
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,31 +74,44 @@ class AdaptiveStepSize:
     on_failure: str = "raise"
 
     def __post_init__(self) -> None:
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if not _is_number(value) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}.")
+        for name, default in (("rtol", 1e-3), ("atol", 1e-6)):
+            require_number(
+                getattr(self, name),
+                name,
+                low=0.0,
+                meaning="a tolerance of the local error, per parameter",
+                example=f"{name}={default:g} (SciPy's default)",
+            )
         if self.rtol == 0 and self.atol == 0:
             raise ValueError("rtol and atol are both 0: no step could pass; make one positive.")
-        if not _is_number(self.safety) or not 0 < self.safety <= 1:
-            raise ValueError(f"safety must be in (0, 1], got {self.safety!r}; SciPy uses 0.9.")
-        if not _is_number(self.min_factor) or not 0 < self.min_factor < 1:
-            raise ValueError(
-                f"min_factor must be in (0, 1), got {self.min_factor!r}; SciPy uses 0.2."
-            )
-        if not _is_number(self.max_factor) or not self.max_factor > 1:
-            raise ValueError(f"max_factor must be > 1, got {self.max_factor!r}; SciPy uses 10.")
-        if (
-            not isinstance(self.max_rejections, int)
-            or isinstance(self.max_rejections, bool)
-            or self.max_rejections < 0
-        ):
-            raise ValueError(f"max_rejections must be an integer ≥ 0, got {self.max_rejections!r}.")
-        if self.on_failure not in _POLICIES:
-            raise ValueError(
-                f"on_failure must be one of {', '.join(map(repr, _POLICIES))}, "
-                f"got {self.on_failure!r}."
-            )
+        require_number(
+            self.safety, "safety", low=0.0, high=1.0, low_inclusive=False, example="safety=0.9"
+        )
+        require_number(
+            self.min_factor,
+            "min_factor",
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+            example="min_factor=0.2 (SciPy's)",
+        )
+        require_number(
+            self.max_factor,
+            "max_factor",
+            low=1.0,
+            low_inclusive=False,
+            finite=False,
+            example="max_factor=10 (SciPy's)",
+        )
+        require_integer(
+            self.max_rejections,
+            "max_rejections",
+            minimum=0,
+            meaning="retries of one step",
+            example="max_rejections=10",
+        )
+        require_choice(self.on_failure, "on_failure", _POLICIES)
 
     def exponent(self, order: int, embedded_order: int) -> float:
         """−1/(q+1) with q = min(order, embedded_order): how the error scales with h."""
@@ -111,10 +125,6 @@ class AdaptiveStepSize:
     def from_config(cls, config: dict[str, Any]) -> AdaptiveStepSize:
         """Rebuild the settings from :meth:`to_config`'s dict."""
         return cls(**config)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def as_adaptive(adaptive: AdaptiveStepSize | bool | dict | None) -> AdaptiveStepSize | None:

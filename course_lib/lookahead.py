@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from course_lib.distribution import in_cross_replica_context
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.validation import require_integer, require_number
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,9 +84,23 @@ class Lookahead(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, "Lookahead", _EXAMPLE)
-        _validate_sync_period(sync_period)
-        _validate_slow_step_size(slow_step_size)
+        validate_inner(inner, Lookahead, _EXAMPLE)
+        sync_period = require_integer(
+            sync_period,
+            "sync_period",
+            minimum=1,
+            meaning="k, fast steps per cycle",
+            example="sync_period=5",
+        )
+        slow_step_size = require_number(
+            slow_step_size,
+            "slow_step_size",
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            meaning="α: 0 would never move, above 1 overshoots the fast weights",
+            example="slow_step_size=0.5",
+        )
         if kwargs:
             raise ValueError(
                 f"Lookahead does not take {sorted(kwargs)}: set clipping, weight decay and the "
@@ -94,7 +108,7 @@ class Lookahead(OptimizerWrapper):
             )
         super().__init__(inner, name=name or "lookahead")
         self.sync_period = sync_period
-        self.slow_step_size = float(slow_step_size)
+        self.slow_step_size = slow_step_size
 
     # ------------------------------------------------------------------ state
     def build(self, variables: Sequence[keras.Variable]) -> None:
@@ -180,32 +194,6 @@ class Lookahead(OptimizerWrapper):
         config = self._inner_config()
         config.update(sync_period=self.sync_period, slow_step_size=self.slow_step_size)
         return config
-
-
-def _validate_sync_period(sync_period: Any) -> None:
-    if isinstance(sync_period, bool) or not isinstance(sync_period, int):
-        raise TypeError(
-            f"sync_period must be a positive integer (k, fast steps per cycle), got "
-            f"{sync_period!r} of type {type(sync_period).__name__}; e.g. sync_period=5."
-        )
-    if sync_period < 1:
-        raise ValueError(
-            f"sync_period must be at least 1 (k, fast steps per cycle), got "
-            f"sync_period={sync_period}; e.g. sync_period=5."
-        )
-
-
-def _validate_slow_step_size(slow_step_size: Any) -> None:
-    if isinstance(slow_step_size, bool) or not isinstance(slow_step_size, int | float):
-        raise TypeError(
-            f"slow_step_size must be a number in (0, 1] (α), got {slow_step_size!r} of type "
-            f"{type(slow_step_size).__name__}; e.g. slow_step_size=0.5."
-        )
-    if not math.isfinite(slow_step_size) or not 0.0 < slow_step_size <= 1.0:
-        raise ValueError(
-            f"slow_step_size must lie in (0, 1] (α: 0 would never move, above 1 overshoots the "
-            f"fast weights), got slow_step_size={slow_step_size}; e.g. slow_step_size=0.5."
-        )
 
 
 __all__ = ["Lookahead", "lookahead_interpolation"]

@@ -18,6 +18,8 @@ own state). :func:`validate_inner` is the shared check of the inner optimizer.
 
 from __future__ import annotations
 
+from course_lib.validation import require_fresh_optimizer
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,40 +27,13 @@ import keras
 import tensorflow as tf
 
 
-def validate_inner(inner: Any, wrapper: str, example: str) -> None:
+def validate_inner(inner: Any, wrapper: type, example: str) -> None:
     """Raise a clear error unless ``inner`` is a fresh, unscaled, non-accumulating optimizer.
 
-    ``wrapper`` names the wrapping class in the messages; ``example`` is a correct call of it.
+    ``wrapper`` is the wrapping class (an ``inner`` of that class is refused); ``example`` is a
+    correct call of it.
     """
-    if isinstance(inner, OptimizerWrapper) and type(inner).__name__ == wrapper:
-        raise TypeError(
-            f"inner is already a {wrapper}: wrap the plain optimizer once instead, e.g. {example}."
-        )
-    if not isinstance(inner, keras.optimizers.Optimizer):
-        raise TypeError(
-            f"inner must be a Keras optimizer instance such as keras.optimizers.Adam(1e-3), "
-            f"got {inner!r} of type {type(inner).__name__}; e.g. {example}."
-        )
-    if inner.built:
-        raise ValueError(
-            f"inner={inner.name!r} is already built (it has trained before); pass a fresh "
-            f"optimizer, e.g. {example}."
-        )
-    if inner.gradient_accumulation_steps:
-        raise ValueError(
-            f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: "
-            f"{wrapper} would see micro-batches, not real steps, and accumulation would be "
-            "counted twice. Leave it unset; for accumulation use "
-            "course_lib.SoftBatch(inner, steps=...)."
-        )
-    if inner.loss_scale_factor is not None or isinstance(
-        inner, keras.optimizers.LossScaleOptimizer
-    ):
-        raise ValueError(
-            f"inner scales the loss (loss_scale_factor or LossScaleOptimizer), which {wrapper} "
-            "does not support: a skipped non-finite step would still be counted. Use an "
-            "unscaled inner optimizer."
-        )
+    require_fresh_optimizer(inner, wrapper, example)
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):

@@ -19,8 +19,9 @@ because a NaN learning rate or a momentum of 1 would otherwise train silently in
 
 from __future__ import annotations
 
+from course_lib.validation import is_number
+
 import math
-from numbers import Real
 from typing import Any
 
 import keras
@@ -40,7 +41,7 @@ def validate_learning_rate(learning_rate: Any) -> Any:
         learning_rate
     ):
         return learning_rate
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, Real):
+    if not is_number(learning_rate):
         raise TypeError(
             f"learning_rate={learning_rate!r} must be a number, a "
             "keras.optimizers.schedules.LearningRateSchedule or a callable; pass e.g. 0.01."
@@ -60,7 +61,7 @@ def validate_momentum(momentum: Any, nesterov: Any) -> tuple[float, bool]:
     Nesterov's look-ahead with momentum 0 is plain SGD, which is almost surely not what the
     caller meant.
     """
-    if isinstance(momentum, bool) or not isinstance(momentum, Real):
+    if not is_number(momentum):
         raise TypeError(f"momentum={momentum!r} must be a number in [0, 1); pass e.g. 0.9.")
     value = float(momentum)
     if not math.isfinite(value) or not 0.0 <= value < 1.0:

@@ -48,9 +48,9 @@ from course_lib.multi_gradient_step import (
     snapshot,
     track_loss,
 )
+from course_lib.validation import require_number
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,17 +82,13 @@ def _as_tensor(value: Any) -> Any:
 
 
 def _validate_rho(rho: Any) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, int | float):
-        raise TypeError(
-            f"rho must be a number ≥ 0 (the radius of the neighbourhood), got {rho!r} of type "
-            f"{type(rho).__name__}; e.g. rho=0.05."
-        )
-    if not math.isfinite(rho) or rho < 0:
-        raise ValueError(
-            f"rho must be a finite number ≥ 0 (the radius of the neighbourhood), got rho={rho}; "
-            "e.g. rho=0.05 (the paper's default)."
-        )
-    return float(rho)
+    return require_number(
+        rho,
+        "rho",
+        low=0.0,
+        meaning="the radius of the neighbourhood",
+        example="rho=0.05 (the paper's default)",
+    )
 
 
 def _check_optimizer(model: keras.Model, where: str) -> None:

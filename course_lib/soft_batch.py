@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from course_lib.distribution import for_each_replica, in_cross_replica_context, sum_replicas
 from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.validation import require_integer
 
 import contextlib
 import functools
@@ -86,8 +87,8 @@ class SoftBatch(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, "SoftBatch", _EXAMPLE)
-        _validate_steps(steps)
+        validate_inner(inner, SoftBatch, _EXAMPLE)
+        steps = _validate_steps(steps)
         if kwargs:
             raise ValueError(
                 f"SoftBatch does not take {sorted(kwargs)}: set clipping, weight decay and the "
@@ -255,17 +256,14 @@ def scheduled_learning_rate(
     return float(schedule(micro_batches_seen // steps))
 
 
-def _validate_steps(steps: Any) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(
-            f"steps must be a positive integer (micro-batches per real update), got "
-            f"{steps!r} of type {type(steps).__name__}; e.g. steps=4."
-        )
-    if steps < 1:
-        raise ValueError(
-            f"steps must be at least 1 (micro-batches per real update), got steps={steps}; "
-            "e.g. steps=4 to train at batch 16 as if it were 64."
-        )
+def _validate_steps(steps: Any) -> int:
+    return require_integer(
+        steps,
+        "steps",
+        minimum=1,
+        meaning="micro-batches per real update",
+        example="steps=4 to train at batch 16 as if it were 64",
+    )
 
 
 def clip_gradients(
