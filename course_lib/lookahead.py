@@ -32,8 +32,8 @@ into the model between cycles are where the next cycle starts.
 
 from __future__ import annotations
 
-from course_lib.distribution import in_cross_replica_context
-from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.distribution import in_cross_replica_context, update
+from course_lib.optimizer_wrapper import OptimizerWrapper
 from course_lib.validation import require_integer, require_number
 
 from collections.abc import Sequence
@@ -42,8 +42,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import ops
-
-_EXAMPLE = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
 
 
 def lookahead_interpolation(slow: Any, fast: Any, slow_step_size: float) -> Any:
@@ -76,6 +74,8 @@ class Lookahead(OptimizerWrapper):
         The optimizer's name; defaults to ``"lookahead"``.
     """
 
+    example = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
+
     def __init__(
         self,
         inner: keras.optimizers.Optimizer,
@@ -84,15 +84,15 @@ class Lookahead(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, Lookahead, _EXAMPLE)
-        sync_period = require_integer(
+        super().__init__(inner, name=name or "lookahead", **kwargs)
+        self.sync_period = require_integer(
             sync_period,
             "sync_period",
             minimum=1,
             meaning="k, fast steps per cycle",
             example="sync_period=5",
         )
-        slow_step_size = require_number(
+        self.slow_step_size = require_number(
             slow_step_size,
             "slow_step_size",
             low=0.0,
@@ -101,14 +101,6 @@ class Lookahead(OptimizerWrapper):
             meaning="α: 0 would never move, above 1 overshoots the fast weights",
             example="slow_step_size=0.5",
         )
-        if kwargs:
-            raise ValueError(
-                f"Lookahead does not take {sorted(kwargs)}: set clipping, weight decay and the "
-                f"learning rate on the inner optimizer, e.g. {_EXAMPLE}."
-            )
-        super().__init__(inner, name=name or "lookahead")
-        self.sync_period = sync_period
-        self.slow_step_size = slow_step_size
 
     # ------------------------------------------------------------------ state
     def build(self, variables: Sequence[keras.Variable]) -> None:
@@ -133,45 +125,29 @@ class Lookahead(OptimizerWrapper):
         return self._cycle_step
 
     # ------------------------------------------------------------------ update
-    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+    def apply_wrapped(self, grads: list[Any], variables: list[Any], indices: list[int]) -> None:
         """One fast step of ``inner``; every ``sync_period``-th step, synchronise.
 
-        The cycle's bookkeeping runs in cross-replica context (``merge_call``), as in
-        :class:`course_lib.SoftBatch`, so that under MirroredStrategy the decision is taken
-        once and every replica's copy of the weights is updated the same way.
+        The cycle's bookkeeping runs in cross-replica context, so that under MirroredStrategy
+        the decision is taken once and every replica's copy of the weights moves the same way.
         """
-        grads = list(grads)
-        if len(grads) == 0:
-            return
-        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
-        indices = [self._get_variable_index(v) for v in trainable_variables]
         slow = [self._slow_weights[i] for i in indices]
 
-        def start_cycle(distribution):
+        def start_cycle(distribution: Any) -> None:
             def copy_fast_to_slow() -> None:
-                for s, fast in zip(slow, trainable_variables, strict=True):
-                    distribution.extended.update(
-                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
-                    )
+                for s, fast in zip(slow, variables, strict=True):
+                    update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
 
             ops.cond(ops.equal(self._cycle_step.value, 0), copy_fast_to_slow, lambda: None)
 
-        def count_and_maybe_sync(distribution):
-            distribution.extended.update(
-                self._cycle_step.value, lambda c: c.assign_add(1), group=False
-            )
+        def count_and_maybe_sync(distribution: Any) -> None:
+            update(distribution, self._cycle_step, lambda c: c.assign_add(1))
 
             def synchronise() -> None:
-                for s, fast in zip(slow, trainable_variables, strict=True):
-                    distribution.extended.update(
-                        fast.value, self._pull_fast, args=(s.value,), group=False
-                    )
-                    distribution.extended.update(
-                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
-                    )
-                distribution.extended.update(
-                    self._cycle_step.value, lambda c: c.assign(0), group=False
-                )
+                for s, fast in zip(slow, variables, strict=True):
+                    update(distribution, fast, self._pull_fast, s.value)
+                    update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
+                update(distribution, self._cycle_step, lambda c: c.assign(0))
 
             ops.cond(
                 ops.greater_equal(self._cycle_step.value, self.sync_period),
@@ -180,9 +156,8 @@ class Lookahead(OptimizerWrapper):
             )
 
         in_cross_replica_context(start_cycle)
-        self.inner.apply(grads, trainable_variables)
+        self.inner.apply(grads, variables)
         in_cross_replica_context(count_and_maybe_sync)
-        self._iterations.assign_add(1)
 
     def _pull_fast(self, fast: tf.Variable, slow: tf.Variable) -> Any:
         """fast ← slow + α·(fast − slow), on one device's copy."""

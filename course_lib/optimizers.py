@@ -19,6 +19,7 @@ because a NaN learning rate or a momentum of 1 would otherwise train silently in
 
 from __future__ import annotations
 
+from course_lib.keras_internals import variable_index
 from course_lib.validation import is_number
 
 import math
@@ -132,7 +133,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
         super().build(variables)
         self.velocities = []
         if self.momentum != 0.0:
-            # One slot per trainable variable, found again with self._get_variable_index(variable).
+            # One slot per trainable variable, found again with variable_index(self, variable).
             self.velocities = self.add_optimizer_variables(variables, "velocity")
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
@@ -143,7 +144,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
         momentum = ops.cast(self.momentum, variable.dtype)
-        velocity = self.velocities[self._get_variable_index(variable)]
+        velocity = self.velocities[variable_index(self, variable)]
         self.assign(
             velocity,
             ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, learning_rate)),

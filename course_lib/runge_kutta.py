@@ -77,6 +77,7 @@ from course_lib.distribution import (
     replicas_in_sync,
     sum_replicas,
 )
+from course_lib.keras_internals import make_train_function
 from course_lib.multi_gradient_step import (
     assign_all,
     check_injectable,
@@ -476,7 +477,7 @@ def _build_train_function(
     model: keras.Model, step: Callable, adaptive: AdaptiveStepSize | None
 ) -> Callable:
     """Keras's own train-function machinery around ``step``, plus the adaptive failure policy."""
-    inner = model._make_function(step)
+    inner = make_train_function(model, step)
     if adaptive is None:
         return inner
 

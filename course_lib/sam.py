@@ -37,6 +37,7 @@ model).
 from __future__ import annotations
 
 from course_lib.distribution import sum_replicas
+from course_lib.keras_internals import make_train_function
 from course_lib.multi_gradient_step import (
     assign_all,
     check_injectable,
@@ -149,7 +150,7 @@ class SAMTrainStep:
         if self.train_function is not None and not force:
             return self.train_function
         _check_optimizer(self, f"{type(self).__name__}.fit")
-        self.train_function = self._make_function(self.train_step)
+        self.train_function = make_train_function(self, self.train_step)
         return self.train_function
 
 
@@ -208,7 +209,7 @@ def inject_sam(model: keras.Model, rho: float = 0.05) -> keras.Model:
     _check_optimizer(model, "inject_sam")
     rho = _validate_rho(rho)
     step = functools.partial(sam_train_step, model, rho=rho)
-    return install_train_function(model, model._make_function(step), _INJECTED_ATTRIBUTE, rho)
+    return install_train_function(model, make_train_function(model, step), _INJECTED_ATTRIBUTE, rho)
 
 
 def is_sam_injected(model: keras.Model) -> bool:

@@ -29,8 +29,15 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
 
 from __future__ import annotations
 
-from course_lib.distribution import for_each_replica, in_cross_replica_context, sum_replicas
-from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.distribution import (
+    for_each_replica,
+    in_cross_replica_context,
+    replicas_in_sync,
+    sum_replicas,
+    update,
+)
+from course_lib.keras_internals import micro_step_counter
+from course_lib.optimizer_wrapper import OptimizerWrapper
 from course_lib.validation import require_integer
 
 import contextlib
@@ -53,7 +60,6 @@ LEFTOVER_POLICY = (
 )
 
 _CLIPPING_ATTRIBUTES = ("clipnorm", "global_clipnorm", "clipvalue")
-_EXAMPLE = "SoftBatch(keras.optimizers.Adam(1e-3), steps=4)"
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -80,6 +86,8 @@ class SoftBatch(OptimizerWrapper):
         The optimizer's name; defaults to ``"soft_batch"``.
     """
 
+    example = "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)"
+
     def __init__(
         self,
         inner: keras.optimizers.Optimizer,
@@ -87,16 +95,8 @@ class SoftBatch(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, SoftBatch, _EXAMPLE)
-        steps = _validate_steps(steps)
-        if kwargs:
-            raise ValueError(
-                f"SoftBatch does not take {sorted(kwargs)}: set clipping, weight decay and the "
-                "learning rate on the inner optimizer, e.g. "
-                "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)."
-            )
-        super().__init__(inner, name=name or "soft_batch")
-        self.steps = steps
+        super().__init__(inner, name=name or "soft_batch", **kwargs)
+        self.steps = _validate_steps(steps)
 
     # ------------------------------------------------------------------ state
     def build(self, variables: Sequence[keras.Variable]) -> None:
@@ -121,7 +121,7 @@ class SoftBatch(OptimizerWrapper):
     @property
     def micro_batches(self) -> keras.Variable:
         """Micro-batches seen so far, applied or pending."""
-        return self._iterations
+        return micro_step_counter(self)
 
     @property
     def pending_micro_batches(self) -> keras.Variable:
@@ -134,55 +134,43 @@ class SoftBatch(OptimizerWrapper):
         return list(self._accumulators)
 
     # ------------------------------------------------------------------ update
-    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+    def apply_wrapped(self, grads: list[Any], variables: list[Any], indices: list[int]) -> None:
         """Add this micro-batch's gradients; every ``steps``-th call, take one real step.
 
         Under a distribution strategy the gradients are first summed across replicas (each
         replica's loss is already divided by the number of replicas), so the accumulator holds
         the same global gradient on every replica. The decision to update is then made once,
-        in cross-replica context, as ``keras.optimizers.LossScaleOptimizer`` does.
+        in cross-replica context. Only the gradients differ between replicas; the indices and
+        the variables are the same Python objects everywhere and are bound, not handed over.
         """
-        grads = list(grads)
-        if len(grads) == 0:
-            return
-        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
-        indices = [self._get_variable_index(v) for v in trainable_variables]
-        grads = sum_replicas(grads)
+        accumulate = functools.partial(self._accumulate, indices, variables)
+        in_cross_replica_context(accumulate, sum_replicas(grads))
 
-        def accumulate_and_maybe_update(distribution, grads, indices, trainable_variables):
-            for g, i in zip(grads, indices, strict=True):
-                if g is not None:
-                    distribution.extended.update(
-                        self._accumulators[i].value, self.assign_add, args=(g,), group=False
-                    )
-            distribution.extended.update(
-                self._pending.value, lambda count: count.assign_add(1), group=False
-            )
+    def _accumulate(
+        self,
+        indices: list[int],
+        variables: list[Any],
+        distribution: Any,
+        grads: list[Any],
+    ) -> None:
+        """Add to the accumulators and count; take the real step when the group is complete."""
+        for g, i in zip(grads, indices, strict=True):
+            if g is not None:
+                update(distribution, self._accumulators[i], self.assign_add, g)
+        update(distribution, self._pending, lambda count: count.assign_add(1))
 
-            def update() -> None:
-                # Switched off here, once, not in the per-replica function: MirroredStrategy runs
-                # that function in one thread per replica, and they would race on the attributes.
-                with _clipping_switched_off(self.inner) as clip:
-                    for_each_replica(
-                        distribution,
-                        self._apply_mean_gradient,
-                        clip,
-                        indices,
-                        grads,
-                        trainable_variables,
-                    )
-                for accumulator in self._accumulators:
-                    distribution.extended.update(
-                        accumulator.value, lambda a: a.assign(tf.zeros_like(a)), group=False
-                    )
-                distribution.extended.update(
-                    self._pending.value, lambda count: count.assign(0), group=False
+        def real_step() -> None:
+            # Switched off here, once, not in the per-replica function: MirroredStrategy runs
+            # that function in one thread per replica, and they would race on the attributes.
+            with _clipping_switched_off(self.inner) as clip:
+                for_each_replica(
+                    distribution, self._apply_mean_gradient, clip, indices, grads, variables
                 )
+            for accumulator in self._accumulators:
+                update(distribution, accumulator, lambda a: a.assign(tf.zeros_like(a)))
+            update(distribution, self._pending, lambda count: count.assign(0))
 
-            ops.cond(ops.greater_equal(self._pending.value, self.steps), update, lambda: None)
-
-        in_cross_replica_context(accumulate_and_maybe_update, grads, indices, trainable_variables)
-        self._iterations.assign_add(1)
+        ops.cond(ops.greater_equal(self._pending.value, self.steps), real_step, lambda: None)
 
     def _apply_mean_gradient(
         self,
@@ -207,7 +195,7 @@ class SoftBatch(OptimizerWrapper):
         clipped = clip([mean[k] for k in present])
         for k, g in zip(present, clipped, strict=True):
             mean[k] = g
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = replicas_in_sync()
         if replicas > 1:
             mean = [None if g is None else g / replicas for g in mean]
         self.inner.apply(mean, trainable_variables)
