@@ -2,12 +2,21 @@
 
 The reference is SciPy itself: on a linear gradient flow, ``RK45`` / ``RK23`` with the same first
 step and tolerances must choose the same step sizes, reject the same tries and land on the same
-point as the Keras training step. A NumPy re-implementation covers changing mini-batches.
+point as the controller's functions in a NumPy loop, and as the Keras training step. A NumPy
+re-implementation covers changing mini-batches.
 """
 
 from __future__ import annotations
 
-from course_lib.adaptive import AdaptiveStepSize, StepSizeError, StepSizeLog
+from course_lib.adaptive import (
+    AdaptiveStepSize,
+    StepSizeError,
+    StepSizeLog,
+    error_norm,
+    growth_factor,
+    retry_until_accepted,
+    shrink_factor,
+)
 from course_lib.runge_kutta import RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta
 from course_lib.tableaux import get_tableau
 
@@ -67,6 +76,99 @@ def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
         ode.step()
         sizes.append(ode.t - before)
     return np.array(sizes), ode.y
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The controller's functions, in NumPy, against SciPy
+# ---------------------------------------------------------------------------------------------
+
+
+def numpy_controller_steps(tableau, steps, h, settings, flow=lambda y: -A @ y):
+    """An adaptive solver built from course_lib's controller functions and NumPy stages."""
+    tableau = get_tableau(tableau)
+    exponent = settings.exponent(tableau.order, tableau.embedded_order)
+    y, sizes = P0.copy(), []
+    for _ in range(steps):
+        rejected = False
+        while True:
+            slopes = []
+            for i in range(tableau.stages):
+                slopes.append(flow(y + h * sum(tableau.a[i][j] * slopes[j] for j in range(i))))
+            new = y + h * sum(b * k for b, k in zip(tableau.b, slopes, strict=True))
+            error = h * sum(e * k for e, k in zip(tableau.error_weights, slopes, strict=True))
+            norm = float(error_norm([y], [new], [error], settings))
+            if norm < 1:
+                sizes.append(h)
+                h *= float(growth_factor(norm, rejected, settings, exponent))
+                y = new
+                break
+            h *= float(shrink_factor(norm, settings, exponent))
+            rejected = True
+    return np.array(sizes), y
+
+
+@pytest.mark.parametrize(
+    ("tableau", "solver"), [("dormand_prince", RK45), ("bogacki_shampine", RK23)]
+)
+def test_controller_functions_choose_scipys_step_sizes(tableau, solver):
+    sizes, point = numpy_controller_steps(tableau, 12, 0.2, SETTINGS)
+    scipy_sizes, scipy_point = scipy_steps(solver, 12, 0.2, SETTINGS)
+    # SciPy rounds each h through t + h - t, hence not 1e-15.
+    np.testing.assert_allclose(sizes, scipy_sizes, rtol=1e-9)
+    np.testing.assert_allclose(point, scipy_point, rtol=0, atol=1e-12)
+    assert sizes[0] < 0.2, "the first try must be rejected, or shrink_factor is not tested"
+    assert np.ptp(sizes[1:]) > 0, "accepted steps must change h, or growth_factor is not tested"
+
+
+def test_error_norm_is_the_rms_over_all_parameters():
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 2)), rng.normal(size=4), rng.normal(size=2)]
+    new = [p + 0.1 * rng.normal(size=p.shape) for p in start]
+    error = [1e-3 * rng.normal(size=p.shape) for p in start]
+    error[2] = None  # a variable without a gradient is left out of the mean
+    scaled = [
+        e / (SETTINGS.atol + SETTINGS.rtol * np.maximum(np.abs(p), np.abs(q)))
+        for p, q, e in zip(start[:2], new[:2], error[:2], strict=True)
+    ]
+    expected = np.sqrt(np.mean(np.concatenate([s.ravel() for s in scaled]) ** 2))
+    assert float(error_norm(start, new, error, SETTINGS)) == pytest.approx(expected, rel=1e-14)
+    assert float(error_norm(start[2:], new[2:], [None], SETTINGS)) == 0.0
+
+
+def test_factors_at_the_edges():
+    exponent = -0.2
+    assert float(shrink_factor(np.nan, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(shrink_factor(np.inf, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(shrink_factor(1e12, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(growth_factor(0.0, False, SETTINGS, exponent)) == SETTINGS.max_factor
+    assert float(growth_factor(1e-12, False, SETTINGS, exponent)) == SETTINGS.max_factor
+    assert float(growth_factor(0.5, True, SETTINGS, exponent)) == 1.0
+    grown = float(growth_factor(0.5, False, SETTINGS, exponent))
+    assert grown == pytest.approx(SETTINGS.safety * 0.5**exponent, rel=1e-15) and grown > 1
+
+
+def test_retry_loop_stops_at_the_first_accepted_try():
+    """Error ∝ h⁵ (a 4th-order estimate): one rejection, then 0.9·h* (norm 0.9⁵) passes."""
+    settings = AdaptiveStepSize(max_rejections=3)
+
+    def attempt(scale):
+        return (scale / 0.1) ** 5, [scale * 2.0]
+
+    last = retry_until_accepted(attempt, np.float64(0.3), [np.float64(0.0)], settings, -0.2)
+    assert int(last.tries) == 2 and bool(last.accepted)
+    assert float(last.scale) == pytest.approx(0.09, rel=1e-12)
+    assert float(last.norm) == pytest.approx(0.9**5, rel=1e-12)
+    assert float(last.payload[0]) == pytest.approx(0.18, rel=1e-12)
+
+    never = retry_until_accepted(
+        lambda scale: (np.float64(np.nan) * scale, [scale]),
+        np.float64(1.0),
+        [np.float64(0.0)],
+        settings,
+        -0.2,
+    )
+    assert int(never.tries) == 4 and not bool(never.accepted)
+    assert float(never.scale) == pytest.approx(0.2**3, rel=1e-12)  # min_factor per NaN try
 
 
 @pytest.mark.parametrize(
@@ -230,19 +332,21 @@ def test_adaptive_needs_an_embedded_pair():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"rtol": -1.0}, "rtol must be"),
-        ({"rtol": 0.0, "atol": 0.0}, "both 0"),
-        ({"safety": 1.5}, "safety must be"),
-        ({"min_factor": 1.0}, "min_factor must be"),
-        ({"max_factor": 1.0}, "max_factor must be"),
-        ({"max_rejections": -1}, "max_rejections must be"),
-        ({"on_failure": "ignore"}, "on_failure must be one of 'raise', 'accept'"),
+        ({"rtol": -1.0}, ValueError, "rtol must be"),
+        ({"rtol": 0.0, "atol": 0.0}, ValueError, "both 0"),
+        ({"safety": 1.5}, ValueError, "safety must be"),
+        ({"min_factor": 1.0}, ValueError, "min_factor must be"),
+        ({"max_factor": 1.0}, ValueError, "max_factor must be"),
+        ({"max_rejections": -1}, ValueError, "max_rejections must be"),
+        ({"max_rejections": 2.0}, TypeError, "max_rejections must be"),
+        ({"atol": "1e-6"}, TypeError, "atol must be"),
+        ({"on_failure": "ignore"}, ValueError, "on_failure must be one of 'raise', 'accept'"),
     ],
 )
-def test_invalid_settings_raise(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_settings_raise(kwargs, error, message):
+    with pytest.raises(error, match=message):
         AdaptiveStepSize(**kwargs)
 
 
