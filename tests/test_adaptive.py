@@ -23,6 +23,7 @@ from course_lib.tableaux import get_tableau
 import keras
 import numpy as np
 import pytest
+from multi_gradient_routes import Method, fit_steps, p_of, quadratic_model
 from scipy.integrate import RK23, RK45
 
 from quadratic_problem import P0, quadratic_loss_for
@@ -30,7 +31,7 @@ from quadratic_problem import P0, quadratic_loss_for
 # A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.
 A = np.array([[2.0, 0.5], [0.5, 40.0]])
 SETTINGS = AdaptiveStepSize(rtol=1e-4, atol=1e-6)
-
+RUNGE_KUTTA = Method(RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta)
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -38,34 +39,9 @@ pytestmark = pytest.mark.usefixtures("float64")
 quadratic_loss = quadratic_loss_for(A)
 
 
-def quadratic_model(
-    route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2, loss=quadratic_loss
-):
-    inputs = keras.Input((1,))
-    layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
-    if route == "clean":
-        model = RungeKuttaModel(
-            inputs=inputs, outputs=layer(inputs), tableau=tableau, adaptive=adaptive
-        )
-    elif route == "sequential":
-        model = RungeKuttaSequential([inputs, layer], tableau=tableau, adaptive=adaptive)
-    else:
-        model = keras.Model(inputs, layer(inputs))
-    model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=loss)
-    if route == "intrusive":
-        inject_runge_kutta(model, tableau, adaptive)
-    return model
-
-
-def weights_of(model):
-    return model.get_layer("p").kernel.numpy()[0]
-
-
-def fit_steps(model, steps, **kwargs):
-    return model.fit(
-        np.ones((steps, 1)), np.zeros((steps, 2)), batch_size=1, verbose=0, shuffle=False, **kwargs
-    )
+def adaptive_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2, loss=None):
+    loss = quadratic_loss if loss is None else loss
+    return quadratic_model(RUNGE_KUTTA, route, h=h, loss=loss, tableau=tableau, adaptive=adaptive)
 
 
 def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
@@ -171,6 +147,11 @@ def test_retry_loop_stops_at_the_first_accepted_try():
     assert float(never.scale) == pytest.approx(0.2**3, rel=1e-12)  # min_factor per NaN try
 
 
+# ---------------------------------------------------------------------------------------------
+# 2. Through Keras: the training step equals SciPy
+# ---------------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     ("route", "tableau", "solver"),
     [
@@ -180,12 +161,12 @@ def test_retry_loop_stops_at_the_first_accepted_try():
     ],
 )
 def test_controller_equals_scipy(route, tableau, solver):
-    model = quadratic_model(route, tableau)
+    model = adaptive_model(route, tableau)
     log = StepSizeLog()
-    history = fit_steps(model, 6, callbacks=[log])
+    history = fit_steps(model, 6, callbacks=[log], shuffle=False)
     sizes, point = scipy_steps(solver, 6, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
     assert log.rejections[0] >= 1, "the test needs a rejected first try"
     assert {"step_size", "rejections", "loss"} <= set(history.history)
     assert history.history["step_size"][-1] == pytest.approx(sizes[-1], rel=1e-9)
@@ -264,51 +245,51 @@ def test_a_non_finite_try_shrinks_the_step_by_min_factor_as_scipy_does():
     SciPy shrinks by max(MIN_FACTOR, nan) = MIN_FACTOR and retries; so must the Keras step
     (a NaN carried into the step size would fail every later try).
     """
-    model = quadratic_model(h=2.0, loss=guarded_loss)
+    model = adaptive_model(h=2.0, loss=guarded_loss)
     log = StepSizeLog()
     with np.errstate(invalid="ignore"):
         sizes, point = scipy_steps(RK45, 4, 2.0, SETTINGS, flow=guarded_flow)
-    fit_steps(model, 4, callbacks=[log])
+    fit_steps(model, 4, callbacks=[log], shuffle=False)
     assert log.rejections[0] >= 2
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("policy", ["raise", "accept"])
 def test_a_loss_that_is_never_finite_raises_and_keeps_the_weights(policy):
-    model = quadratic_model(
+    model = adaptive_model(
         adaptive=AdaptiveStepSize(max_rejections=3, on_failure=policy), loss=guarded_loss
     )
     model.get_layer("p").kernel.assign([[30.0, 0.0]])  # the start point itself is outside
     with pytest.raises(StepSizeError, match="not finite.*all 4 tries.*Check the data and the"):
-        fit_steps(model, 1)
-    np.testing.assert_array_equal(weights_of(model), [30.0, 0.0])
+        fit_steps(model, 1, shuffle=False)
+    np.testing.assert_array_equal(p_of(model), [30.0, 0.0])
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_retries_are_bounded_raise_policy_keeps_the_weights():
     strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
-    model = quadratic_model(adaptive=strict, h=5.0)
+    model = adaptive_model(adaptive=strict, h=5.0)
     with pytest.raises(StepSizeError, match="rejected 2 times.*on_failure='accept'"):
-        fit_steps(model, 1)
-    np.testing.assert_array_equal(weights_of(model), P0)
+        fit_steps(model, 1, shuffle=False)
+    np.testing.assert_array_equal(p_of(model), P0)
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_accept_policy_applies_the_last_try_and_warns():
     lenient = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1, on_failure="accept")
-    model = quadratic_model(adaptive=lenient, h=5.0)
+    model = adaptive_model(adaptive=lenient, h=5.0)
     with pytest.warns(UserWarning, match="applied the last try"):
-        history = fit_steps(model, 1)
+        history = fit_steps(model, 1, shuffle=False)
     assert history.history["rejections"] == [1]
     # The last try used the shrunk step 5·0.2 = 1.0 (the error was huge: factor clipped to 0.2).
     assert history.history["step_size"][0] == pytest.approx(1.0)
-    assert not np.array_equal(weights_of(model), P0)
+    assert not np.array_equal(p_of(model), P0)
 
 
 def test_save_and_load_keeps_the_step_size(tmp_path):
-    model = quadratic_model()
-    fit_steps(model, 3)
+    model = adaptive_model()
+    fit_steps(model, 3, shuffle=False)
     path = tmp_path / "adaptive.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss})
@@ -316,14 +297,14 @@ def test_save_and_load_keeps_the_step_size(tmp_path):
     assert float(loaded.runge_kutta_step_scale.numpy()) == float(
         model.runge_kutta_step_scale.numpy()
     )
-    first, second = fit_steps(model, 2), fit_steps(loaded, 2)
+    first, second = fit_steps(model, 2, shuffle=False), fit_steps(loaded, 2, shuffle=False)
     assert first.history["step_size"] == pytest.approx(second.history["step_size"], rel=1e-12)
-    np.testing.assert_allclose(weights_of(loaded), weights_of(model), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(loaded), p_of(model), rtol=0, atol=1e-12)
 
 
 def test_adaptive_needs_an_embedded_pair():
     with pytest.raises(ValueError, match="embedded pair.*bogacki_shampine, dormand_prince"):
-        quadratic_model(tableau="rk4")
+        adaptive_model(tableau="rk4")
     inputs = keras.Input((1,))
     standard = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     standard.compile(optimizer="sgd", loss="mse")
@@ -351,17 +332,17 @@ def test_invalid_settings_raise(kwargs, error, message):
 
 
 def test_step_size_log_needs_an_adaptive_model():
-    model = quadratic_model(tableau="heun", adaptive=None)
+    model = adaptive_model(tableau="heun", adaptive=None)
     with pytest.raises(ValueError, match="no 'step_size'"):
         fit_steps(model, 1, callbacks=[StepSizeLog()])
 
 
 def test_adaptive_step_runs_under_xla(xla_allowed):
-    model = quadratic_model()
+    model = adaptive_model()
     model.compile(optimizer=keras.optimizers.SGD(0.2), loss=quadratic_loss, jit_compile=True)
     assert model.jit_compile
     log = StepSizeLog()
-    fit_steps(model, 3, callbacks=[log])
+    fit_steps(model, 3, callbacks=[log], shuffle=False)
     sizes, point = scipy_steps(RK45, 3, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
