@@ -120,7 +120,7 @@ def batch_size_of(x: Any) -> tf.Tensor:
     return tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrialPoints:
     """The model's weights as a step moves them: to trial points, and back to the start."""
 

@@ -123,7 +123,7 @@ class Stages:
 
         Returns the stages' gradients twice: this replica's shares (what the optimizer sums
         across replicas itself) and, where :meth:`needs_sum`, the whole batch's (what trial
-        points and error estimates are built from). ``first_summed`` is stage 1's, so reduced.
+        points and error estimates are built from). ``first_summed`` is stage 1's in the latter.
         """
         local, summed = [start.gradients], [first_summed]
         for i in range(1, self.count):
