@@ -23,9 +23,9 @@ from course_lib.tableaux import get_tableau
 import keras
 import numpy as np
 import pytest
-from multi_gradient_routes import Method, fit_steps, p_of, quadratic_model
 from scipy.integrate import RK23, RK45
 
+from multi_gradient_routes import Method, fit_steps, p_of, quadratic_model
 from quadratic_problem import P0, quadratic_loss_for
 
 # A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import pytest
 import scipy.linalg
+
 from multi_gradient_routes import (
     Method,
     assert_batchnorm_moves_once_from_the_start,
@@ -39,7 +40,6 @@ from multi_gradient_routes import (
     p_of,
     quadratic_model,
 )
-
 from quadratic_problem import P0, A, quadratic_loss_for
 
 RUNGE_KUTTA = Method(RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta)

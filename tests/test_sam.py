@@ -19,6 +19,7 @@ from course_lib.sam import (
 import keras
 import numpy as np
 import pytest
+
 from multi_gradient_routes import (
     Method,
     assert_batchnorm_moves_once_from_the_start,
@@ -33,7 +34,6 @@ from multi_gradient_routes import (
     p_of,
     quadratic_model,
 )
-
 from quadratic_problem import P0, A, quadratic_loss_for
 
 SAM = Method(SAMModel, SAMSequential, inject_sam)
