@@ -73,7 +73,7 @@ class BareMultiGradient(keras.Model):
         for _ in range(self.gradients):
             with tf.GradientTape() as tape:
                 y_pred = self(x + link, training=True)
-                loss = self._compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             gradients = tape.gradient(loss, variables)
             link = tf.stop_gradient(1e-30 * tf.reduce_sum(gradients[0]))
             if total is None:
@@ -82,7 +82,8 @@ class BareMultiGradient(keras.Model):
                 total = [t + g for t, g in zip(total, gradients, strict=True)]
             if first_pred is None:
                 first_pred, first_loss = y_pred, loss
-        self._loss_tracker.update_state(first_loss)
+        loss_metric = next(metric for metric in self.metrics if metric.name == "loss")
+        loss_metric.update_state(first_loss)
         self.optimizer.apply_gradients(
             zip([t / self.gradients for t in total], variables, strict=True)
         )

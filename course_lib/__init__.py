@@ -20,8 +20,10 @@ Modules by notebook:
 * 07: ``lookahead``, ``sam``, ``studies.beyond``
 * A1: ``keras2.time_capsule``, ``keras2.reference`` (graph mode only: import it explicitly)
 
-The experiment harnesses (study runners, tables, timers) live in the subpackage ``studies``,
-the appendix's Keras 2 code in ``keras2``.
+Shared by the mechanisms: ``distribution`` (the cross-replica helpers), ``validation`` (argument
+checks) and ``keras_internals`` (the only module that uses Keras's private API). The experiment
+harnesses (study runners, tables, timers) live in the subpackage ``studies``, the appendix's
+Keras 2 code in ``keras2``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ _EXPORTS: dict[str, str] = {
 _MODULES = ("adaptive", "checks", "claims", "data", "handwritten", "landscapes", "optimizers")
 _MODULES += ("plots", "runge_kutta", "soft_batch", "tableaux", "lookahead", "sam")
 _MODULES += ("multi_gradient_step", "optimizer_wrapper", "studies", "keras2")
+_MODULES += ("distribution", "keras_internals", "validation")
 # keras2.reference is not importable here: it needs a graph-mode (Keras 2) process.
 
 __all__ = ["__version__", "quiet_tensorflow", "set_seed", *_EXPORTS, *_MODULES]

@@ -9,6 +9,8 @@ that imports TensorFlow first is quiet too.
 
 from __future__ import annotations
 
+from course_lib.validation import require_integer
+
 import os
 import sys
 
@@ -44,8 +46,7 @@ def set_seed(seed: int = 42) -> None:
     without XLA (it warns once). Code that must really run under XLA switches determinism off
     first, as the ``xla_allowed`` fixture in ``tests/conftest.py`` does.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    require_integer(seed, "seed", minimum=0, example="set_seed(42)")
     import keras
     import tensorflow as tf
 

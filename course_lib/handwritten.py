@@ -16,6 +16,8 @@ kernel already returns ∂L/∂Z as a by-product, so the tape has little left to
 
 from __future__ import annotations
 
+from course_lib.validation import require_integer, require_number
+
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -66,9 +68,8 @@ def init_parameters(
     num_features: int, num_classes: int, seed: int = 0
 ) -> tuple[tf.Variable, tf.Variable]:
     """Small random weights and zero bias, float32, the same for a given ``seed``."""
-    for name, value in (("num_features", num_features), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer.")
+    require_integer(num_features, "num_features", minimum=1, example="num_features=64")
+    require_integer(num_classes, "num_classes", minimum=1, example="num_classes=10")
     rng = np.random.default_rng(seed)
     weights = (0.01 * rng.standard_normal((num_features, num_classes))).astype(np.float32)
     return (
@@ -118,8 +119,9 @@ def make_sgd_step(
     """
     if not callable(gradient_fn):
         raise TypeError(f"gradient_fn={gradient_fn!r} must be a function like tape_gradients.")
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate={learning_rate!r} must be a positive finite number.")
+    require_number(
+        learning_rate, "learning_rate", low=0.0, low_inclusive=False, example="learning_rate=0.5"
+    )
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def step(x, y):
@@ -155,8 +157,7 @@ def train_softmax_regression(
         raise ValueError(
             f"y must be {len(x)} integer class labels, got shape {y.shape} and dtype {y.dtype}."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+    require_integer(batch_size, "batch_size", minimum=1, example="batch_size=64")
     weights, bias = init_parameters(x.shape[1], num_classes, seed)
     step = make_sgd_step(gradient_fn, weights, bias, learning_rate, jit_compile=jit_compile)
     x_all, y_all = tf.constant(x), tf.constant(y.astype(np.int32))
@@ -181,8 +182,7 @@ def seconds_per_step(
     """
     if not batches:
         raise ValueError("batches must hold at least one (x, y) pair.")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats={repeats!r} must be a positive integer.")
+    require_integer(repeats, "repeats", minimum=1, example="repeats=5")
     x, y = batches[0]
     step(x, y)  # trace and compile outside the timing
     timings = []

@@ -32,18 +32,16 @@ into the model between cycles are where the next cycle starts.
 
 from __future__ import annotations
 
-from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.distribution import in_cross_replica_context, update
+from course_lib.optimizer_wrapper import OptimizerWrapper
+from course_lib.validation import require_integer, require_number
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.utils.tracking import no_automatic_dependency_tracking
-
-_EXAMPLE = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
 
 
 def lookahead_interpolation(slow: Any, fast: Any, slow_step_size: float) -> Any:
@@ -76,6 +74,8 @@ class Lookahead(OptimizerWrapper):
         The optimizer's name; defaults to ``"lookahead"``.
     """
 
+    example = "Lookahead(keras.optimizers.Adam(1e-3), sync_period=5, slow_step_size=0.5)"
+
     def __init__(
         self,
         inner: keras.optimizers.Optimizer,
@@ -84,20 +84,25 @@ class Lookahead(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, "Lookahead", _EXAMPLE)
-        _validate_sync_period(sync_period)
-        _validate_slow_step_size(slow_step_size)
-        if kwargs:
-            raise ValueError(
-                f"Lookahead does not take {sorted(kwargs)}: set clipping, weight decay and the "
-                f"learning rate on the inner optimizer, e.g. {_EXAMPLE}."
-            )
-        super().__init__(inner, name=name or "lookahead")
-        self.sync_period = sync_period
-        self.slow_step_size = float(slow_step_size)
+        super().__init__(inner, name=name or "lookahead", **kwargs)
+        self.sync_period = require_integer(
+            sync_period,
+            "sync_period",
+            minimum=1,
+            meaning="k, fast steps per cycle",
+            example="sync_period=5",
+        )
+        self.slow_step_size = require_number(
+            slow_step_size,
+            "slow_step_size",
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            meaning="α: 0 would never move, above 1 overshoots the fast weights",
+            example="slow_step_size=0.5",
+        )
 
     # ------------------------------------------------------------------ state
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build ``inner``, then create the slow weights and the position in the cycle."""
         super().build(variables)
@@ -120,47 +125,29 @@ class Lookahead(OptimizerWrapper):
         return self._cycle_step
 
     # ------------------------------------------------------------------ update
-    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+    def apply_wrapped(self, grads: list[Any], variables: list[Any], indices: list[int]) -> None:
         """One fast step of ``inner``; every ``sync_period``-th step, synchronise.
 
-        The cycle's bookkeeping runs in cross-replica context (``merge_call``), as in
-        :class:`course_lib.SoftBatch`, so that under MirroredStrategy the decision is taken
-        once and every replica's copy of the weights is updated the same way.
+        The cycle's bookkeeping runs in cross-replica context, so that under MirroredStrategy
+        the decision is taken once and every replica's copy of the weights moves the same way.
         """
-        grads = list(grads)
-        if len(grads) == 0:
-            return
-        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
-        indices = [self._get_variable_index(v) for v in trainable_variables]
         slow = [self._slow_weights[i] for i in indices]
-        strategy = tf.distribute.get_strategy()
-        merge = tf.__internal__.distribute.interim.maybe_merge_call
 
-        def start_cycle(distribution):
+        def start_cycle(distribution: Any) -> None:
             def copy_fast_to_slow() -> None:
-                for s, fast in zip(slow, trainable_variables, strict=True):
-                    distribution.extended.update(
-                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
-                    )
+                for s, fast in zip(slow, variables, strict=True):
+                    update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
 
             ops.cond(ops.equal(self._cycle_step.value, 0), copy_fast_to_slow, lambda: None)
 
-        def count_and_maybe_sync(distribution):
-            distribution.extended.update(
-                self._cycle_step.value, lambda c: c.assign_add(1), group=False
-            )
+        def count_and_maybe_sync(distribution: Any) -> None:
+            update(distribution, self._cycle_step, lambda c: c.assign_add(1))
 
             def synchronise() -> None:
-                for s, fast in zip(slow, trainable_variables, strict=True):
-                    distribution.extended.update(
-                        fast.value, self._pull_fast, args=(s.value,), group=False
-                    )
-                    distribution.extended.update(
-                        s.value, lambda s_, f_: s_.assign(f_), args=(fast.value,), group=False
-                    )
-                distribution.extended.update(
-                    self._cycle_step.value, lambda c: c.assign(0), group=False
-                )
+                for s, fast in zip(slow, variables, strict=True):
+                    update(distribution, fast, self._pull_fast, s.value)
+                    update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
+                update(distribution, self._cycle_step, lambda c: c.assign(0))
 
             ops.cond(
                 ops.greater_equal(self._cycle_step.value, self.sync_period),
@@ -168,10 +155,9 @@ class Lookahead(OptimizerWrapper):
                 lambda: None,
             )
 
-        merge(start_cycle, strategy)
-        self.inner.apply(grads, trainable_variables)
-        merge(count_and_maybe_sync, strategy)
-        self._iterations.assign_add(1)
+        in_cross_replica_context(start_cycle)
+        self.inner.apply(grads, variables)
+        in_cross_replica_context(count_and_maybe_sync)
 
     def _pull_fast(self, fast: tf.Variable, slow: tf.Variable) -> Any:
         """fast ← slow + α·(fast − slow), on one device's copy."""
@@ -183,32 +169,6 @@ class Lookahead(OptimizerWrapper):
         config = self._inner_config()
         config.update(sync_period=self.sync_period, slow_step_size=self.slow_step_size)
         return config
-
-
-def _validate_sync_period(sync_period: Any) -> None:
-    if isinstance(sync_period, bool) or not isinstance(sync_period, int):
-        raise TypeError(
-            f"sync_period must be a positive integer (k, fast steps per cycle), got "
-            f"{sync_period!r} of type {type(sync_period).__name__}; e.g. sync_period=5."
-        )
-    if sync_period < 1:
-        raise ValueError(
-            f"sync_period must be at least 1 (k, fast steps per cycle), got "
-            f"sync_period={sync_period}; e.g. sync_period=5."
-        )
-
-
-def _validate_slow_step_size(slow_step_size: Any) -> None:
-    if isinstance(slow_step_size, bool) or not isinstance(slow_step_size, int | float):
-        raise TypeError(
-            f"slow_step_size must be a number in (0, 1] (α), got {slow_step_size!r} of type "
-            f"{type(slow_step_size).__name__}; e.g. slow_step_size=0.5."
-        )
-    if not math.isfinite(slow_step_size) or not 0.0 < slow_step_size <= 1.0:
-        raise ValueError(
-            f"slow_step_size must lie in (0, 1] (α: 0 would never move, above 1 overshoots the "
-            f"fast weights), got slow_step_size={slow_step_size}; e.g. slow_step_size=0.5."
-        )
 
 
 __all__ = ["Lookahead", "lookahead_interpolation"]

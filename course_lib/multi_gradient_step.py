@@ -1,21 +1,33 @@
-"""Helpers for training steps that take several gradients per mini-batch (notebooks 04, 05 and 07).
+"""One training step that takes several gradients on the same mini-batch (notebooks 04, 05, 07).
 
 A Keras optimizer's ``update_step`` sees one gradient. Heun and Runge–Kutta (notebooks 04–05)
 and SAM (notebook 07) need the gradient at other points too, on the *same* mini-batch, so they
-own the training step and share these pieces:
+own the training step. What they share is this skeleton (:func:`multi_gradient_train_step`):
 
-* :func:`forward`: the loss and its gradient at the current weights, as Keras's step takes them;
-* :func:`snapshot` and :func:`assign_all`: move the weights to a trial point and back *by value*
-  (a snapshot that kept references would "restore" weights that have already moved);
-* :func:`sum_replicas`: under ``tf.distribute.MirroredStrategy`` each replica's gradient is a
-  partial sum, but a trial point must be built from the whole batch's gradient;
-* :func:`for_each_replica`: run a per-replica function from the cross-replica context that
-  ``maybe_merge_call`` gives (data-dependent control flow around an all-reduce must live there);
-* :func:`batch_size_of`: the weight Keras gives a batch's loss in the logged running mean;
-* :func:`require_optimizer`: such a step hands its result to the compiled optimizer;
-* :func:`install_train_function`, :func:`is_injected` and :func:`remove_train_function`: the
-  intrusive route, which swaps an existing compiled model's ``train_function`` for one built
-  around the new step and tags it so that it can be recognised and removed again.
+1. snapshot the trainable weights p and the non-trainable state (BatchNorm statistics, seeds)
+   *by value* (a snapshot that kept references would "restore" weights that have already moved);
+2. the first pass at p: predictions, loss and this replica's gradient; the loss goes to the
+   running mean that ``fit`` logs, as Keras's own step does, so the logs describe p;
+3. the method's *direction rule* takes gradients at trial points of its choice
+   (:meth:`TrialPoints.gradients_at`): the non-trainable state is put back before each pass,
+   so every pass evaluates the same function;
+4. the weights go back to p and the non-trainable state to where the first pass left it (so
+   BatchNorm's moving statistics move once per step, from p), and the compiled optimizer
+   applies the rule's direction;
+5. the compiled metrics are computed from the first pass's predictions.
+
+A method supplies only its rule (SAM: a few lines, Runge–Kutta: its stages) and a
+:class:`StepConfig` (its settings, saved with the model). Two ways in share the rest:
+
+* **clean**: a model class with the :class:`MultiGradientTrainStep` mixin, whose ``train_step``
+  is the skeleton; it saves and loads as a ``.keras`` file with its settings;
+* **intrusive**: :func:`inject` swaps an existing compiled model's ``train_function`` for Keras's
+  own train function built around the skeleton, tagged so that :func:`is_injected` recognises it
+  and :func:`eject` removes it (``compile`` removes it too).
+
+Under ``tf.distribute.MirroredStrategy`` each replica's gradient is its share of the batch's. A
+rule builds trial points from the whole batch's gradient (``distribution.sum_replicas``) and
+hands the optimizer this replica's share of the direction, which the optimizer sums.
 
 The idea of taking over the training step comes from Su Jianlin, "Keras之小众需求:自定义优化器"
 (kexue.fm, 2018), which built Keras 2's ``model.train_function`` by hand.
@@ -23,25 +35,78 @@ The idea of taking over the training step comes from Su Jianlin, "Keras之小众
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from course_lib.distribution import global_loss
+from course_lib.keras_internals import make_train_function
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import keras
 import tensorflow as tf
 
+__all__ = [
+    "Batch",
+    "Direction",
+    "MultiGradientTrainStep",
+    "StepConfig",
+    "StepMethod",
+    "StepStart",
+    "TrialPoints",
+    "assign_all",
+    "batch_size_of",
+    "eject",
+    "inject",
+    "is_injected",
+    "multi_gradient_train_step",
+    "require_optimizer",
+    "snapshot",
+]
 
-def forward(model: keras.Model, x: Any, y: Any, sample_weight: Any, variables: list):
-    """Predictions, loss and its gradient with respect to ``variables`` at the current weights."""
-    with tf.GradientTape() as tape:
-        if model._call_has_training_arg:
-            y_pred = model(x, training=True)
-        else:
-            y_pred = model(x)
-        loss = model._compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-        )
-    gradients = tape.gradient(loss, variables)
-    return y_pred, loss, gradients
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+class Batch(NamedTuple):
+    """One mini-batch, as ``fit`` hands it to a training step."""
+
+    x: Any
+    y: Any
+    sample_weight: Any
+
+
+class StepStart(NamedTuple):
+    """Where a step starts, as one replica sees it: tensors only (per replica under a strategy)."""
+
+    batch: Batch
+    #: The trainable weights p, by value.
+    weights: list
+    #: The non-trainable state before the first pass, put back before every trial pass.
+    frozen_before: list
+    #: The non-trainable state as the first pass left it, kept after the step.
+    frozen_after: list
+    #: ∇L(p): this replica's share of the batch's gradient.
+    gradients: list
+
+
+@dataclass(frozen=True)
+class Direction:
+    """What a direction rule returns.
+
+    ``gradients`` are handed to the compiled optimizer, one per trainable variable (this
+    replica's share); ``None`` when the rule applied the step itself (or kept the weights), as
+    the adaptive Runge–Kutta step does inside its retry loop. ``logs`` are added to the step's.
+    """
+
+    gradients: list | None
+    logs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def snapshot(variables: Sequence) -> list[tf.Tensor]:
+    """Copies of the variables' current values (by value: later assigns don't change them)."""
+    return [tf.identity(v.value) for v in variables]
 
 
 def assign_all(variables: Sequence, values: Sequence) -> None:
@@ -50,37 +115,126 @@ def assign_all(variables: Sequence, values: Sequence) -> None:
         variable.assign(value)
 
 
-def snapshot(variables: Sequence) -> list[tf.Tensor]:
-    """Copies of the variables' current values (by value: later assigns don't change them)."""
-    return [tf.identity(v.value) for v in variables]
-
-
-def sum_replicas(gradients: list) -> list:
-    """All-reduce (sum) per-replica gradients so that every replica holds the batch's gradient."""
-    context = tf.distribute.get_replica_context()
-    strategy = tf.distribute.get_strategy()
-    if context is None or strategy.num_replicas_in_sync == 1:
-        return gradients
-    present = [g for g in gradients if g is not None]
-    reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
-    return [None if g is None else next(reduced) for g in gradients]
-
-
-def for_each_replica(distribution: tf.distribute.Strategy, fn: Callable, *args: Any) -> Any:
-    """Run ``fn(*args)`` once per replica from the function ``maybe_merge_call`` calls.
-
-    Under a strategy that function runs in cross-replica context, and ``fn`` must be run on
-    every replica (per-replica ``args`` are unwrapped for each). On one device
-    ``maybe_merge_call`` stays in the default replica context, and ``fn`` is simply called.
-    """
-    if tf.distribute.in_cross_replica_context():
-        return distribution.extended.call_for_each_replica(fn, args=args)
-    return fn(*args)
-
-
 def batch_size_of(x: Any) -> tf.Tensor:
     """The number of examples in the batch ``x`` (its first non-empty input's first axis)."""
     return tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0]
+
+
+@dataclass(frozen=True, eq=False)
+class TrialPoints:
+    """The model's weights as a step moves them: to trial points, and back to the start."""
+
+    model: keras.Model
+    #: The trainable variables, in the order of every list of weights and gradients.
+    variables: list
+    #: The non-trainable variables that are put back around every pass.
+    frozen: list
+
+    def forward(self, batch: Batch) -> tuple[Any, Any, list]:
+        """Predictions, loss and gradient at the current weights, as Keras's own step takes them."""
+        with tf.GradientTape() as tape:
+            y_pred = self.model(batch.x, training=True)
+            loss = self.model.compute_loss(
+                x=batch.x,
+                y=batch.y,
+                y_pred=y_pred,
+                sample_weight=batch.sample_weight,
+                training=True,
+            )
+        return y_pred, loss, tape.gradient(loss, self.variables)
+
+    def gradients_at(self, start: StepStart, point: Sequence[Any]) -> list:
+        """This replica's gradient at the weights ``point``, on the step's batch and state."""
+        assign_all(self.variables, point)
+        assign_all(self.frozen, start.frozen_before)
+        return self.forward(start.batch)[2]
+
+    def restore(self, start: StepStart) -> None:
+        """Weights back to p, non-trainable state as the first pass left it."""
+        assign_all(self.variables, start.weights)
+        assign_all(self.frozen, start.frozen_after)
+
+
+#: A method's rule: from the start of the step to the direction the optimizer applies.
+DirectionRule = Callable[[TrialPoints, StepStart], Direction]
+
+
+# --------------------------------------------------------------------------------------------
+# The skeleton
+# --------------------------------------------------------------------------------------------
+
+
+def multi_gradient_train_step(
+    model: keras.Model, data: Any, rule: DirectionRule, own_variables: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """One training step of ``model`` on ``data`` whose direction comes from ``rule``.
+
+    Runs inside Keras's train function (a replica context); returns the logs, taken at the
+    start point as a standard step's. ``own_variables`` are non-trainable variables of the
+    method itself (the adaptive step scale), which the passes must not put back.
+    """
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    own = {id(v) for v in own_variables}
+    trial = TrialPoints(
+        model,
+        list(model.trainable_variables),
+        [v for v in model.non_trainable_variables if id(v) not in own],
+    )
+    weights, frozen_before = snapshot(trial.variables), snapshot(trial.frozen)
+    batch = Batch(x, y, sample_weight)
+    y_pred, loss, gradients = trial.forward(batch)
+    loss_metric = next(metric for metric in model.metrics if metric.name == "loss")
+    loss_metric.update_state(global_loss(loss), sample_weight=batch_size_of(x))
+    start = StepStart(batch, weights, frozen_before, snapshot(trial.frozen), gradients)
+
+    direction = rule(trial, start)
+    if direction.gradients is not None:
+        trial.restore(start)
+        model.optimizer.apply_gradients(zip(direction.gradients, trial.variables, strict=True))
+    logs = dict(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+    logs.update(direction.logs)
+    return logs
+
+
+# --------------------------------------------------------------------------------------------
+# A method's settings and the checks both routes make
+# --------------------------------------------------------------------------------------------
+
+
+class StepConfig:
+    """A method's settings: its rule, its own variables, and what is saved with a model."""
+
+    def direction_rule(self) -> DirectionRule:
+        raise NotImplementedError
+
+    def own_variables(self) -> list:
+        """Non-trainable variables of the method that the passes must not put back."""
+        return []
+
+    def check_model(self, model: keras.Model, where: str) -> None:
+        """Raise a clear error if ``model`` cannot be trained this way (called before ``fit``)."""
+
+    def finish_train_function(self, function: Callable[[Any], dict]) -> Callable[[Any], dict]:
+        """Wrap the train function on the Python side (the adaptive step's failure policy)."""
+        return function
+
+    def to_config(self) -> dict[str, Any]:
+        """The settings as constructor keyword arguments, JSON-friendly."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StepMethod:
+    """How a method names itself in messages and marks an injected train function."""
+
+    #: "SAM", "Runge–Kutta".
+    name: str
+    #: The attribute that marks a train function installed by :func:`inject`.
+    tag: str
+    #: What the clean route's models set in their constructor ("rho", "its tableau").
+    setting: str
+    #: Finishes the sentence "Call model.compile(...) first;".
+    needs_optimizer: str
 
 
 def require_optimizer(model: keras.Model, where: str, why: str) -> keras.optimizers.Optimizer:
@@ -104,65 +258,116 @@ def require_optimizer(model: keras.Model, where: str, why: str) -> keras.optimiz
     return optimizer
 
 
-def check_injectable(model: Any, where: str, own_class: type, own_setting: str) -> None:
-    """Raise unless ``model`` is a standard Keras model that does not already own such a step."""
+def _check_model(model: keras.Model, method: StepMethod, config: StepConfig, where: str) -> None:
+    require_optimizer(model, where, method.needs_optimizer)
+    config.check_model(model, where)
+
+
+# --------------------------------------------------------------------------------------------
+# The clean route
+# --------------------------------------------------------------------------------------------
+
+
+class MultiGradientTrainStep:
+    """Mixin: a ``train_step`` that runs the skeleton with the model's :class:`StepConfig`.
+
+    Put it before the Keras model class; a method's mixin sets :attr:`step_method` and
+    :attr:`step_defaults` and implements :meth:`_step_config_for`; the model calls
+    :meth:`_configure_step` with the settings in ``__init__``. They are saved in its config.
+    """
+
+    step_method: ClassVar[StepMethod]
+    #: The constructor's settings and their defaults (restored by ``from_config``).
+    step_defaults: ClassVar[dict[str, Any]]
+    step_config: StepConfig
+
+    def _step_config_for(self, **settings: Any) -> StepConfig:
+        """The method's :class:`StepConfig` for the constructor's settings (checked)."""
+        raise NotImplementedError
+
+    def _configure_step(self, **settings: Any) -> None:
+        self.step_config = self._step_config_for(**settings)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        config = self.step_config
+        return multi_gradient_train_step(
+            self, data, config.direction_rule(), config.own_variables()
+        )
+
+    def make_train_function(self, force: bool = False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        _check_model(self, self.step_method, self.step_config, f"{type(self).__name__}.fit")
+        super().make_train_function(force=True)
+        self.train_function = self.step_config.finish_train_function(self.train_function)
+        return self.train_function
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(self.step_config.to_config())
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None):
+        """Rebuild the model, then its settings (``Sequential.from_config`` drops them)."""
+        config = dict(config)
+        settings = {name: config.pop(name, d) for name, d in cls.step_defaults.items()}
+        model = super().from_config(config, custom_objects=custom_objects)
+        model._configure_step(**settings)
+        return model
+
+
+# --------------------------------------------------------------------------------------------
+# The intrusive route
+# --------------------------------------------------------------------------------------------
+
+
+def inject(model: Any, method: StepMethod, config: StepConfig, where: str) -> keras.Model:
+    """Install Keras's train function around the skeleton as ``model.train_function``.
+
+    Built with Keras's own machinery, so ``steps_per_execution``, distribution and
+    ``jit_compile`` behave as in a standard ``fit``; ``evaluate`` and ``predict`` are unchanged.
+    The function is tagged with ``config`` so that :func:`is_injected` recognises it;
+    ``compile()`` resets ``train_function`` and so removes it too.
+    """
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"{where}: model must be a keras.Model, got {type(model).__name__}; build and compile "
             "a Keras model first."
         )
-    if isinstance(model, own_class):
+    if isinstance(model, MultiGradientTrainStep):
         raise TypeError(
-            f"{where}: model {model.name!r} is already a {type(model).__name__}; set "
-            f"{own_setting} in its constructor instead of injecting."
+            f"{where}: model {model.name!r} is already a {type(model).__name__}, which owns its "
+            f"training step; set {model.step_method.setting} in its constructor instead of "
+            "injecting."
         )
+    _check_model(model, method, config, where)
+    rule, own = config.direction_rule(), config.own_variables()
 
+    def step(data: Any) -> dict[str, Any]:
+        return multi_gradient_train_step(model, data, rule, own)
 
-def install_train_function(
-    model: keras.Model, function: Callable[[Any], dict], tag: str, value: Any
-) -> keras.Model:
-    """Install ``function`` (iterator -> logs) as ``model.train_function``, tagged with ``tag``.
-
-    Build ``function`` with Keras's own machinery, ``model._make_function(step)``, so that
-    ``steps_per_execution``, distribution and ``jit_compile`` behave as in a standard ``fit``.
-    The tag lets :func:`is_injected` recognise it; ``compile()`` resets ``train_function`` and
-    so removes it too.
-    """
+    function = config.finish_train_function(make_train_function(model, step))
 
     def train_function(iterator):
         return function(iterator)
 
-    setattr(train_function, tag, value)
+    setattr(train_function, method.tag, config)
     model.train_function = train_function
     return model
 
 
-def is_injected(model: keras.Model, tag: str) -> bool:
-    """Whether ``model.train_function`` was installed by :func:`install_train_function`."""
-    return hasattr(getattr(model, "train_function", None), tag)
+def is_injected(model: keras.Model, method: StepMethod) -> bool:
+    """Whether ``model.train_function`` was installed by :func:`inject` for ``method``."""
+    return hasattr(getattr(model, "train_function", None), method.tag)
 
 
-def remove_train_function(model: keras.Model, tag: str, what: str) -> keras.Model:
-    """Undo :func:`install_train_function`: the next ``fit`` builds Keras's standard step again."""
-    if not is_injected(model, tag):
+def eject(model: keras.Model, method: StepMethod) -> keras.Model:
+    """Undo :func:`inject`: the next ``fit`` builds Keras's standard step again."""
+    if not is_injected(model, method):
         raise ValueError(
-            f"model {getattr(model, 'name', model)!r} has no injected {what} step (it was never "
-            "injected, or compile() already removed it)."
+            f"model {getattr(model, 'name', model)!r} has no injected {method.name} step (it was "
+            "never injected, or compile() already removed it)."
         )
     model.train_function = None
     return model
-
-
-__all__ = [
-    "assign_all",
-    "batch_size_of",
-    "check_injectable",
-    "for_each_replica",
-    "forward",
-    "install_train_function",
-    "is_injected",
-    "remove_train_function",
-    "require_optimizer",
-    "snapshot",
-    "sum_replicas",
-]

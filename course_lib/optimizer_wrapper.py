@@ -1,82 +1,63 @@
-"""What every optimizer that wraps another optimizer needs (notebooks 03 and 07).
+"""What every optimizer that wraps another optimizer shares (notebooks 03 and 07).
 
 Some optimizers are not a new update rule but a policy *around* one: soft batch (notebook 03)
 decides when the inner optimizer steps, Lookahead (notebook 07) pulls the inner optimizer's
 weights back towards a slow copy every k steps. Both are Keras optimizers themselves, so that
 ``model.compile(optimizer=Wrapper(inner))`` works, and both must:
 
-* take a *fresh* inner optimizer and build it on the model's variables when they are built;
-* list the inner optimizer's variables after their own, so that a ``.keras`` file, a weights
-  file or a ``BackupAndRestore`` checkpoint saves and restores the whole state;
+* take a *fresh* inner optimizer and refuse settings that belong to it (clipping, weight decay);
+* build the inner optimizer on the model's variables when they are built, and list its
+  variables after their own, so that a ``.keras`` file, a weights file or a ``BackupAndRestore``
+  checkpoint saves and restores the whole state;
 * hand the learning rate through to the inner optimizer (callbacks such as
   ``ReduceLROnPlateau`` set ``optimizer.learning_rate``);
 * serialise the inner optimizer inside their own config.
 
-:class:`OptimizerWrapper` does those; subclasses override ``apply`` (and ``build`` to add their
-own state). :func:`validate_inner` is the shared check of the inner optimizer.
+:class:`OptimizerWrapper` does those, and its :meth:`~OptimizerWrapper.apply` is a template:
+it resolves and checks the variables, finds their indices, calls the subclass's
+:meth:`~OptimizerWrapper.apply_wrapped` with them, and counts the call. A subclass supplies its
+own state (:meth:`build`), that one method, and its config.
 """
 
 from __future__ import annotations
 
+from course_lib.distribution import require_replica_context
+from course_lib.keras_internals import (
+    built_variables,
+    check_variables_are_known,
+    micro_step_counter,
+    variable_index,
+)
+from course_lib.validation import require_fresh_optimizer
+
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
-import tensorflow as tf
 
-# Keras's own optimizers create their slots under this decorator, so that lists of slots are not
-# tracked a second time. It has no public alias in Keras 3.15.
-from keras.src.utils.tracking import no_automatic_dependency_tracking
-
-
-def validate_inner(inner: Any, wrapper: str, example: str) -> None:
-    """Raise a clear error unless ``inner`` is a fresh, unscaled, non-accumulating optimizer.
-
-    ``wrapper`` names the wrapping class in the messages; ``example`` is a correct call of it.
-    """
-    if isinstance(inner, OptimizerWrapper) and type(inner).__name__ == wrapper:
-        raise TypeError(
-            f"inner is already a {wrapper}: wrap the plain optimizer once instead, e.g. {example}."
-        )
-    if not isinstance(inner, keras.optimizers.Optimizer):
-        raise TypeError(
-            f"inner must be a Keras optimizer instance such as keras.optimizers.Adam(1e-3), "
-            f"got {inner!r} of type {type(inner).__name__}; e.g. {example}."
-        )
-    if inner.built:
-        raise ValueError(
-            f"inner={inner.name!r} is already built (it has trained before); pass a fresh "
-            f"optimizer, e.g. {example}."
-        )
-    if inner.gradient_accumulation_steps:
-        raise ValueError(
-            f"inner has gradient_accumulation_steps={inner.gradient_accumulation_steps}: "
-            f"{wrapper} would see micro-batches, not real steps, and accumulation would be "
-            "counted twice. Leave it unset; for accumulation use "
-            "course_lib.SoftBatch(inner, steps=...)."
-        )
-    if inner.loss_scale_factor is not None or isinstance(
-        inner, keras.optimizers.LossScaleOptimizer
-    ):
-        raise ValueError(
-            f"inner scales the loss (loss_scale_factor or LossScaleOptimizer), which {wrapper} "
-            "does not support: a skipped non-finite step would still be counted. Use an "
-            "unscaled inner optimizer."
-        )
+__all__ = ["OptimizerWrapper"]
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):
     """A Keras optimizer that owns an inner optimizer and delegates the real updates to it.
 
-    Subclasses create their own variables in :meth:`build` (after calling ``super().build``)
-    and override ``apply``. Call :meth:`_prepare_apply` at the start of ``apply``.
+    Subclasses set :attr:`example`, create their own variables in :meth:`build` (after calling
+    ``super().build``), and implement :meth:`apply_wrapped`.
     """
 
-    def __init__(self, inner: keras.optimizers.Optimizer, name: str) -> None:
+    #: A correct call of the subclass, quoted in its error messages.
+    example: ClassVar[str] = ""
+
+    def __init__(self, inner: keras.optimizers.Optimizer, name: str, **unexpected: Any) -> None:
+        require_fresh_optimizer(inner, type(self), self.example)
+        if unexpected:
+            raise ValueError(
+                f"{type(self).__name__} does not take {sorted(unexpected)}: set clipping, weight "
+                f"decay and the learning rate on the inner optimizer, e.g. {self.example}."
+            )
         super().__init__(learning_rate=0.0, name=name)
         self.inner = inner
 
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build the base optimizer and ``inner`` on the same variables."""
         super().build(variables)
@@ -85,7 +66,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     @property
     def variables(self) -> list[keras.Variable]:
         """Own variables followed by ``inner``'s, so that saving keeps both."""
-        return self._variables + self.inner.variables
+        return super().variables + self.inner.variables
 
     @property
     def learning_rate(self) -> Any:
@@ -95,33 +76,46 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def learning_rate(self, learning_rate: Any) -> None:
         self.inner.learning_rate = learning_rate
 
-    def _prepare_apply(
-        self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None
-    ) -> tuple[list[Any], list[Any]]:
-        """Resolve the variables, build on first use, and insist on a replica context.
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+        """Hand one step's gradients to :meth:`apply_wrapped`, then count the call.
 
-        Returns the gradients and variables as lists.
+        As Keras's own ``apply``: an empty list does nothing; the first call builds the
+        optimizer on ``trainable_variables``, later calls may leave them out. It must run in a
+        replica context (inside ``model.fit`` or ``strategy.run``).
         """
         grads = list(grads)
+        if not grads:
+            return
+        variables = self._resolve_variables(trainable_variables)
+        require_replica_context(f"{type(self).__name__}.apply()")
+        indices = [variable_index(self, v) for v in variables]
+        self.apply_wrapped(grads, variables, indices)
+        micro_step_counter(self).assign_add(1)
+
+    def apply_wrapped(self, grads: list[Any], variables: list[Any], indices: list[int]) -> None:
+        """What the wrapper does with one call's gradients.
+
+        ``indices[k]`` is the position of ``variables[k]`` among the variables the optimizer
+        was built on: the index of its slot in the subclass's own per-variable state.
+        """
+        raise NotImplementedError
+
+    def _resolve_variables(self, trainable_variables: Sequence[Any] | None) -> list[Any]:
+        """The variables of this call: given, or those built on; build on first use."""
         if trainable_variables is None:
             if not self.built:
                 raise ValueError(
                     f"{type(self).__name__}.apply(grads) needs trainable_variables on its first "
                     "call (or call optimizer.build(model.trainable_variables) first)."
                 )
-            trainable_variables = self._trainable_variables
-        trainable_variables = list(trainable_variables)
+            return built_variables(self)
+        variables = list(trainable_variables)
         if not self.built:
             with keras.name_scope(self.name):
-                self.build(trainable_variables)
+                self.build(variables)
             self.built = True
-        self._check_variables_are_known(trainable_variables)
-        if tf.distribute.get_replica_context() is None:
-            raise ValueError(
-                f"{type(self).__name__}.apply() must be called in a replica context (inside "
-                "strategy.run or model.fit), not in a cross-replica context."
-            )
-        return grads, trainable_variables
+        check_variables_are_known(self, variables)
+        return variables
 
     def scale_loss(self, loss: Any) -> Any:
         return loss
@@ -139,6 +133,3 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             config.pop("inner"), custom_objects=custom_objects
         )
         return cls(inner, **config)
-
-
-__all__ = ["OptimizerWrapper", "validate_inner"]

@@ -19,8 +19,10 @@ because a NaN learning rate or a momentum of 1 would otherwise train silently in
 
 from __future__ import annotations
 
+from course_lib.keras_internals import variable_index
+from course_lib.validation import is_number
+
 import math
-from numbers import Real
 from typing import Any
 
 import keras
@@ -40,7 +42,7 @@ def validate_learning_rate(learning_rate: Any) -> Any:
         learning_rate
     ):
         return learning_rate
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, Real):
+    if not is_number(learning_rate):
         raise TypeError(
             f"learning_rate={learning_rate!r} must be a number, a "
             "keras.optimizers.schedules.LearningRateSchedule or a callable; pass e.g. 0.01."
@@ -60,7 +62,7 @@ def validate_momentum(momentum: Any, nesterov: Any) -> tuple[float, bool]:
     Nesterov's look-ahead with momentum 0 is plain SGD, which is almost surely not what the
     caller meant.
     """
-    if isinstance(momentum, bool) or not isinstance(momentum, Real):
+    if not is_number(momentum):
         raise TypeError(f"momentum={momentum!r} must be a number in [0, 1); pass e.g. 0.9.")
     value = float(momentum)
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
@@ -131,7 +133,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
         super().build(variables)
         self.velocities = []
         if self.momentum != 0.0:
-            # One slot per trainable variable, found again with self._get_variable_index(variable).
+            # One slot per trainable variable, found again with variable_index(self, variable).
             self.velocities = self.add_optimizer_variables(variables, "velocity")
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
@@ -142,7 +144,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
         momentum = ops.cast(self.momentum, variable.dtype)
-        velocity = self.velocities[self._get_variable_index(variable)]
+        velocity = self.velocities[variable_index(self, variable)]
         self.assign(
             velocity,
             ops.subtract(ops.multiply(velocity, momentum), ops.multiply(gradient, learning_rate)),

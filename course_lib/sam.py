@@ -22,8 +22,7 @@ as Heun and Runge–Kutta do in notebooks 04–05, with the same machinery
   are put back before the second pass and left as the first pass set them.
 * ``jit_compile`` on or off; saving and loading (:class:`SAMModel`, :class:`SAMSequential`).
 * **MirroredStrategy equals one device**: g is all-reduced before p̂ is built (each replica holds
-  only part of the batch), the logged loss is unscaled, and ĝ goes to the optimizer per replica,
-  which sums it as usual.
+  only part of the batch), and ĝ goes to the optimizer per replica, which sums it as usual.
 
 Keras 3 ships no SAM (the legacy tf-keras has
 ``keras.models.experimental.SharpnessAwareMinimization``).
@@ -36,38 +35,52 @@ model).
 
 from __future__ import annotations
 
+from course_lib.distribution import sum_replicas
 from course_lib.multi_gradient_step import (
-    assign_all,
-    batch_size_of,
-    check_injectable,
-    forward,
-    install_train_function,
+    Direction,
+    MultiGradientTrainStep,
+    StepConfig,
+    StepMethod,
+    StepStart,
+    TrialPoints,
+    eject,
+    inject,
     is_injected,
-    remove_train_function,
-    require_optimizer,
-    snapshot,
-    sum_replicas,
+    multi_gradient_train_step,
 )
+from course_lib.validation import require_number
 
 import functools
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution
+
+__all__ = [
+    "NORM_EPSILON",
+    "SAMConfig",
+    "SAMModel",
+    "SAMSequential",
+    "SAMTrainStep",
+    "eject_sam",
+    "inject_sam",
+    "is_sam_injected",
+    "sam_direction",
+    "sam_perturbation",
+    "sam_train_step",
+]
 
 #: Added to ‖g‖ so that a zero gradient does not divide by zero (the value of the paper's code).
 NORM_EPSILON = 1e-12
-_INJECTED_ATTRIBUTE = "_sam_rho"
 
 
 def sam_perturbation(gradients: Sequence[Any], rho: float) -> list[Any]:
     """The step to the worst nearby point: ρ·g/(‖g‖ + ε), with ‖g‖ the norm over all tensors.
 
     ``gradients`` is one array or tensor per variable (``None`` entries stay ``None``); returns
-    tensors. :func:`sam_train_step` adds the result to the weights; notebook 07 builds it first.
+    tensors. :func:`sam_direction` adds the result to the weights; notebook 07 builds it first.
     """
     present = [tf.convert_to_tensor(g) for g in gradients if g is not None]
     if not present:
@@ -82,82 +95,70 @@ def _as_tensor(value: Any) -> Any:
     return None if value is None else tf.convert_to_tensor(value)
 
 
-def _validate_rho(rho: Any) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, int | float):
-        raise TypeError(
-            f"rho must be a number ≥ 0 (the radius of the neighbourhood), got {rho!r} of type "
-            f"{type(rho).__name__}; e.g. rho=0.05."
+def sam_direction(trial: TrialPoints, start: StepStart, rho: float) -> Direction:
+    """SAM's rule: the gradient at p̂ = p + ρ·g/‖g‖, with g the whole batch's gradient at p."""
+    perturbation = sam_perturbation(sum_replicas(start.gradients), rho)
+    point = [p if e is None else p + e for p, e in zip(start.weights, perturbation, strict=True)]
+    return Direction(trial.gradients_at(start, point))
+
+
+@dataclass(frozen=True)
+class SAMConfig(StepConfig):
+    """SAM's one setting: ρ, the radius of the neighbourhood (checked: a finite number ≥ 0)."""
+
+    rho: float = 0.05
+
+    def __post_init__(self) -> None:
+        rho = require_number(
+            self.rho,
+            "rho",
+            low=0.0,
+            meaning="the radius of the neighbourhood",
+            example="rho=0.05 (the paper's default)",
         )
-    if not math.isfinite(rho) or rho < 0:
-        raise ValueError(
-            f"rho must be a finite number ≥ 0 (the radius of the neighbourhood), got rho={rho}; "
-            "e.g. rho=0.05 (the paper's default)."
-        )
-    return float(rho)
+        object.__setattr__(self, "rho", rho)
+
+    def direction_rule(self):
+        return functools.partial(sam_direction, rho=self.rho)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"rho": self.rho}
 
 
-def _check_optimizer(model: keras.Model, where: str) -> None:
-    require_optimizer(
-        model, where, "SAM hands the gradient at the perturbed point to the compiled optimizer."
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The training step
-# --------------------------------------------------------------------------------------------
+SAM = StepMethod(
+    name="SAM",
+    tag="_sam_config",
+    setting="rho",
+    needs_optimizer="SAM hands the gradient at the perturbed point to the compiled optimizer.",
+)
 
 
 def sam_train_step(model: keras.Model, data: Any, rho: float = 0.05) -> dict[str, Any]:
     """One SAM step of ``model`` on the mini-batch ``data``; returns the logs (taken at p).
 
-    The body of :meth:`SAMTrainStep.train_step` and of the function :func:`inject_sam`
-    installs; it must run inside Keras's train function (a replica context).
+    It must run inside Keras's train function (a replica context).
     """
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    variables = list(model.trainable_variables)
-    frozen = list(model.non_trainable_variables)
-    start = snapshot(variables)
-    frozen_before = snapshot(frozen)
-
-    # First pass at p: what fit() logs, and the only pass whose BatchNorm statistics are kept.
-    y_pred, loss, local_gradients = forward(model, x, y, sample_weight, variables)
-    model._loss_tracker.update_state(
-        unscale_loss_for_distribution(loss), sample_weight=batch_size_of(x)
-    )
-    frozen_after = snapshot(frozen)
-
-    # Second pass at p̂ = p + ρ·g/‖g‖, built from the whole batch's gradient.
-    perturbation = sam_perturbation(sum_replicas(local_gradients), rho)
-    assign_all(
-        variables,
-        [p if e is None else p + e for p, e in zip(start, perturbation, strict=True)],
-    )
-    assign_all(frozen, frozen_before)
-    _, _, sharp_gradients = forward(model, x, y, sample_weight, variables)
-
-    assign_all(variables, start)
-    assign_all(frozen, frozen_after)
-    model.optimizer.apply_gradients(zip(sharp_gradients, variables, strict=True))
-    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    return multi_gradient_train_step(model, data, SAMConfig(rho).direction_rule())
 
 
-class SAMTrainStep:
+# --------------------------------------------------------------------------------------------
+# The clean route
+# --------------------------------------------------------------------------------------------
+
+
+class SAMTrainStep(MultiGradientTrainStep):
     """Mixin: a ``train_step`` that takes the SAM step. Put it before the Keras model class."""
 
-    sam_rho: float
+    step_method = SAM
+    step_defaults = {"rho": 0.05}
 
-    def _configure_sam(self, rho: float) -> None:
-        self.__dict__["sam_rho"] = _validate_rho(rho)
+    def _step_config_for(self, rho: float = 0.05) -> SAMConfig:
+        return SAMConfig(rho)
 
-    def train_step(self, data: Any) -> dict[str, Any]:
-        return sam_train_step(self, data, self.sam_rho)
-
-    def make_train_function(self, force: bool = False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        _check_optimizer(self, f"{type(self).__name__}.fit")
-        self.train_function = self._make_function(self.train_step)
-        return self.train_function
+    @property
+    def sam_rho(self) -> float:
+        """ρ, the radius of the neighbourhood."""
+        return self.step_config.rho
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -170,12 +171,7 @@ class SAMModel(SAMTrainStep, keras.Model):
 
     def __init__(self, *args: Any, rho: float = 0.05, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._configure_sam(rho)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["rho"] = self.sam_rho
-        return config
+        self._configure_step(rho=rho)
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -184,20 +180,7 @@ class SAMSequential(SAMTrainStep, keras.Sequential):
 
     def __init__(self, layers: list | None = None, rho: float = 0.05, **kwargs: Any) -> None:
         super().__init__(layers, **kwargs)
-        self._configure_sam(rho)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["rho"] = self.sam_rho
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects=None) -> SAMSequential:
-        config = dict(config)
-        rho = config.pop("rho", 0.05)
-        model = super().from_config(config, custom_objects=custom_objects)
-        model._configure_sam(rho)
-        return model
+        self._configure_step(rho=rho)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,31 +194,14 @@ def inject_sam(model: keras.Model, rho: float = 0.05) -> keras.Model:
     Only ``model.train_function`` is replaced; ``evaluate`` and ``predict`` are unchanged.
     ``compile`` (which resets ``train_function``) or :func:`eject_sam` undoes it.
     """
-    check_injectable(model, "inject_sam", SAMTrainStep, "rho")
-    _check_optimizer(model, "inject_sam")
-    rho = _validate_rho(rho)
-    step = functools.partial(sam_train_step, model, rho=rho)
-    return install_train_function(model, model._make_function(step), _INJECTED_ATTRIBUTE, rho)
+    return inject(model, SAM, SAMConfig(rho), "inject_sam")
 
 
 def is_sam_injected(model: keras.Model) -> bool:
     """Whether ``model.train_function`` is one installed by :func:`inject_sam`."""
-    return is_injected(model, _INJECTED_ATTRIBUTE)
+    return is_injected(model, SAM)
 
 
 def eject_sam(model: keras.Model) -> keras.Model:
     """Undo :func:`inject_sam`: the next ``fit`` builds Keras's standard step again."""
-    return remove_train_function(model, _INJECTED_ATTRIBUTE, "SAM")
-
-
-__all__ = [
-    "NORM_EPSILON",
-    "SAMModel",
-    "SAMSequential",
-    "SAMTrainStep",
-    "eject_sam",
-    "inject_sam",
-    "is_sam_injected",
-    "sam_perturbation",
-    "sam_train_step",
-]
+    return eject(model, SAM)

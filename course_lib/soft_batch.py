@@ -29,22 +29,25 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
 
 from __future__ import annotations
 
-from course_lib.multi_gradient_step import for_each_replica, sum_replicas
-from course_lib.optimizer_wrapper import OptimizerWrapper, validate_inner
+from course_lib.distribution import (
+    for_each_replica,
+    in_cross_replica_context,
+    replicas_in_sync,
+    sum_replicas,
+    update,
+)
+from course_lib.keras_internals import micro_step_counter
+from course_lib.optimizer_wrapper import OptimizerWrapper
+from course_lib.validation import require_integer
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 from keras import ops
-
-# Keras's own optimizers create their slots under this decorator, so that the lists of slots are
-# not tracked a second time; clip_by_global_norm is the function Keras's own clipping calls.
-# Neither has a public alias in Keras 3.15.
-from keras.src.optimizers.base_optimizer import clip_by_global_norm
-from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 #: What happens to a group that is not complete when an epoch ends.
 LEFTOVER_POLICY = (
@@ -57,7 +60,6 @@ LEFTOVER_POLICY = (
 )
 
 _CLIPPING_ATTRIBUTES = ("clipnorm", "global_clipnorm", "clipvalue")
-_EXAMPLE = "SoftBatch(keras.optimizers.Adam(1e-3), steps=4)"
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -84,6 +86,8 @@ class SoftBatch(OptimizerWrapper):
         The optimizer's name; defaults to ``"soft_batch"``.
     """
 
+    example = "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)"
+
     def __init__(
         self,
         inner: keras.optimizers.Optimizer,
@@ -91,19 +95,10 @@ class SoftBatch(OptimizerWrapper):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        validate_inner(inner, "SoftBatch", _EXAMPLE)
-        _validate_steps(steps)
-        if kwargs:
-            raise ValueError(
-                f"SoftBatch does not take {sorted(kwargs)}: set clipping, weight decay and the "
-                "learning rate on the inner optimizer, e.g. "
-                "SoftBatch(keras.optimizers.Adam(1e-3, clipnorm=1.0), steps=4)."
-            )
-        super().__init__(inner, name=name or "soft_batch")
-        self.steps = steps
+        super().__init__(inner, name=name or "soft_batch", **kwargs)
+        self.steps = _validate_steps(steps)
 
     # ------------------------------------------------------------------ state
-    @no_automatic_dependency_tracking
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """Build ``inner``, then one accumulator per trainable variable and the group counter.
 
@@ -126,7 +121,7 @@ class SoftBatch(OptimizerWrapper):
     @property
     def micro_batches(self) -> keras.Variable:
         """Micro-batches seen so far, applied or pending."""
-        return self._iterations
+        return micro_step_counter(self)
 
     @property
     def pending_micro_batches(self) -> keras.Variable:
@@ -139,58 +134,43 @@ class SoftBatch(OptimizerWrapper):
         return list(self._accumulators)
 
     # ------------------------------------------------------------------ update
-    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
+    def apply_wrapped(self, grads: list[Any], variables: list[Any], indices: list[int]) -> None:
         """Add this micro-batch's gradients; every ``steps``-th call, take one real step.
 
         Under a distribution strategy the gradients are first summed across replicas (each
         replica's loss is already divided by the number of replicas), so the accumulator holds
         the same global gradient on every replica. The decision to update is then made once,
-        in cross-replica context, as ``keras.optimizers.LossScaleOptimizer`` does.
+        in cross-replica context. Only the gradients differ between replicas; the indices and
+        the variables are the same Python objects everywhere and are bound, not handed over.
         """
-        grads = list(grads)
-        if len(grads) == 0:
-            return
-        grads, trainable_variables = self._prepare_apply(grads, trainable_variables)
-        indices = [self._get_variable_index(v) for v in trainable_variables]
-        grads = sum_replicas(grads)
-        strategy = tf.distribute.get_strategy()
+        accumulate = functools.partial(self._accumulate, indices, variables)
+        in_cross_replica_context(accumulate, sum_replicas(grads))
 
-        def accumulate_and_maybe_update(distribution, grads, indices, trainable_variables):
-            for g, i in zip(grads, indices, strict=True):
-                if g is not None:
-                    distribution.extended.update(
-                        self._accumulators[i].value, self.assign_add, args=(g,), group=False
-                    )
-            distribution.extended.update(
-                self._pending.value, lambda count: count.assign_add(1), group=False
-            )
+    def _accumulate(
+        self,
+        indices: list[int],
+        variables: list[Any],
+        distribution: Any,
+        grads: list[Any],
+    ) -> None:
+        """Add to the accumulators and count; take the real step when the group is complete."""
+        for g, i in zip(grads, indices, strict=True):
+            if g is not None:
+                update(distribution, self._accumulators[i], self.assign_add, g)
+        update(distribution, self._pending, lambda count: count.assign_add(1))
 
-            def update() -> None:
-                # Switched off here, once, not in the per-replica function: MirroredStrategy runs
-                # that function in one thread per replica, and they would race on the attributes.
-                with _clipping_switched_off(self.inner) as clip:
-                    for_each_replica(
-                        distribution,
-                        self._apply_mean_gradient,
-                        clip,
-                        indices,
-                        grads,
-                        trainable_variables,
-                    )
-                for accumulator in self._accumulators:
-                    distribution.extended.update(
-                        accumulator.value, lambda a: a.assign(tf.zeros_like(a)), group=False
-                    )
-                distribution.extended.update(
-                    self._pending.value, lambda count: count.assign(0), group=False
+        def real_step() -> None:
+            # Switched off here, once, not in the per-replica function: MirroredStrategy runs
+            # that function in one thread per replica, and they would race on the attributes.
+            with _clipping_switched_off(self.inner) as clip:
+                for_each_replica(
+                    distribution, self._apply_mean_gradient, clip, indices, grads, variables
                 )
+            for accumulator in self._accumulators:
+                update(distribution, accumulator, lambda a: a.assign(tf.zeros_like(a)))
+            update(distribution, self._pending, lambda count: count.assign(0))
 
-            ops.cond(ops.greater_equal(self._pending.value, self.steps), update, lambda: None)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            accumulate_and_maybe_update, strategy, grads, indices, trainable_variables
-        )
-        self._iterations.assign_add(1)
+        ops.cond(ops.greater_equal(self._pending.value, self.steps), real_step, lambda: None)
 
     def _apply_mean_gradient(
         self,
@@ -215,7 +195,7 @@ class SoftBatch(OptimizerWrapper):
         clipped = clip([mean[k] for k in present])
         for k, g in zip(present, clipped, strict=True):
             mean[k] = g
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = replicas_in_sync()
         if replicas > 1:
             mean = [None if g is None else g / replicas for g in mean]
         self.inner.apply(mean, trainable_variables)
@@ -264,40 +244,46 @@ def scheduled_learning_rate(
     return float(schedule(micro_batches_seen // steps))
 
 
-def _validate_steps(steps: Any) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(
-            f"steps must be a positive integer (micro-batches per real update), got "
-            f"{steps!r} of type {type(steps).__name__}; e.g. steps=4."
-        )
-    if steps < 1:
-        raise ValueError(
-            f"steps must be at least 1 (micro-batches per real update), got steps={steps}; "
-            "e.g. steps=4 to train at batch 16 as if it were 64."
-        )
+def _validate_steps(steps: Any) -> int:
+    return require_integer(
+        steps,
+        "steps",
+        minimum=1,
+        meaning="micro-batches per real update",
+        example="steps=4 to train at batch 16 as if it were 64",
+    )
+
+
+def clip_gradients(
+    grads: Sequence[Any], clipnorm: Any, global_clipnorm: Any, clipvalue: Any
+) -> list[Any]:
+    """Clip ``grads`` as a Keras 3.15 optimizer with these settings clips them.
+
+    The rules of ``BaseOptimizer._clip_gradients``, at most one of them, in this order:
+    ``clipnorm`` clips each tensor by its own norm with ``tf.clip_by_norm`` (what Keras's
+    TensorFlow optimizer uses for it); ``global_clipnorm`` scales every tensor by one factor
+    from their joint norm, a NaN factor when that norm is not finite (Keras's
+    ``clip_by_global_norm``, the same operations); ``clipvalue`` clips each entry.
+    """
+    if clipnorm and clipnorm > 0:
+        return [tf.clip_by_norm(g, clipnorm) for g in grads]
+    if global_clipnorm and global_clipnorm > 0:
+        norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(g)) for g in grads])))
+        scale = global_clipnorm * ops.minimum(1.0 / norm, 1.0 / global_clipnorm)
+        scale = scale + (norm - norm)  # NaN unless the norm is finite
+        return [g * scale for g in grads]
+    if clipvalue and clipvalue > 0:
+        return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
+    return list(grads)
 
 
 @contextlib.contextmanager
 def _clipping_switched_off(
     optimizer: keras.optimizers.Optimizer,
 ) -> Iterator[Callable[[list[Any]], list[Any]]]:
-    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would.
-
-    The function repeats ``BaseOptimizer._clip_gradients`` of Keras 3.15 with the settings
-    captured before they are switched off, so SoftBatch clips exactly as ``inner`` would have.
-    """
+    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would."""
     saved = {name: getattr(optimizer, name) for name in _CLIPPING_ATTRIBUTES}
-    clipnorm, global_clipnorm, clipvalue = (saved[name] for name in _CLIPPING_ATTRIBUTES)
-
-    def clip(grads: list[Any]) -> list[Any]:
-        if clipnorm and clipnorm > 0:
-            return [tf.clip_by_norm(g, clipnorm) for g in grads]
-        if global_clipnorm and global_clipnorm > 0:
-            return clip_by_global_norm(grads, global_clipnorm)
-        if clipvalue and clipvalue > 0:
-            return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
-        return list(grads)
-
+    clip = functools.partial(clip_gradients, **saved)
     try:
         for name in _CLIPPING_ATTRIBUTES:
             setattr(optimizer, name, None)

@@ -2,12 +2,21 @@
 
 The reference is SciPy itself: on a linear gradient flow, ``RK45`` / ``RK23`` with the same first
 step and tolerances must choose the same step sizes, reject the same tries and land on the same
-point as the Keras training step. A NumPy re-implementation covers changing mini-batches.
+point as the controller's functions in a NumPy loop, and as the Keras training step. A NumPy
+re-implementation covers changing mini-batches.
 """
 
 from __future__ import annotations
 
-from course_lib.adaptive import AdaptiveStepSize, StepSizeError, StepSizeLog
+from course_lib.adaptive import (
+    AdaptiveStepSize,
+    StepSizeError,
+    StepSizeLog,
+    error_norm,
+    growth_factor,
+    retry_until_accepted,
+    shrink_factor,
+)
 from course_lib.runge_kutta import RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta
 from course_lib.tableaux import get_tableau
 
@@ -16,12 +25,13 @@ import numpy as np
 import pytest
 from scipy.integrate import RK23, RK45
 
+from multi_gradient_routes import Method, fit_steps, p_of, quadratic_model
 from quadratic_problem import P0, quadratic_loss_for
 
 # A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.
 A = np.array([[2.0, 0.5], [0.5, 40.0]])
 SETTINGS = AdaptiveStepSize(rtol=1e-4, atol=1e-6)
-
+RUNGE_KUTTA = Method(RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta)
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -29,34 +39,9 @@ pytestmark = pytest.mark.usefixtures("float64")
 quadratic_loss = quadratic_loss_for(A)
 
 
-def quadratic_model(
-    route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2, loss=quadratic_loss
-):
-    inputs = keras.Input((1,))
-    layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
-    if route == "clean":
-        model = RungeKuttaModel(
-            inputs=inputs, outputs=layer(inputs), tableau=tableau, adaptive=adaptive
-        )
-    elif route == "sequential":
-        model = RungeKuttaSequential([inputs, layer], tableau=tableau, adaptive=adaptive)
-    else:
-        model = keras.Model(inputs, layer(inputs))
-    model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=loss)
-    if route == "intrusive":
-        inject_runge_kutta(model, tableau, adaptive)
-    return model
-
-
-def weights_of(model):
-    return model.get_layer("p").kernel.numpy()[0]
-
-
-def fit_steps(model, steps, **kwargs):
-    return model.fit(
-        np.ones((steps, 1)), np.zeros((steps, 2)), batch_size=1, verbose=0, shuffle=False, **kwargs
-    )
+def adaptive_model(route="clean", tableau="dormand_prince", adaptive=SETTINGS, h=0.2, loss=None):
+    loss = quadratic_loss if loss is None else loss
+    return quadratic_model(RUNGE_KUTTA, route, h=h, loss=loss, tableau=tableau, adaptive=adaptive)
 
 
 def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
@@ -69,6 +54,104 @@ def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
     return np.array(sizes), ode.y
 
 
+# ---------------------------------------------------------------------------------------------
+# 1. The controller's functions, in NumPy, against SciPy
+# ---------------------------------------------------------------------------------------------
+
+
+def numpy_controller_steps(tableau, steps, h, settings, flow=lambda y: -A @ y):
+    """An adaptive solver built from course_lib's controller functions and NumPy stages."""
+    tableau = get_tableau(tableau)
+    exponent = settings.exponent(tableau.order, tableau.embedded_order)
+    y, sizes = P0.copy(), []
+    for _ in range(steps):
+        rejected = False
+        while True:
+            slopes = []
+            for i in range(tableau.stages):
+                slopes.append(flow(y + h * sum(tableau.a[i][j] * slopes[j] for j in range(i))))
+            new = y + h * sum(b * k for b, k in zip(tableau.b, slopes, strict=True))
+            error = h * sum(e * k for e, k in zip(tableau.error_weights, slopes, strict=True))
+            norm = float(error_norm([y], [new], [error], settings))
+            if norm < 1:
+                sizes.append(h)
+                h *= float(growth_factor(norm, rejected, settings, exponent))
+                y = new
+                break
+            h *= float(shrink_factor(norm, settings, exponent))
+            rejected = True
+    return np.array(sizes), y
+
+
+@pytest.mark.parametrize(
+    ("tableau", "solver"), [("dormand_prince", RK45), ("bogacki_shampine", RK23)]
+)
+def test_controller_functions_choose_scipys_step_sizes(tableau, solver):
+    sizes, point = numpy_controller_steps(tableau, 12, 0.2, SETTINGS)
+    scipy_sizes, scipy_point = scipy_steps(solver, 12, 0.2, SETTINGS)
+    # SciPy rounds each h through t + h - t, hence not 1e-15.
+    np.testing.assert_allclose(sizes, scipy_sizes, rtol=1e-9)
+    np.testing.assert_allclose(point, scipy_point, rtol=0, atol=1e-12)
+    assert sizes[0] < 0.2, "the first try must be rejected, or shrink_factor is not tested"
+    assert np.ptp(sizes[1:]) > 0, "accepted steps must change h, or growth_factor is not tested"
+
+
+def test_error_norm_is_the_rms_over_all_parameters():
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 2)), rng.normal(size=4), rng.normal(size=2)]
+    new = [p + 0.1 * rng.normal(size=p.shape) for p in start]
+    error = [1e-3 * rng.normal(size=p.shape) for p in start]
+    error[2] = None  # a variable without a gradient is left out of the mean
+    scaled = [
+        e / (SETTINGS.atol + SETTINGS.rtol * np.maximum(np.abs(p), np.abs(q)))
+        for p, q, e in zip(start[:2], new[:2], error[:2], strict=True)
+    ]
+    expected = np.sqrt(np.mean(np.concatenate([s.ravel() for s in scaled]) ** 2))
+    assert float(error_norm(start, new, error, SETTINGS)) == pytest.approx(expected, rel=1e-14)
+    assert float(error_norm(start[2:], new[2:], [None], SETTINGS)) == 0.0
+
+
+def test_factors_at_the_edges():
+    exponent = -0.2
+    assert float(shrink_factor(np.nan, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(shrink_factor(np.inf, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(shrink_factor(1e12, SETTINGS, exponent)) == SETTINGS.min_factor
+    assert float(growth_factor(0.0, False, SETTINGS, exponent)) == SETTINGS.max_factor
+    assert float(growth_factor(1e-12, False, SETTINGS, exponent)) == SETTINGS.max_factor
+    assert float(growth_factor(0.5, True, SETTINGS, exponent)) == 1.0
+    grown = float(growth_factor(0.5, False, SETTINGS, exponent))
+    assert grown == pytest.approx(SETTINGS.safety * 0.5**exponent, rel=1e-15) and grown > 1
+
+
+def test_retry_loop_stops_at_the_first_accepted_try():
+    """Error ∝ h⁵ (a 4th-order estimate): one rejection, then 0.9·h* (norm 0.9⁵) passes."""
+    settings = AdaptiveStepSize(max_rejections=3)
+
+    def attempt(scale):
+        return (scale / 0.1) ** 5, [scale * 2.0]
+
+    last = retry_until_accepted(attempt, np.float64(0.3), [np.float64(0.0)], settings, -0.2)
+    assert int(last.tries) == 2 and bool(last.accepted)
+    assert float(last.scale) == pytest.approx(0.09, rel=1e-12)
+    assert float(last.norm) == pytest.approx(0.9**5, rel=1e-12)
+    assert float(last.payload[0]) == pytest.approx(0.18, rel=1e-12)
+
+    never = retry_until_accepted(
+        lambda scale: (np.float64(np.nan) * scale, [scale]),
+        np.float64(1.0),
+        [np.float64(0.0)],
+        settings,
+        -0.2,
+    )
+    assert int(never.tries) == 4 and not bool(never.accepted)
+    assert float(never.scale) == pytest.approx(0.2**3, rel=1e-12)  # min_factor per NaN try
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Through Keras: the training step equals SciPy
+# ---------------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     ("route", "tableau", "solver"),
     [
@@ -78,12 +161,12 @@ def scipy_steps(solver, steps, h0, settings, flow=lambda t, y: -A @ y):
     ],
 )
 def test_controller_equals_scipy(route, tableau, solver):
-    model = quadratic_model(route, tableau)
+    model = adaptive_model(route, tableau)
     log = StepSizeLog()
-    history = fit_steps(model, 6, callbacks=[log])
+    history = fit_steps(model, 6, callbacks=[log], shuffle=False)
     sizes, point = scipy_steps(solver, 6, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
     assert log.rejections[0] >= 1, "the test needs a rejected first try"
     assert {"step_size", "rejections", "loss"} <= set(history.history)
     assert history.history["step_size"][-1] == pytest.approx(sizes[-1], rel=1e-9)
@@ -162,51 +245,51 @@ def test_a_non_finite_try_shrinks_the_step_by_min_factor_as_scipy_does():
     SciPy shrinks by max(MIN_FACTOR, nan) = MIN_FACTOR and retries; so must the Keras step
     (a NaN carried into the step size would fail every later try).
     """
-    model = quadratic_model(h=2.0, loss=guarded_loss)
+    model = adaptive_model(h=2.0, loss=guarded_loss)
     log = StepSizeLog()
     with np.errstate(invalid="ignore"):
         sizes, point = scipy_steps(RK45, 4, 2.0, SETTINGS, flow=guarded_flow)
-    fit_steps(model, 4, callbacks=[log])
+    fit_steps(model, 4, callbacks=[log], shuffle=False)
     assert log.rejections[0] >= 2
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("policy", ["raise", "accept"])
 def test_a_loss_that_is_never_finite_raises_and_keeps_the_weights(policy):
-    model = quadratic_model(
+    model = adaptive_model(
         adaptive=AdaptiveStepSize(max_rejections=3, on_failure=policy), loss=guarded_loss
     )
     model.get_layer("p").kernel.assign([[30.0, 0.0]])  # the start point itself is outside
     with pytest.raises(StepSizeError, match="not finite.*all 4 tries.*Check the data and the"):
-        fit_steps(model, 1)
-    np.testing.assert_array_equal(weights_of(model), [30.0, 0.0])
+        fit_steps(model, 1, shuffle=False)
+    np.testing.assert_array_equal(p_of(model), [30.0, 0.0])
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_retries_are_bounded_raise_policy_keeps_the_weights():
     strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
-    model = quadratic_model(adaptive=strict, h=5.0)
+    model = adaptive_model(adaptive=strict, h=5.0)
     with pytest.raises(StepSizeError, match="rejected 2 times.*on_failure='accept'"):
-        fit_steps(model, 1)
-    np.testing.assert_array_equal(weights_of(model), P0)
+        fit_steps(model, 1, shuffle=False)
+    np.testing.assert_array_equal(p_of(model), P0)
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_accept_policy_applies_the_last_try_and_warns():
     lenient = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1, on_failure="accept")
-    model = quadratic_model(adaptive=lenient, h=5.0)
+    model = adaptive_model(adaptive=lenient, h=5.0)
     with pytest.warns(UserWarning, match="applied the last try"):
-        history = fit_steps(model, 1)
+        history = fit_steps(model, 1, shuffle=False)
     assert history.history["rejections"] == [1]
     # The last try used the shrunk step 5·0.2 = 1.0 (the error was huge: factor clipped to 0.2).
     assert history.history["step_size"][0] == pytest.approx(1.0)
-    assert not np.array_equal(weights_of(model), P0)
+    assert not np.array_equal(p_of(model), P0)
 
 
 def test_save_and_load_keeps_the_step_size(tmp_path):
-    model = quadratic_model()
-    fit_steps(model, 3)
+    model = adaptive_model()
+    fit_steps(model, 3, shuffle=False)
     path = tmp_path / "adaptive.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss})
@@ -214,14 +297,14 @@ def test_save_and_load_keeps_the_step_size(tmp_path):
     assert float(loaded.runge_kutta_step_scale.numpy()) == float(
         model.runge_kutta_step_scale.numpy()
     )
-    first, second = fit_steps(model, 2), fit_steps(loaded, 2)
+    first, second = fit_steps(model, 2, shuffle=False), fit_steps(loaded, 2, shuffle=False)
     assert first.history["step_size"] == pytest.approx(second.history["step_size"], rel=1e-12)
-    np.testing.assert_allclose(weights_of(loaded), weights_of(model), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(loaded), p_of(model), rtol=0, atol=1e-12)
 
 
 def test_adaptive_needs_an_embedded_pair():
     with pytest.raises(ValueError, match="embedded pair.*bogacki_shampine, dormand_prince"):
-        quadratic_model(tableau="rk4")
+        adaptive_model(tableau="rk4")
     inputs = keras.Input((1,))
     standard = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     standard.compile(optimizer="sgd", loss="mse")
@@ -230,34 +313,36 @@ def test_adaptive_needs_an_embedded_pair():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"rtol": -1.0}, "rtol must be"),
-        ({"rtol": 0.0, "atol": 0.0}, "both 0"),
-        ({"safety": 1.5}, "safety must be"),
-        ({"min_factor": 1.0}, "min_factor must be"),
-        ({"max_factor": 1.0}, "max_factor must be"),
-        ({"max_rejections": -1}, "max_rejections must be"),
-        ({"on_failure": "ignore"}, "on_failure must be one of 'raise', 'accept'"),
+        ({"rtol": -1.0}, ValueError, "rtol must be"),
+        ({"rtol": 0.0, "atol": 0.0}, ValueError, "both 0"),
+        ({"safety": 1.5}, ValueError, "safety must be"),
+        ({"min_factor": 1.0}, ValueError, "min_factor must be"),
+        ({"max_factor": 1.0}, ValueError, "max_factor must be"),
+        ({"max_rejections": -1}, ValueError, "max_rejections must be"),
+        ({"max_rejections": 2.0}, TypeError, "max_rejections must be"),
+        ({"atol": "1e-6"}, TypeError, "atol must be"),
+        ({"on_failure": "ignore"}, ValueError, "on_failure must be one of 'raise', 'accept'"),
     ],
 )
-def test_invalid_settings_raise(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_settings_raise(kwargs, error, message):
+    with pytest.raises(error, match=message):
         AdaptiveStepSize(**kwargs)
 
 
 def test_step_size_log_needs_an_adaptive_model():
-    model = quadratic_model(tableau="heun", adaptive=None)
+    model = adaptive_model(tableau="heun", adaptive=None)
     with pytest.raises(ValueError, match="no 'step_size'"):
         fit_steps(model, 1, callbacks=[StepSizeLog()])
 
 
 def test_adaptive_step_runs_under_xla(xla_allowed):
-    model = quadratic_model()
+    model = adaptive_model()
     model.compile(optimizer=keras.optimizers.SGD(0.2), loss=quadratic_loss, jit_compile=True)
     assert model.jit_compile
     log = StepSizeLog()
-    fit_steps(model, 3, callbacks=[log])
+    fit_steps(model, 3, callbacks=[log], shuffle=False)
     sizes, point = scipy_steps(RK45, 3, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
-    np.testing.assert_allclose(weights_of(model), point, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)

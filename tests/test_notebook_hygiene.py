@@ -26,10 +26,6 @@ def notebook(request):
     return request.param, nbformat.read(request.param, as_version=4)
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_index.ipynb"
-
-
 def test_name_follows_the_course_pattern(notebook):
     path, _ = notebook
     assert NAME.match(path.name), f"{path.name}: name notebooks NN_topic.ipynb"

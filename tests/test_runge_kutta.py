@@ -7,7 +7,6 @@ gradient flow is p(t) = exp(−tA)·p0. Plain least squares gives NumPy referenc
 
 from __future__ import annotations
 
-import course_lib
 from course_lib.adaptive import AdaptiveStepSize, StepSizeError, StepSizeLog
 from course_lib.runge_kutta import (
     RungeKuttaModel,
@@ -18,6 +17,7 @@ from course_lib.runge_kutta import (
 )
 from course_lib.tableaux import TABLEAUX, ButcherTableau, InvalidTableauError, get_tableau
 
+import contextlib
 from dataclasses import replace
 
 import keras
@@ -25,39 +25,24 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from multi_gradient_routes import (
+    Method,
+    assert_batchnorm_moves_once_from_the_start,
+    assert_equals_keras_own_step,
+    assert_logs_describe_the_start_point,
+    assert_mirrored_equals_one_device,
+    assert_refuses_models_without_an_optimizer,
+    fit_steps,
+    least_squares_data,
+    least_squares_epoch,
+    least_squares_gradient,
+    mlp_run,
+    p_of,
+    quadratic_model,
+)
 from quadratic_problem import P0, A, quadratic_loss_for
 
-quadratic_loss = quadratic_loss_for(A)
-
-
-def quadratic_model(
-    route: str, tableau="heun", h: float = 0.1, jit: bool = False, loss=quadratic_loss, **kwargs
-):
-    """A model whose only weight is p (a bias-free Dense on an input of ones), compiled."""
-    inputs = keras.Input((1,))
-    layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
-    outputs = layer(inputs)
-    if route == "clean":
-        model = RungeKuttaModel(inputs=inputs, outputs=outputs, tableau=tableau, **kwargs)
-    elif route == "sequential":
-        model = RungeKuttaSequential([inputs, layer], tableau=tableau, **kwargs)
-    else:
-        model = keras.Model(inputs, outputs)
-    model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=loss, jit_compile=jit)
-    assert model.jit_compile == jit, "XLA silently off: use the xla_allowed fixture"
-    if route == "intrusive":
-        inject_runge_kutta(model, tableau, **kwargs)
-    return model
-
-
-def weights_of(model) -> np.ndarray:
-    return model.get_layer("p").kernel.numpy()[0].astype(np.float64)
-
-
-def fit_steps(model, steps: int, **kwargs):
-    ones = np.ones((steps, 1))
-    return model.fit(ones, np.zeros((steps, 2)), batch_size=1, epochs=1, verbose=0, **kwargs)
+RUNGE_KUTTA = Method(RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta)
 
 
 def step_matrix(tableau, h: float) -> np.ndarray:
@@ -81,49 +66,47 @@ def step_matrix(tableau, h: float) -> np.ndarray:
 @pytest.mark.parametrize("jit", [False, True])
 def test_heun_matches_closed_form_float32(xla_allowed, route, jit):
     h = 0.1
-    model = quadratic_model(route, h=h, jit=jit)
+    model = quadratic_model(RUNGE_KUTTA, route, h=h, jit=jit)
     heun = np.eye(2) - h * A + (h * A) @ (h * A) / 2
     fit_steps(model, 1)
-    np.testing.assert_allclose(weights_of(model), heun @ P0, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(p_of(model), heun @ P0, rtol=0, atol=2e-6)
     fit_steps(model, 4)
-    np.testing.assert_allclose(
-        weights_of(model), np.linalg.matrix_power(heun, 5) @ P0, rtol=0, atol=4e-6
-    )
+    np.testing.assert_allclose(p_of(model), np.linalg.matrix_power(heun, 5) @ P0, rtol=0, atol=4e-6)
 
 
 @pytest.mark.parametrize("route", ["clean", "intrusive"])
 @pytest.mark.parametrize("tableau", ["heun", "rk4", "dormand_prince"])
 def test_closed_form_float64(float64, route, tableau):
     h = 0.1
-    model = quadratic_model(route, tableau, h=h)
+    model = quadratic_model(RUNGE_KUTTA, route, h=h, tableau=tableau)
     assert model.get_layer("p").kernel.dtype == "float64"
     fit_steps(model, 3)
     expected = np.linalg.matrix_power(step_matrix(tableau, h), 3) @ P0
-    np.testing.assert_allclose(weights_of(model), expected, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(p_of(model), expected, rtol=0, atol=1e-13)
 
 
 def test_heun_is_not_euler():
     """Guards the closed-form tests: one Euler step is measurably different at this h."""
     h = 0.1
-    model = quadratic_model("clean", "euler", h=h)
+    model = quadratic_model(RUNGE_KUTTA, "clean", h=h, tableau="euler")
     fit_steps(model, 1)
-    np.testing.assert_allclose(weights_of(model), P0 - h * A @ P0, atol=2e-6)
+    np.testing.assert_allclose(p_of(model), P0 - h * A @ P0, atol=2e-6)
     heun = (np.eye(2) - h * A + (h * A) @ (h * A) / 2) @ P0
-    assert np.abs(weights_of(model) - heun).max() > 0.05
+    assert np.abs(p_of(model) - heun).max() > 0.05
 
 
 def test_learning_rate_schedule_gives_the_step_size(float64):
     schedule = keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.5)
-    model = quadratic_model("clean")
-    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=quadratic_loss)
+    model = quadratic_model(RUNGE_KUTTA, "clean")
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=quadratic_loss_for(A))
     fit_steps(model, 3)
     expected = P0
     for step in range(3):
         expected = step_matrix("heun", 0.2 * 0.5**step) @ expected
     # Keras computes ExponentialDecay in float32, hence the float32-level tolerance.
-    np.testing.assert_allclose(weights_of(model), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p_of(model), expected, rtol=0, atol=1e-6)
     constant = np.linalg.matrix_power(step_matrix("heun", 0.2), 3) @ P0
-    assert np.abs(weights_of(model) - constant).max() > 0.1
+    assert np.abs(p_of(model) - constant).max() > 0.1
 
 
 @pytest.mark.parametrize("name", sorted(TABLEAUX))
@@ -132,7 +115,7 @@ def test_convergence_order_through_keras(float64, name):
     tableau = TABLEAUX[name]
     matrix = np.array([[1.0, 0.3], [0.3, 2.0]])
     exact = scipy.linalg.expm(-matrix) @ P0
-    model = quadratic_model("clean", name, loss=quadratic_loss_for(matrix))
+    model = quadratic_model(RUNGE_KUTTA, "clean", tableau=name, loss=quadratic_loss_for(matrix))
     # Far enough into the asymptotic regime that the slope is within 0.1 of the order
     # (checked against the stability polynomial), far from round-off (errors > 1e-12).
     step_counts = (16, 32) if tableau.order < 5 else (32, 64)
@@ -141,7 +124,7 @@ def test_convergence_order_through_keras(float64, name):
         model.get_layer("p").kernel.assign(P0[None, :])
         model.optimizer.learning_rate.assign(1.0 / steps)
         fit_steps(model, steps, shuffle=False)
-        errors.append(np.abs(weights_of(model) - exact).max())
+        errors.append(np.abs(p_of(model) - exact).max())
     slope = np.log(errors[0] / errors[1]) / np.log(step_counts[1] / step_counts[0])
     assert errors[1] > 5e-12, "error at round-off level: the slope would mean nothing"
     assert slope == pytest.approx(tableau.order, abs=0.15), (errors, slope)
@@ -152,117 +135,40 @@ def test_convergence_order_through_keras(float64, name):
 # ---------------------------------------------------------------------------------------------
 
 
-def least_squares_data(n: int = 16):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 3))
-    y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3 + 0.1 * rng.normal(size=(n, 1))
-    return x, y
-
-
-def numpy_runge_kutta_epoch(w, b, x, y, batch, tableau, h):
+def numpy_runge_kutta_epoch(params, x, y, batch, tableau, h):
     """The reference: the RK step of mean squared error, each batch for every stage."""
     tableau = get_tableau(tableau)
-
-    def gradient(params, xb, yb):
-        w_, b_ = params[:3, None], params[3]
-        residual = xb @ w_ + b_ - yb
-        return np.concatenate([(2 * xb.T @ residual / len(xb)).ravel(), [2 * residual.mean()]])
-
-    params = np.concatenate([w.ravel(), b.ravel()])
     for start in range(0, len(x), batch):
         xb, yb = x[start : start + batch], y[start : start + batch]
         slopes = []
         for i in range(tableau.stages):
             point = params - h * sum(tableau.a[i][j] * slopes[j] for j in range(i))
-            slopes.append(gradient(point, xb, yb))
+            slopes.append(least_squares_gradient(point, xb, yb))
         params = params - h * sum(bi * g for bi, g in zip(tableau.b, slopes, strict=True))
     return params
 
 
 @pytest.mark.parametrize("route", ["clean", "intrusive"])
 def test_every_stage_uses_the_same_mini_batch(float64, route):
+    before, after = least_squares_epoch(RUNGE_KUTTA, route, 0.05, tableau="rk4")
     x, y = least_squares_data()
-    inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(1, name="dense")(inputs)
-    if route == "clean":
-        model = RungeKuttaModel(inputs=inputs, outputs=outputs, tableau="rk4")
-    else:
-        model = keras.Model(inputs, outputs)
-    w0, b0 = (v.numpy().copy() for v in model.get_layer("dense").weights)
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
-    if route == "intrusive":
-        inject_runge_kutta(model, "rk4")
-    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    expected = numpy_runge_kutta_epoch(w0, b0, x, y, 4, "rk4", 0.05)
-    got = np.concatenate([v.numpy().ravel() for v in model.get_layer("dense").weights])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    expected = numpy_runge_kutta_epoch(before, x, y, 4, "rk4", 0.05)
+    np.testing.assert_allclose(after, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("route", ["clean", "intrusive"])
 def test_logs_loss_and_metrics_at_the_start_point(route):
-    model = quadratic_model(route)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1), loss=quadratic_loss, metrics=["mean_absolute_error"]
-    )
-    if route == "intrusive":
-        inject_runge_kutta(model)
-    ones, zeros = np.ones((1, 1)), np.zeros((1, 2))
-    before = model.evaluate(ones, zeros, verbose=0, return_dict=True)
-    history = model.fit(ones, zeros, epochs=1, verbose=0)
-    assert before["loss"] == pytest.approx(0.5 * P0 @ A @ P0, rel=1e-6)
-    assert history.history["loss"][0] == pytest.approx(before["loss"], rel=1e-6)
-    assert history.history["mean_absolute_error"][0] == pytest.approx(
-        before["mean_absolute_error"], rel=1e-6
-    )
-    after = model.evaluate(ones, zeros, verbose=0, return_dict=True)
-    assert after["loss"] < before["loss"] - 10
+    assert_logs_describe_the_start_point(RUNGE_KUTTA, route)
 
 
 def test_euler_tableau_equals_keras_standard_step():
     """One stage, b = (1): the Runge–Kutta step must be Keras's own, bit for bit (momentum too)."""
-    x, y = least_squares_data()
-
-    def train(runge_kutta: bool):
-        course_lib.set_seed(7)
-        inputs = keras.Input((3,))
-        hidden = keras.layers.Dense(8, activation="tanh")(inputs)
-        outputs = keras.layers.Dense(1)(hidden)
-        cls = RungeKuttaModel if runge_kutta else keras.Model
-        kwargs = {"tableau": "euler"} if runge_kutta else {}
-        model = cls(inputs=inputs, outputs=outputs, **kwargs)
-        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
-        history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-        return [v.numpy() for v in model.weights], history.history["loss"]
-
-    (weights_rk, loss_rk), (weights_keras, loss_keras) = train(True), train(False)
-    for got, want in zip(weights_rk, weights_keras, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert loss_rk == loss_keras
-
-
-def bn_model(cls, **kwargs):
-    course_lib.set_seed(3)
-    inputs = keras.Input((3,))
-    hidden = keras.layers.Dense(4, name="features")(inputs)
-    normalized = keras.layers.BatchNormalization(momentum=0.5, name="bn")(hidden)
-    outputs = keras.layers.Dense(1)(normalized)
-    model = cls(inputs=inputs, outputs=outputs, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    return model
+    assert_equals_keras_own_step(RUNGE_KUTTA, tableau="euler")
 
 
 @pytest.mark.parametrize("tableau", ["heun", "rk4"])
 def test_batchnorm_statistics_move_once_per_step_from_the_start_point(tableau):
-    x, y = least_squares_data(8)
-    model = bn_model(RungeKuttaModel, tableau=tableau)
-    features = keras.Model(model.inputs[0], model.get_layer("features").output)(x).numpy()
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    bn = model.get_layer("bn")
-    # One update with momentum 0.5 from (0, 1), using the batch statistics at the start point.
-    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * features.mean(axis=0), atol=1e-6)
-    np.testing.assert_allclose(
-        bn.moving_variance.numpy(), 0.5 + 0.5 * features.var(axis=0), rtol=1e-5
-    )
+    assert_batchnorm_moves_once_from_the_start(RUNGE_KUTTA, tableau=tableau)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +177,7 @@ def test_batchnorm_statistics_move_once_per_step_from_the_start_point(tableau):
 
 
 def test_evaluate_predict_and_callbacks_work():
-    model = quadratic_model("clean")
+    model = quadratic_model(RUNGE_KUTTA, "clean")
     seen = []
     callback = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: seen.append(float(logs["loss"]))
@@ -279,49 +185,50 @@ def test_evaluate_predict_and_callbacks_work():
     fit_steps(model, 3, callbacks=[callback], shuffle=False)
     assert len(seen) == 3 and seen[0] == pytest.approx(0.5 * P0 @ A @ P0, rel=1e-6)
     prediction = model.predict(np.ones((2, 1)), verbose=0)
-    np.testing.assert_allclose(prediction, np.tile(weights_of(model), (2, 1)), rtol=1e-6)
+    np.testing.assert_allclose(prediction, np.tile(p_of(model), (2, 1)), rtol=1e-6)
     loss = model.evaluate(np.ones((1, 1)), np.zeros((1, 2)), verbose=0)
-    p = weights_of(model)
+    p = p_of(model)
     assert loss == pytest.approx(0.5 * p @ A @ p, rel=1e-5)
+
+
+def _load(path):
+    return keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss_for(A)})
 
 
 @pytest.mark.parametrize("route", ["clean", "sequential"])
 def test_save_and_load_keeps_the_method(tmp_path, route):
-    model = quadratic_model(route, "rk4")
+    model = quadratic_model(RUNGE_KUTTA, route, tableau="rk4")
     fit_steps(model, 1)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss})
+    model.save(tmp_path / "model.keras")
+    loaded = _load(tmp_path / "model.keras")
     assert type(loaded) is type(model)
     assert loaded.runge_kutta_tableau == TABLEAUX["rk4"]
-    np.testing.assert_array_equal(weights_of(loaded), weights_of(model))
+    np.testing.assert_array_equal(p_of(loaded), p_of(model))
     fit_steps(model, 2)
     fit_steps(loaded, 2)
-    np.testing.assert_allclose(weights_of(loaded), weights_of(model), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(p_of(loaded), p_of(model), rtol=0, atol=1e-7)
 
 
 def test_save_and_load_a_custom_tableau(tmp_path):
     custom = ButcherTableau(
         name="two_thirds", c=(0.0, 2 / 3), a=((0.0, 0.0), (2 / 3, 0.0)), b=(0.25, 0.75), order=2
     )
-    model = quadratic_model("clean", custom)
-    path = tmp_path / "custom.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, custom_objects={"quadratic_loss": quadratic_loss})
-    assert loaded.runge_kutta_tableau == custom
+    model = quadratic_model(RUNGE_KUTTA, "clean", tableau=custom)
+    model.save(tmp_path / "custom.keras")
+    assert _load(tmp_path / "custom.keras").runge_kutta_tableau == custom
 
 
 def test_recompiling_or_ejecting_undoes_the_injection():
     h = 0.1
-    model = quadratic_model("intrusive", h=h)
+    model = quadratic_model(RUNGE_KUTTA, "intrusive", h=h)
     assert is_runge_kutta_injected(model)
     fit_steps(model, 1)
     heun = (np.eye(2) - h * A + (h * A) @ (h * A) / 2) @ P0
-    np.testing.assert_allclose(weights_of(model), heun, atol=2e-6)
-    model.compile(optimizer=keras.optimizers.SGD(h), loss=quadratic_loss)
+    np.testing.assert_allclose(p_of(model), heun, atol=2e-6)
+    model.compile(optimizer=keras.optimizers.SGD(h), loss=quadratic_loss_for(A))
     assert not is_runge_kutta_injected(model)
     fit_steps(model, 1)
-    np.testing.assert_allclose(weights_of(model), heun - h * A @ heun, atol=2e-6)  # Euler
+    np.testing.assert_allclose(p_of(model), heun - h * A @ heun, atol=2e-6)  # Euler
     inject_runge_kutta(model, "rk4")
     eject_runge_kutta(model)
     assert not is_runge_kutta_injected(model)
@@ -334,19 +241,8 @@ def test_recompiling_or_ejecting_undoes_the_injection():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_inject_needs_a_compiled_model():
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="has no optimizer.*compile"):
-        inject_runge_kutta(model)
-    with pytest.raises(TypeError, match="must be a keras.Model"):
-        inject_runge_kutta("not a model")
-
-
-def test_clean_model_without_compile_says_so():
-    inputs = keras.Input((1,))
-    model = RungeKuttaModel(inputs=inputs, outputs=keras.layers.Dense(2)(inputs))
-    with pytest.raises((ValueError, RuntimeError), match="compile"):
-        model.fit(np.ones((2, 1)), np.zeros((2, 2)), verbose=0)
+def test_models_without_an_optimizer_are_refused():
+    assert_refuses_models_without_an_optimizer(RUNGE_KUTTA)
 
 
 @pytest.mark.parametrize("learning_rate", [0.0, -0.1])
@@ -363,7 +259,7 @@ def test_non_positive_step_size_is_rejected(learning_rate):
 
 
 def test_step_size_set_to_zero_after_compile_is_caught_at_fit():
-    model = quadratic_model("clean")
+    model = quadratic_model(RUNGE_KUTTA, "clean")
     model.optimizer.learning_rate.assign(0.0)
     with pytest.raises(ValueError, match="must be a finite number > 0"):
         fit_steps(model, 1)
@@ -373,9 +269,9 @@ def test_bad_tableaux_are_rejected():
     with pytest.raises(InvalidTableauError, match="not explicit"):
         ButcherTableau(name="implicit", c=(1.0,), a=((1.0,),), b=(1.0,), order=1)
     with pytest.raises(ValueError, match="Valid names"):
-        quadratic_model("clean", "rk45")
+        quadratic_model(RUNGE_KUTTA, "clean", tableau="rk45")
     with pytest.raises(ValueError, match="embedded pair"):
-        quadratic_model("clean", "heun", adaptive=True)
+        quadratic_model(RUNGE_KUTTA, "clean", tableau="heun", adaptive=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,66 +279,23 @@ def test_bad_tableaux_are_rejected():
 # ---------------------------------------------------------------------------------------------
 
 
-def mlp_run(route: str, tableau: str, strategy=None, adaptive=None, callbacks=(), batch_norm=False):
-    """Train a small MLP for 2 epochs of 4 batches; return weights and logged losses.
-
-    The weights are the model's own (layers and BatchNorm statistics), without the adaptive
-    step scale: tests compare that through the logged step sizes.
-    """
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = (x[:, :1] * 2 - x[:, 1:2]).astype("float32")
-    course_lib.set_seed(11)
-    scope = strategy.scope() if strategy is not None else _nullcontext()
-    with scope:
-        inputs = keras.Input((5,))
-        if batch_norm:
-            # Synchronized: plain BatchNormalization normalises each replica's half-batch on its
-            # own under a strategy, a different model from one device (Keras's own step too).
-            hidden = keras.layers.Dense(8)(inputs)
-            hidden = keras.layers.BatchNormalization(synchronized=True)(hidden)
-            hidden = keras.layers.Activation("tanh")(hidden)
-        else:
-            hidden = keras.layers.Dense(8, activation="tanh")(inputs)
-        outputs = keras.layers.Dense(1)(hidden)
-        if route == "clean":
-            model = RungeKuttaModel(
-                inputs=inputs, outputs=outputs, tableau=tableau, adaptive=adaptive
-            )
-        else:
-            model = keras.Model(inputs, outputs)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
-        if route == "intrusive":
-            inject_runge_kutta(model, tableau, adaptive)
-    history = model.fit(
-        x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks)
-    )
-    scale = getattr(model, "runge_kutta_step_scale", None)
-    return [v.numpy() for v in model.weights if v is not scale], history.history
+def _one_tableau_per_stage_count() -> list[str]:
+    """The first tableau (by name) for each number of stages a fixed step evaluates."""
+    chosen: dict[int, str] = {}
+    for name in sorted(TABLEAUX):
+        chosen.setdefault(TABLEAUX[name].stages_needed(), name)
+    return [chosen[stages] for stages in sorted(chosen)]
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
-
-
-# Every tableau through the clean route, and the intrusive route once: the all-reduce of each
-# stage's gradient is the same code for every tableau, but the number of stages is not.
-_STRATEGY_CASES = [("clean", name) for name in sorted(TABLEAUX)] + [("intrusive", "rk4")]
+# The all-reduce of a stage's gradient is the same code for every tableau; what differs is how
+# many stages run and which of them a later trial point needs. The intrusive route once.
+_STRATEGY_CASES = [("clean", name) for name in _one_tableau_per_stage_count()]
+_STRATEGY_CASES.append(("intrusive", "rk4"))
 
 
 @pytest.mark.parametrize(("route", "tableau"), _STRATEGY_CASES)
 def test_mirrored_strategy_equals_one_device(two_cpu_strategy, route, tableau):
-    single_weights, single_logs = mlp_run(route, tableau)
-    keras.backend.clear_session()
-    mirrored_weights, mirrored_logs = mlp_run(route, tableau, two_cpu_strategy)
-    for got, want in zip(mirrored_weights, single_weights, strict=True):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
-    for key in ("loss", "mae"):
-        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=0, atol=1e-6)
+    assert_mirrored_equals_one_device(two_cpu_strategy, RUNGE_KUTTA, route, tableau=tableau)
 
 
 # The adaptive step's accept/reject loop runs in cross-replica context. With these tolerances
@@ -468,15 +321,21 @@ def test_adaptive_mirrored_strategy_equals_one_device(two_cpu_strategy, route, t
     few float32 units in the last place.
     """
     single_log, mirrored_log = StepSizeLog(), StepSizeLog()
-    warns = pytest.warns(UserWarning, match="applied the last try")
-    with warns if adaptive.on_failure == "accept" else _nullcontext():
+    settings = {"tableau": tableau, "adaptive": adaptive}
+
+    def warns():
+        if adaptive.on_failure == "accept":
+            return pytest.warns(UserWarning, match="applied the last try")
+        return contextlib.nullcontext()
+
+    with warns():
         single_weights, single_logs = mlp_run(
-            route, tableau, adaptive=adaptive, callbacks=[single_log]
+            RUNGE_KUTTA, route, callbacks=[single_log], **settings
         )
     keras.backend.clear_session()
-    with warns if adaptive.on_failure == "accept" else _nullcontext():
+    with warns():
         mirrored_weights, mirrored_logs = mlp_run(
-            route, tableau, two_cpu_strategy, adaptive=adaptive, callbacks=[mirrored_log]
+            RUNGE_KUTTA, route, two_cpu_strategy, callbacks=[mirrored_log], **settings
         )
     assert mirrored_log.rejections == single_log.rejections
     if adaptive.max_rejections > 0:
@@ -494,12 +353,13 @@ def test_synchronized_batchnorm_under_mirrored_strategy_equals_one_device(
 ):
     """BatchNorm's all-reduce runs inside every stage (and inside the adaptive retry loop)."""
     single_log, mirrored_log = StepSizeLog(), StepSizeLog()
+    settings = {"tableau": "dormand_prince", "adaptive": adaptive, "batch_norm": True}
     logs = [] if adaptive is None else [single_log]
-    single_weights, _ = mlp_run("clean", "dormand_prince", None, adaptive, logs, batch_norm=True)
+    single_weights, _ = mlp_run(RUNGE_KUTTA, "clean", callbacks=logs, **settings)
     keras.backend.clear_session()
     logs = [] if adaptive is None else [mirrored_log]
     mirrored_weights, _ = mlp_run(
-        "clean", "dormand_prince", two_cpu_strategy, adaptive, logs, batch_norm=True
+        RUNGE_KUTTA, "clean", two_cpu_strategy, callbacks=logs, **settings
     )
     assert mirrored_log.rejections == single_log.rejections
     if adaptive is not None:

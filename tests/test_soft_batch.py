@@ -1,4 +1,4 @@
-"""SoftBatch (course_lib.soft_batch, notebook 03): the seven properties of issue 4.
+"""SoftBatch (course_lib.soft_batch, notebook 03): each guarantee its docstring lists; clear errors.
 
 Each training comparison uses a tiny MLP on fixed random data without shuffling, so the only
 difference between two runs is how the gradients are grouped.
