@@ -15,51 +15,49 @@ def _not_implemented(*args):
     raise NotImplementedError
 
 
-def test_paired_interval_solution_is_scipys_paired_t_interval():
-    method, control = nb06.interval_problem()
-    seeds = sorted(set(method) & set(control))
-    assert len(seeds) == 6 and list(method) != seeds  # unordered, and one seed is unpaired
-    differences = [method[s] - control[s] for s in seeds]
-    low, high = stats.t.interval(
-        0.95, len(seeds) - 1, loc=np.mean(differences), scale=stats.sem(differences)
-    )
-    mean, half = nb06.paired_interval_solution(method, control)
-    assert (mean - half, mean + half) == (pytest.approx(low), pytest.approx(high))
+def test_seeds_needed_solution_is_the_first_n_whose_half_width_is_below_delta():
+    for pilot, delta in nb06.SEEDS_CASES:
+        n = nb06.seeds_needed_solution(pilot, delta)
+        sd = np.std(pilot, ddof=1)
 
+        def half(k, sd=sd):
+            return stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k)
 
-def test_paired_interval_checks():
-    check = nb06.paired_interval.check
-    assert check(nb06.paired_interval_solution).correct
-
-    def unpaired(method, control):
-        seeds = sorted(set(method) & set(control))
-        a, b = [method[s] for s in seeds], [control[s] for s in seeds]
-        n = len(seeds)
-        half = stats.t.ppf(0.975, 2 * n - 2) * math.sqrt(
-            np.var(a, ddof=1) / n + np.var(b, ddof=1) / n
+        assert half(n) < delta and (n == 2 or half(n - 1) >= delta)
+        # Differences with exactly that spread over n seeds resolve an effect of size δ.
+        differences = np.linspace(-1, 1, n)
+        differences = delta * 1.01 + differences / np.std(differences, ddof=1) * sd
+        low, _ = stats.t.interval(
+            0.95, n - 1, loc=np.mean(differences), scale=stats.sem(differences)
         )
-        return np.mean(a) - np.mean(b), half
+        assert low > 0
 
-    def normal_factor(method, control):
-        mean, half = nb06.paired_interval_solution(method, control)
-        n = len(set(method) & set(control))
-        return mean, half / stats.t.ppf(0.975, n - 1) * 1.96
 
-    def by_position(method, control):
-        differences = [a - b for a, b in zip(method.values(), control.values(), strict=False)]
-        return np.mean(differences), 0.01
+def test_seeds_needed_checks():
+    check = nb06.seeds_needed.check
+    assert check(nb06.seeds_needed_solution).correct
 
-    def reversed_sign(method, control):
-        return nb06.paired_interval_solution(control, method)
+    def normal_factor(pilot, delta):
+        return math.ceil((1.96 * np.std(pilot, ddof=1) / delta) ** 2)
 
-    result = check(unpaired)
-    assert result.status == "incorrect" and "independent" in result.message
+    def pilots_degrees_of_freedom(pilot, delta):
+        factor = stats.t.ppf(0.975, len(pilot) - 1)
+        return math.ceil((factor * np.std(pilot, ddof=1) / delta) ** 2)
+
+    def last_n_still_too_wide(pilot, delta):
+        return nb06.seeds_needed_solution(pilot, delta) - 1
+
+    def as_float(pilot, delta):
+        return float(nb06.seeds_needed_solution(pilot, delta))
+
     result = check(normal_factor)
     assert result.status == "incorrect" and "Student's t" in result.message
-    result = check(by_position)
-    assert result.status == "incorrect" and "by seed" in result.message
-    result = check(reversed_sign)
-    assert result.status == "incorrect" and "method − control" in result.message
+    result = check(pilots_degrees_of_freedom)
+    assert result.status == "incorrect" and "the study you plan" in result.message
+    result = check(last_n_still_too_wide)
+    assert result.status == "incorrect" and "first n" in result.message
+    result = check(as_float)
+    assert result.status == "incorrect" and "whole number" in result.message
     assert check(_not_implemented).status == "not attempted"
     assert check(None).status == "not attempted"
 

@@ -1,7 +1,8 @@
 """Self-checks for the exercises of notebook 06 (do Runge–Kutta optimizers overfit?).
 
-* :data:`paired_interval`: the mean of per-seed differences and the half-width of its 95 % t
-  interval, pairing runs by seed.
+* :data:`seeds_needed` (transfer): plan a study with the paired interval the lesson builds: how
+  many seeds make the 95 % half-width smaller than the meaningful effect δ, given a pilot's
+  per-seed differences.
 * :data:`momentum_effect` (transfer): the controls' idea on another optimizer. Heavy-ball
   momentum also changes two things at once, the method and the effective step size; the learner
   picks the SGD run that has the same effective step and compares seed by seed.
@@ -21,15 +22,16 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 
 
-def paired_interval_solution(method: dict[int, float], control: dict[int, float]) -> tuple:
-    """Mean of method − control over the seeds both have, and the 95 % t half-width."""
+def seeds_needed_solution(pilot: list[float], delta: float) -> int:
+    """The fewest seeds n ≥ 2 whose 95 % half-width t(0.975, n − 1)·s/√n is below ``delta``,
+    with s the sample standard deviation of the pilot's per-seed differences."""
     from scipy import stats
 
-    seeds = sorted(set(method) & set(control))
-    differences = np.array([method[s] - control[s] for s in seeds])
-    sd = differences.std(ddof=1)  # the spread of the differences, not of each method
-    half_width = stats.t.ppf(0.975, len(seeds) - 1) * sd / math.sqrt(len(seeds))
-    return float(differences.mean()), float(half_width)
+    sd = float(np.std(pilot, ddof=1))
+    n = 2
+    while stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) >= delta:
+        n += 1
+    return n
 
 
 def momentum_effect_solution(runs: list[dict], learning_rate: float, momentum: float) -> float:
@@ -62,12 +64,13 @@ def _seed_gaps(seeds: list[int], offset: float, rng: np.random.Generator) -> dic
     return {s: shared[s] + offset + 0.002 * rng.standard_normal() for s in seeds}
 
 
-def interval_problem() -> tuple[dict[int, float], dict[int, float]]:
-    """Method and control gaps by seed: seed order differs, and one seed has no control run."""
-    rng = np.random.default_rng(6)
-    control = _seed_gaps([4, 1, 7, 2, 9, 5], 0.0, rng)
-    method = _seed_gaps([7, 3, 2, 9, 4, 1, 5], 0.004, rng)
-    return method, control
+#: Pilots the seeds check plans from: (per-seed differences, δ). The first is the live study's
+#: size of problem (5 seeds, a half-width near δ); the others need few and many seeds.
+SEEDS_CASES = (
+    ([0.004, -0.006, 0.011, 0.002, -0.003], 0.0072),
+    ([0.021, 0.034, 0.018, 0.029], 0.02),
+    ([0.0012, -0.0031, 0.0024, 0.0005, -0.0018, 0.0027], 0.001),
+)
 
 
 def momentum_runs(learning_rate: float, momentum: float) -> list[dict[str, Any]]:
@@ -106,53 +109,38 @@ MOMENTUM_CASES = ((0.01, 0.9), (0.02, 0.5))
 # --------------------------------------------------------------------------------------------
 
 
-def _pair(result: Any) -> tuple[float, float]:
-    if not isinstance(result, tuple | list) or len(result) != 2:
-        raise Incorrect("return a pair (mean difference, half-width of the 95 % interval).")
-    return float(result[0]), float(result[1])
-
-
-def _check_paired_interval(answer: Any) -> str:
+def _check_seeds_needed(answer: Any) -> str:
     from scipy import stats
 
     if not callable(answer):
         raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
-    method, control = interval_problem()
-    mean, half = _pair(answer(dict(method), dict(control)))
-    want_mean, want_half = paired_interval_solution(method, control)
-    seeds = sorted(set(method) & set(control))
-    if not math.isclose(mean, want_mean, rel_tol=1e-9, abs_tol=1e-12):
-        pairs = zip(method.values(), control.values(), strict=False)  # as a zip of lists would
-        by_position = np.mean([a - b for a, b in pairs])
-        if math.isclose(mean, by_position, rel_tol=1e-9):
-            raise Incorrect("you paired the runs by their position; pair them by seed.")
-        if math.isclose(mean, -want_mean, rel_tol=1e-9):
-            raise Incorrect("the difference is method − control, not control − method.")
-        raise Incorrect(
-            f"the mean difference should be {want_mean:.5f} (over the {len(seeds)} seeds both "
-            f"have), got {mean:.5f}."
-        )
-    differences = np.array([method[s] - control[s] for s in seeds])
-    n = len(seeds)
-    slips = {
-        "the interval of paired runs comes from the spread of their differences; you used the "
-        "spreads of the two methods, as if the runs were independent": stats.t.ppf(0.975, 2 * n - 2)
-        * math.sqrt(
-            np.var([method[s] for s in seeds], ddof=1) / n
-            + np.var([control[s] for s in seeds], ddof=1) / n
-        ),
-        "with a handful of seeds the 95 % factor is Student's t with n − 1 degrees of freedom, "
-        "not the normal 1.96": 1.96 * differences.std(ddof=1) / math.sqrt(n),
-        "use the sample standard deviation (ddof=1)": stats.t.ppf(0.975, n - 1)
-        * differences.std(ddof=0)
-        / math.sqrt(n),
-    }
-    for message, value in slips.items():
-        if math.isclose(half, value, rel_tol=1e-6):
-            raise Incorrect(message + ".")
-    if not math.isclose(half, want_half, rel_tol=1e-6):
-        raise Incorrect(f"the half-width should be {want_half:.5f}, got {half:.5f}.")
-    return f"mean {mean:+.4f} ± {half:.4f}: the interval of paired differences."
+    for pilot, delta in SEEDS_CASES:
+        got = answer(list(pilot), delta)
+        if isinstance(got, bool) or not isinstance(got, int | np.integer):
+            raise Incorrect(f"return a whole number of seeds, got {got!r}.")
+        want = seeds_needed_solution(pilot, delta)
+        if got == want:
+            continue
+        sd, pilot_n = float(np.std(pilot, ddof=1)), len(pilot)
+        normal = math.ceil((1.96 * sd / delta) ** 2)
+        if got == normal and got < want:
+            raise Incorrect(
+                "with a handful of seeds the 95 % factor is Student's t with n − 1 degrees of "
+                "freedom, not the normal 1.96: it is larger, so you need more seeds."
+            )
+        pilot_t = math.ceil((stats.t.ppf(0.975, pilot_n - 1) * sd / delta) ** 2)
+        if got == pilot_t and got != want:
+            raise Incorrect(
+                "the factor t(0.975, n − 1) belongs to the study you plan, with n seeds, not to "
+                f"the pilot's {pilot_n}: it shrinks as n grows."
+            )
+        if got == want - 1:
+            raise Incorrect(
+                f"with {got} seeds the half-width is still at least δ = {delta}: return the "
+                "first n where it is below."
+            )
+        raise Incorrect(f"for δ = {delta} and this pilot, {want} seeds are needed; you gave {got}.")
+    return "your plans match: the t factor of the planned study, the pilot's spread, below δ."
 
 
 def _check_momentum_effect(answer: Any) -> str:
@@ -194,15 +182,15 @@ def _effect_against(runs: list[dict], learning_rate: float, momentum: float, rat
     return float(np.mean([treated[s] - control[s] for s in seeds]))
 
 
-paired_interval = Exercise(
-    title="The 95 % interval of a paired comparison",
-    checker=_check_paired_interval,
+seeds_needed = Exercise(
+    title="How many seeds a comparison needs",
+    checker=_check_seeds_needed,
     hint=(
-        "Keep only the seeds both dictionaries have and work with their differences from then "
-        "on: one list of numbers, its mean, its sample standard deviation. Which distribution "
-        "gives the 95 % factor for so few numbers (scipy.stats)?"
+        "The half-width of section 3 depends on n twice: through √n and through the t factor's "
+        "degrees of freedom. Take the pilot's sample standard deviation once, then try n = 2, "
+        "3, ... until the half-width drops below δ (scipy.stats.t.ppf)."
     ),
-    solution=paired_interval_solution,
+    solution=seeds_needed_solution,
 )
 
 momentum_effect = Exercise(
@@ -217,4 +205,4 @@ momentum_effect = Exercise(
     solution=momentum_effect_solution,
 )
 
-__all__ = ["momentum_effect", "paired_interval"]
+__all__ = ["momentum_effect", "seeds_needed"]
