@@ -44,7 +44,10 @@ def plot_trajectories(
         points = np.asarray(points)
         style = {"lw": 2} if "exact" in label else {"marker": "o", "ms": 3, "lw": 1}
         ax.plot(points[:, 0], points[:, 1], label=label, **style)
-    ax.plot(*landscape.minimum, marker="*", color="black", ms=10, ls="none", label="minimum")
+    (x_min, x_max, y_min, y_max), (x_star, y_star) = bounds, landscape.minimum
+    if x_min <= x_star <= x_max and y_min <= y_star <= y_max:
+        # Outside a zoomed frame the star would be invisible but still listed in the legend.
+        ax.plot(x_star, y_star, marker="*", color="black", ms=10, ls="none", label="minimum")
     ax.set_xlim(bounds[0], bounds[1])
     ax.set_ylim(bounds[2], bounds[3])
     ax.set_xlabel("$p_1$")

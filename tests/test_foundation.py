@@ -104,6 +104,15 @@ def test_plot_trajectories_labels_everything():
         plot_trajectories(bowl, {"bad": np.zeros((3, 3))})
 
 
+def test_plot_trajectories_marks_the_minimum_only_inside_the_frame():
+    bowl = Quadratic.diagonal()
+    path = {"SGD": gradient_descent(bowl, [-5.0, -2.0], 0.1, 10)}
+    legend = lambda ax: [t.get_text() for t in ax.get_legend().get_texts()]  # noqa: E731
+    assert "minimum" in legend(plot_trajectories(bowl, path))
+    assert "minimum" not in legend(plot_trajectories(bowl, path, bounds=(-6.0, -1.0, -3.0, -1.0)))
+    plt.close("all")
+
+
 def test_check_contract_has_three_outcomes_and_never_raises():
     def checker(answer):
         if answer != 42:
