@@ -49,7 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import keras
-import tensorflow as tf
+
+if keras.backend.backend() == "tensorflow":
+    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
+    import tensorflow as tf
 
 __all__ = [
     "Batch",

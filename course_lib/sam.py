@@ -59,8 +59,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
+
+if keras.backend.backend() == "tensorflow":
+    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
+    import tensorflow as tf
 
 __all__ = [
     "NORM_EPSILON",
