@@ -371,15 +371,27 @@ def step_logs(outcome: StepOutcome, step_size: Any) -> dict[str, Any]:
 
 
 def enforce_failure_policy(
-    train_function: Callable[[Any], dict], settings: AdaptiveStepSize
-) -> Callable[[Any], dict]:
-    """Wrap a train function so that a step that used up its retries raises or warns."""
+    train_function: Callable[..., Any],
+    settings: AdaptiveStepSize,
+    keep_state: Callable[[Any], None] | None = None,
+) -> Callable[..., Any]:
+    """Wrap a train function so that a step that used up its retries raises or warns.
 
-    def function(iterator):
-        logs = dict(train_function(iterator))
+    TensorFlow's train function maps an iterator to the logs. JAX's maps ``(state, iterator)``
+    to ``(logs, state)``: the new state lives outside the model until ``fit`` writes it back,
+    so before raising, ``keep_state(state)`` hands the failed step's state (the weights at its
+    start) to the model.
+    """
+
+    def function(*args):
+        result = train_function(*args)
+        stateless = isinstance(result, tuple)
+        logs, state = (dict(result[0]), result[1]) if stateless else (dict(result), None)
         if float(logs.pop(FAILED_LOG)) > 0:
+            if stateless and keep_state is not None:
+                keep_state(state)
             _fail(logs, settings)
-        return logs
+        return (logs, state) if stateless else logs
 
     return function
 

@@ -18,7 +18,9 @@ import keras
 __all__ = [
     "PRIVATE_APIS",
     "built_variables",
+    "JAX_PRIVATE_APIS",
     "check_variables_are_known",
+    "hand_state_to_fit",
     "make_train_function",
     "micro_step_counter",
     "variable_index",
@@ -49,6 +51,23 @@ PRIVATE_APIS: dict[str, str] = {
         "aggregation, exactly as the inner optimizer would"
     ),
 }
+
+
+#: Private APIs of one backend's trainer only, checked by that backend's tests.
+JAX_PRIVATE_APIS: dict[str, str] = {
+    "JAXTrainer._jax_state": (
+        "the state fit writes back into the model's variables when it stops; a step that "
+        "raises (the adaptive step's failure policy) hands fit its last state there, since the "
+        "previous state was donated to the step and is gone"
+    ),
+}
+
+
+def hand_state_to_fit(model: keras.Model, state: Sequence[Any]) -> None:
+    """Make JAX's ``fit`` write ``state`` (trainable, non-trainable, optimizer, metric values)
+    back into ``model``'s variables when it stops, as it does after a completed step."""
+    names = ("trainable_variables", "non_trainable_variables", "optimizer_variables")
+    model._jax_state = dict(zip((*names, "metrics_variables"), state, strict=True))
 
 
 def make_train_function(model: keras.Model, step: Callable[[Any], dict]) -> Callable:

@@ -29,6 +29,12 @@ Under ``tf.distribute.MirroredStrategy`` each replica's gradient is its share of
 rule builds trial points from the whole batch's gradient (``distribution.sum_replicas``) and
 hands the optimizer this replica's share of the direction, which the optimizer sums.
 
+On Keras's JAX backend the trainer calls a *stateless* ``train_step(state, data)``: the same
+skeleton is a pure function there (:mod:`course_lib.jax_training_step`), and each method supplies
+the same rule written on values (:meth:`StepConfig.stateless_direction_rule`). The mixin's
+``train_step`` and :func:`inject` choose by ``keras.backend.backend()``; the TensorFlow code
+below is unchanged by it.
+
 The idea of taking over the training step comes from Su Jianlin, "Keras之小众需求:自定义优化器"
 (kexue.fm, 2018), which built Keras 2's ``model.train_function`` by hand.
 """
@@ -43,7 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import keras
-import tensorflow as tf
+
+if keras.backend.backend() == "tensorflow":
+    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
+    import tensorflow as tf
 
 __all__ = [
     "Batch",
@@ -207,6 +216,16 @@ class StepConfig:
     def direction_rule(self) -> DirectionRule:
         raise NotImplementedError
 
+    def stateless_direction_rule(self) -> Callable[[Any, StepStart], Any]:
+        """The same rule as a pure function of the state, for Keras's JAX trainer.
+
+        See :mod:`course_lib.jax_training_step`; the rule returns a ``StatelessDirection``.
+        """
+        raise NotImplementedError
+
+    def check_stateless_route(self, intrusive: bool, where: str) -> None:
+        """Raise a clear error if the method cannot run this way on JAX (before ``fit``)."""
+
     def own_variables(self) -> list:
         """Non-trainable variables of the method that the passes must not put back."""
         return []
@@ -214,8 +233,8 @@ class StepConfig:
     def check_model(self, model: keras.Model, where: str) -> None:
         """Raise a clear error if ``model`` cannot be trained this way (called before ``fit``)."""
 
-    def finish_train_function(self, function: Callable[[Any], dict]) -> Callable[[Any], dict]:
-        """Wrap the train function on the Python side (the adaptive step's failure policy)."""
+    def finish_train_function(self, function: Callable, model: keras.Model) -> Callable:
+        """Wrap ``model``'s train function on the Python side (the adaptive failure policy)."""
         return function
 
     def to_config(self) -> dict[str, Any]:
@@ -288,8 +307,21 @@ class MultiGradientTrainStep:
     def _configure_step(self, **settings: Any) -> None:
         self.step_config = self._step_config_for(**settings)
 
-    def train_step(self, data: Any) -> dict[str, Any]:
+    def train_step(self, *args: Any) -> Any:
+        """TensorFlow: ``train_step(data) -> logs``.
+
+        JAX: ``train_step(state, data) -> (logs, state)``, the stateless step of
+        :mod:`course_lib.jax_training_step`.
+        """
         config = self.step_config
+        if keras.backend.backend() == "jax":
+            from course_lib.jax_training_step import stateless_multi_gradient_step
+
+            state, data = args
+            return stateless_multi_gradient_step(
+                self, state, data, config.stateless_direction_rule()
+            )
+        (data,) = args
         return multi_gradient_train_step(
             self, data, config.direction_rule(), config.own_variables()
         )
@@ -297,9 +329,12 @@ class MultiGradientTrainStep:
     def make_train_function(self, force: bool = False):
         if self.train_function is not None and not force:
             return self.train_function
-        _check_model(self, self.step_method, self.step_config, f"{type(self).__name__}.fit")
+        where = f"{type(self).__name__}.fit"
+        _check_model(self, self.step_method, self.step_config, where)
+        if keras.backend.backend() == "jax":
+            self.step_config.check_stateless_route(intrusive=False, where=where)
         super().make_train_function(force=True)
-        self.train_function = self.step_config.finish_train_function(self.train_function)
+        self.train_function = self.step_config.finish_train_function(self.train_function, self)
         return self.train_function
 
     def get_config(self) -> dict[str, Any]:
@@ -342,15 +377,22 @@ def inject(model: Any, method: StepMethod, config: StepConfig, where: str) -> ke
             "injecting."
         )
     _check_model(model, method, config, where)
-    rule, own = config.direction_rule(), config.own_variables()
+    if keras.backend.backend() == "jax":
+        from course_lib import jax_training_step
 
-    def step(data: Any) -> dict[str, Any]:
-        return multi_gradient_train_step(model, data, rule, own)
+        config.check_stateless_route(intrusive=True, where=where)
+        built = jax_training_step.make_train_function(model, config.stateless_direction_rule())
+    else:
+        rule, own = config.direction_rule(), config.own_variables()
 
-    function = config.finish_train_function(make_train_function(model, step))
+        def step(data: Any) -> dict[str, Any]:
+            return multi_gradient_train_step(model, data, rule, own)
 
-    def train_function(iterator):
-        return function(iterator)
+        built = make_train_function(model, step)
+    function = config.finish_train_function(built, model)
+
+    def train_function(*args):
+        return function(*args)
 
     setattr(train_function, method.tag, config)
     model.train_function = train_function

@@ -20,6 +20,11 @@ h = learning_rate × scale, the same stages give the error estimate h·Σ_i (b_i
 :func:`course_lib.adaptive.controlled_step` accepts the step or retries it on the same batch with
 a smaller h. The logs gain ``step_size``, ``rejections`` and ``error_norm``.
 
+On Keras's JAX backend the same stages run as pure functions of the training state
+(:func:`stateless_fixed_step_direction`, :func:`stateless_adaptive_direction`, driven by
+:mod:`course_lib.jax_training_step`); the adaptive controller's retry loop is then one
+``jax.lax.while_loop`` in the compiled step and needs JAX's x64 mode (its decisions are float64).
+
 Two ways in: :class:`RungeKuttaModel` and :class:`RungeKuttaSequential` (saved with their tableau
 and adaptive settings), or :func:`inject_runge_kutta` on a compiled standard model, the Keras 3
 heir of the ``inject(model)`` in Su Jianlin's "Keras之小众需求:自定义优化器" (kexue.fm, 2018).
@@ -30,10 +35,13 @@ from __future__ import annotations
 from course_lib.adaptive import (
     AdaptiveStepSize,
     ControlledMethod,
+    StepOutcome,
     as_adaptive,
     controlled_step,
     enforce_failure_policy,
     error_norm,
+    growth_factor,
+    retry_until_accepted,
     step_logs,
 )
 from course_lib.distribution import replicas_in_sync, sum_replicas
@@ -58,7 +66,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+if keras.backend.backend() == "tensorflow":
+    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
+    import tensorflow as tf
 
 __all__ = [
     "RungeKuttaConfig",
@@ -69,6 +81,8 @@ __all__ = [
     "inject_runge_kutta",
     "is_runge_kutta_injected",
     "runge_kutta_train_step",
+    "stateless_adaptive_direction",
+    "stateless_fixed_step_direction",
 ]
 
 
@@ -223,6 +237,91 @@ def adaptive_direction(trial: TrialPoints, start: StepStart, config: RungeKuttaC
 
 
 # --------------------------------------------------------------------------------------------
+# The same rules on JAX: pure functions of the state (course_lib.jax_training_step)
+# --------------------------------------------------------------------------------------------
+
+
+def _combination(weights: Sequence[float], stage_gradients: Sequence[list], index: int, dtype):
+    """Σ_j w_j·g_j[index] in ``dtype`` over the stages with w_j ≠ 0 (zeros if none).
+
+    On JAX every variable has a gradient (zeros where the loss does not depend on it).
+    """
+    total = None
+    for weight, gradients in zip(weights, stage_gradients, strict=False):
+        if weight != 0.0:
+            term = ops.cast(weight, dtype) * ops.cast(gradients[index], dtype)
+            total = term if total is None else total + term
+    return ops.zeros_like(stage_gradients[0][index], dtype) if total is None else total
+
+
+def _stateless_stages(trial: Any, start: StepStart, tableau: ButcherTableau, count: int, step):
+    """Every stage's gradient for step size ``step``: g_i = ∇L(p − step·Σ_{j<i} a_ij·g_j)."""
+    stages = [start.gradients]
+    for i in range(1, count):
+        row = tableau.a[i][:i]
+        point = [
+            p - ops.cast(step, p.dtype) * _combination(row, stages, k, p.dtype)
+            for k, p in enumerate(start.weights)
+        ]
+        stages.append(trial.gradients_at(start, point))
+    return stages
+
+
+def stateless_fixed_step_direction(trial: Any, start: StepStart, tableau: ButcherTableau) -> Any:
+    """The fixed step's rule on JAX: Σ_i b_i·g_i, with h the state's learning rate."""
+    from course_lib.jax_training_step import StatelessDirection
+
+    stages = _stateless_stages(trial, start, tableau, tableau.stages_needed(), trial.learning_rate)
+    return StatelessDirection(
+        [_combination(tableau.b, stages, k, p.dtype) for k, p in enumerate(start.weights)]
+    )
+
+
+def _stateless_try(trial: Any, start: StepStart, config: RungeKuttaConfig, scale: Any):
+    """One try with h = rate·scale: its error norm and its stages' gradients (the payload)."""
+    tableau = config.tableau
+    step = ops.cast(trial.learning_rate, "float64") * scale
+    stages = _stateless_stages(trial, start, tableau, tableau.stages_needed(adaptive=True), step)
+    new, error = [], []
+    for index, value in enumerate(start.weights):
+        combined = _combination(tableau.b, stages, index, "float64")
+        new.append(ops.cast(ops.cast(value, "float64") - step * combined, value.dtype))
+        error.append(step * _combination(tableau.error_weights, stages, index, "float64"))
+    return error_norm(start.weights, new, error, config.adaptive), stages
+
+
+def stateless_adaptive_direction(trial: Any, start: StepStart, config: RungeKuttaConfig) -> Any:
+    """The adaptive step's rule on JAX: the controller's retry loop as one ``while_loop``.
+
+    The same controller functions as on TensorFlow; the accepted try's direction
+    Σ_i b_i·g_i·scale goes to the optimizer (with ``SGD(lr)`` that is h·Σ_i b_i·g_i), applied
+    only if the policy takes it, and the scale for the next batch is a new value of its variable.
+    """
+    from course_lib.jax_training_step import StatelessDirection
+
+    tableau, settings = config.tableau, config.adaptive
+    exponent = settings.exponent(tableau.order, tableau.embedded_order)
+    scale = trial.value_of(config.scale)
+    zeros = [[ops.zeros_like(g) for g in start.gradients]] * tableau.stages_needed(adaptive=True)
+    last = retry_until_accepted(
+        functools.partial(_stateless_try, trial, start, config), scale, zeros, settings, exponent
+    )
+    rejections = last.tries - 1
+    grow = growth_factor(last.norm, rejections > 0, settings, exponent)
+    applied = ops.isfinite(last.norm) if settings.on_failure == "accept" else last.accepted
+    gradients = [
+        _combination(tableau.b, last.payload, k, p.dtype) * ops.cast(last.scale, p.dtype)
+        for k, p in enumerate(start.weights)
+    ]
+    outcome = StepOutcome(rejections, last.scale, last.accepted, last.norm)
+    new_scale = ops.where(applied, last.scale * grow, scale)
+    rate = ops.cast(trial.learning_rate, "float64")
+    return StatelessDirection(
+        gradients, step_logs(outcome, rate * last.scale), applied, [(config.scale, new_scale)]
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The settings
 # --------------------------------------------------------------------------------------------
 
@@ -262,6 +361,22 @@ class RungeKuttaConfig(StepConfig):
             )
         return functools.partial(adaptive_direction, config=self)
 
+    def stateless_direction_rule(self) -> Callable[[Any, StepStart], Any]:
+        if self.adaptive is None:
+            return functools.partial(stateless_fixed_step_direction, tableau=self.tableau)
+        return functools.partial(stateless_adaptive_direction, config=self)
+
+    def check_stateless_route(self, intrusive: bool, where: str) -> None:
+        """On JAX, an adaptive step needs its scale in the model's state: the clean route."""
+        if self.adaptive is not None and intrusive:
+            raise ValueError(
+                f"{where}: an adaptive Runge–Kutta step cannot be injected on the JAX backend: "
+                "Keras's JAX trainer hands the step only the model's and the optimizer's "
+                "variables, and the step-size scale of an injected step lives outside the model. "
+                "Use RungeKuttaModel or RungeKuttaSequential (the scale is one of their weights), "
+                "or inject a fixed step (adaptive=None)."
+            )
+
     def own_variables(self) -> list:
         return [] if self.scale is None else [self.scale]
 
@@ -278,10 +393,15 @@ class RungeKuttaConfig(StepConfig):
                 "keras.optimizers.SGD(learning_rate=0.1)."
             )
 
-    def finish_train_function(self, function: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    def finish_train_function(self, function: Callable, model: keras.Model) -> Callable:
         if self.adaptive is None:
             return function
-        return enforce_failure_policy(function, self.adaptive)
+        keep_state = None
+        if not _on_tensorflow():
+            from course_lib.jax_training_step import keep_state_of_failed_step
+
+            keep_state = functools.partial(keep_state_of_failed_step, model)
+        return enforce_failure_policy(function, self.adaptive, keep_state)
 
     def to_config(self) -> dict[str, Any]:
         named = TABLEAUX.get(self.tableau.name)
@@ -297,6 +417,25 @@ def _step_scale(owner: keras.Model | None = None) -> keras.Variable:
     if owner is None:
         return keras.Variable(1.0, name="runge_kutta_step_scale", **settings)
     return owner.add_weight((), initializer="ones", name="runge_kutta_step_scale", **settings)
+
+
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
+def _require_float64_controller(where: str) -> None:
+    """The controller decides in float64; JAX has float64 only in its x64 mode."""
+    if _on_tensorflow():
+        return
+    import jax
+
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{where}: the adaptive step's controller takes its accept/reject decisions in "
+            "float64 (float32 round-off would move them), and JAX computes in float32 unless "
+            "its x64 mode is on. Set JAX_ENABLE_X64=1 before JAX is imported (or call "
+            "jax.config.update('jax_enable_x64', True) first); the model itself may stay float32."
+        )
 
 
 RUNGE_KUTTA = StepMethod(
@@ -344,6 +483,8 @@ class RungeKuttaTrainStep(MultiGradientTrainStep):
         adaptive: AdaptiveStepSize | bool | dict | None = None,
     ) -> RungeKuttaConfig:
         tableau, adaptive = _resolve(tableau, adaptive)
+        if adaptive is not None:
+            _require_float64_controller(type(self).__name__)
         return RungeKuttaConfig(tableau, adaptive, None if adaptive is None else _step_scale(self))
 
     @property
@@ -419,7 +560,7 @@ def inject_runge_kutta(
     """
     tableau, adaptive = _resolve(tableau, adaptive)
     scale = None
-    if adaptive is not None and isinstance(model, keras.Model):
+    if adaptive is not None and isinstance(model, keras.Model) and _on_tensorflow():
         with model.distribute_strategy.scope():
             scale = _step_scale()
     config = RungeKuttaConfig(tableau, adaptive, scale)

@@ -24,6 +24,9 @@ as Heun and Runge–Kutta do in notebooks 04–05, with the same machinery
 * **MirroredStrategy equals one device**: g is all-reduced before p̂ is built (each replica holds
   only part of the batch), and ĝ goes to the optimizer per replica, which sums it as usual.
 
+On Keras's JAX backend :func:`stateless_sam_direction` builds the same p̂ from values, for the
+stateless step of :mod:`course_lib.jax_training_step`.
+
 Keras 3 ships no SAM (the legacy tf-keras has
 ``keras.models.experimental.SharpnessAwareMinimization``).
 The denominator is ‖g‖ + 1e-12, as in the paper's code, so a zero gradient gives p̂ = p.
@@ -56,7 +59,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+if keras.backend.backend() == "tensorflow":
+    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
+    import tensorflow as tf
 
 __all__ = [
     "NORM_EPSILON",
@@ -70,6 +77,7 @@ __all__ = [
     "sam_direction",
     "sam_perturbation",
     "sam_train_step",
+    "stateless_sam_direction",
 ]
 
 #: Added to ‖g‖ so that a zero gradient does not divide by zero (the value of the paper's code).
@@ -102,6 +110,23 @@ def sam_direction(trial: TrialPoints, start: StepStart, rho: float) -> Direction
     return Direction(trial.gradients_at(start, point))
 
 
+def stateless_sam_direction(trial: Any, start: StepStart, rho: float) -> Any:
+    """SAM's rule on JAX (:mod:`course_lib.jax_training_step`): the same point p̂, pure values.
+
+    ``trial`` is a ``StatelessTrialPoints``; the gradient at p is already the whole batch's.
+    """
+    from course_lib.jax_training_step import StatelessDirection
+
+    gradients = start.gradients
+    dtype = gradients[0].dtype
+    squares = [ops.sum(ops.square(ops.cast(g, dtype))) for g in gradients]
+    scale = rho / (ops.sqrt(functools.reduce(ops.add, squares)) + ops.cast(NORM_EPSILON, dtype))
+    point = [
+        p + ops.cast(scale, g.dtype) * g for p, g in zip(start.weights, gradients, strict=True)
+    ]
+    return StatelessDirection(trial.gradients_at(start, point))
+
+
 @dataclass(frozen=True)
 class SAMConfig(StepConfig):
     """SAM's one setting: ρ, the radius of the neighbourhood (checked: a finite number ≥ 0)."""
@@ -120,6 +145,9 @@ class SAMConfig(StepConfig):
 
     def direction_rule(self):
         return functools.partial(sam_direction, rho=self.rho)
+
+    def stateless_direction_rule(self):
+        return functools.partial(stateless_sam_direction, rho=self.rho)
 
     def to_config(self) -> dict[str, Any]:
         return {"rho": self.rho}
