@@ -16,11 +16,9 @@ from course_lib.studies.beyond import (
     comparison_table,
     differences_table,
 )
-from course_lib.studies.results import machine, markdown_table, update_docs, write_result
+from course_lib.studies.results import BenchmarkRun, markdown_table
 
 import argparse
-import sys
-import time
 
 
 def main() -> None:
@@ -29,29 +27,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     arguments = parser.parse_args()
     settings = ComparisonSettings(seeds=tuple(range(arguments.seeds)), epochs=arguments.epochs)
-    started = time.perf_counter()
+    run = BenchmarkRun("beyond", "benchmarks/beyond.py")
     results = compare_on_digits(settings)
-    seconds = time.perf_counter() - started
     tables = {"accuracy": comparison_table(results), "differences": differences_table(results)}
-    write_result(
-        "beyond",
-        script="benchmarks/beyond.py",
-        command=" ".join(["python", "benchmarks/beyond.py", *sys.argv[1:]]),
-        machine=machine(),
-        tables=tables,
-        values={
+    run.write(
+        tables,
+        {
             "settings": settings.describe(),
             "seeds": list(settings.seeds),
             "epochs": settings.epochs,
             "per_seed_accuracy": results,
-            "wall_seconds": round(seconds),
         },
     )
-    update_docs(["beyond"])
     print(settings.describe() + "\n")
     for table in tables.values():
         print(markdown_table(table))
-    print(f"wall time {seconds:.0f} s")
+    print(f"wall time {run.recorded['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

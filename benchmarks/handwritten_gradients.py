@@ -19,19 +19,15 @@ import course_lib
 from course_lib import handwritten
 from course_lib.data import load_dataset
 from course_lib.studies.results import (
+    BenchmarkRun,
     Table,
-    load_average,
     machine,
     markdown_table,
-    update_docs,
-    write_result,
 )
 
 import argparse
 import os
 import statistics
-import sys
-import time
 
 import keras
 import numpy as np
@@ -82,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.passes < 1:
         parser.error(f"--passes={args.passes} must be at least 1.")
-    started = time.perf_counter()
-    load_before = load_average()
+    run = BenchmarkRun("handwritten_gradients", "benchmarks/handwritten_gradients.py")
     rows = []
     for jit_compile in (False, True):
         for batch_size in BATCH_SIZES:
@@ -92,28 +87,20 @@ def main() -> None:
             rows.append([batch_size, "on" if jit_compile else "off", tape, hand, hand / tape])
             print(f"batch {batch_size}, XLA {rows[-1][1]}: {hand / tape:.2f}×", flush=True)
     table = Table(COLUMNS, rows)
-    path = write_result(
-        "handwritten_gradients",
-        script="benchmarks/handwritten_gradients.py",
-        command=" ".join(["python", "benchmarks/handwritten_gradients.py", *sys.argv[1:]]),
-        machine=machine(),
-        tables={"steps": table},
-        values={
+    path = run.write(
+        {"steps": table},
+        {
             "passes": args.passes,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "course_lib": course_lib.__version__,
             "oneDNN": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-            "seconds": round(time.perf_counter() - started, 1),
-            # Other processes compete for the cores on a shared machine: this says how much.
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
         },
     )
-    update_docs(["handwritten_gradients"])
+    load, seconds = run.recorded["load_average_before"], run.recorded["seconds"]
     print(
         f"\nTensorFlow {tf.__version__}, {machine()}; median of {args.passes} alternated "
-        f"passes; 1-minute load average {load_before} before the run. Written to "
+        f"passes; 1-minute load average {load} before the run. Written to "
         f"{path.relative_to(path.parents[2])}.\n"
     )
     print(markdown_table(table))

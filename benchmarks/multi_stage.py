@@ -28,12 +28,9 @@ import course_lib
 from course_lib.adaptive import AdaptiveStepSize, StepSizeLog
 from course_lib.runge_kutta import RungeKuttaModel, inject_runge_kutta
 from course_lib.studies.results import (
+    BenchmarkRun,
     Table,
-    load_average,
-    machine,
     markdown_table,
-    update_docs,
-    write_result,
 )
 from course_lib.studies.timing import StepTimer
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
@@ -41,7 +38,6 @@ from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 import argparse
 import logging
 import statistics
-import time
 
 import keras
 import numpy as np
@@ -271,33 +267,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="steps per round (default 16)")
     args = parser.parse_args()
     tf.get_logger().addFilter(_DropRetracingWarning())
-    started, load_before = time.perf_counter(), load_average()
-    results = measure(args.rounds, args.steps)
-    elapsed = time.perf_counter() - started
-    table = table_of(results)
-    path = write_result(
+    run = BenchmarkRun(
         "multi_stage",
-        script="benchmarks/multi_stage.py",
-        command=f"python benchmarks/multi_stage.py --rounds {args.rounds} --steps {args.steps}",
-        machine=machine(),
-        tables={"steps": table},
-        values={
-            "rounds": args.rounds,
-            "steps": args.steps,
-            "seconds": round(elapsed),
-            # Other processes compete for the cores on a shared machine: this says how much.
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
-        },
+        "benchmarks/multi_stage.py",
+        f"python benchmarks/multi_stage.py --rounds {args.rounds} --steps {args.steps}",
     )
-    update_docs(["multi_stage"])
+    table = table_of(measure(args.rounds, args.steps))
+    path = run.write({"steps": table}, {"rounds": args.rounds, "steps": args.steps})
+    load, seconds = run.recorded["load_average_before"], run.recorded["seconds"]
     print(
         f"Multi-stage training steps: median ms per step over {args.rounds} alternated rounds of "
         f"{args.steps} steps; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"jit_compile=False; 1-minute load average {load_before} before the run.\n"
+        f"jit_compile=False; 1-minute load average {load} before the run.\n"
     )
     print(markdown_table(table))
-    print(f"total benchmark time {elapsed:.0f} s; written to {path.relative_to(path.parents[2])}")
+    print(f"total benchmark time {seconds:.0f} s; written to {path.relative_to(path.parents[2])}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import course_lib  # noqa: F401  (quiets TensorFlow in this process and its kernels)
 from course_lib.studies.results import (
+    BenchmarkRun,
     Table,
     load_result,
     machine,
     markdown_table,
-    update_docs,
-    write_result,
 )
 
 import argparse
@@ -81,6 +80,11 @@ def main() -> None:
     args = parser.parse_args()
     every = sorted((ROOT / "notebooks").glob("*.ipynb"))
     paths = [p.resolve() for p in args.paths] or every
+    run = BenchmarkRun(
+        "notebooks",
+        "benchmarks/notebooks.py",
+        "python benchmarks/notebooks.py " + " ".join(p.name for p in args.paths),
+    )
     print(f"Machine: {machine()}\n")
     measured = {}
     for path in paths:
@@ -93,15 +97,10 @@ def main() -> None:
     table = Table(COLUMNS, rows)
     print("\n" + markdown_table(table))
     print(f"Budgets: {SECONDS_BUDGET:.0f} s and {MEMORY_BUDGET_GB:.1f} GB per notebook.")
-    write_result(
-        "notebooks",
-        script="benchmarks/notebooks.py",
-        command="python benchmarks/notebooks.py " + " ".join(p.name for p in args.paths),
-        machine=machine(),
-        tables={"budget": table},
-        values={"seconds_budget": SECONDS_BUDGET, "memory_budget_gb": MEMORY_BUDGET_GB},
+    run.write(
+        {"budget": table},
+        {"seconds_budget": SECONDS_BUDGET, "memory_budget_gb": MEMORY_BUDGET_GB},
     )
-    update_docs(["notebooks"])
 
 
 if __name__ == "__main__":

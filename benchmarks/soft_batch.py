@@ -22,12 +22,9 @@ into ``docs/benchmarks.md``; the script prints the same table.
 from __future__ import annotations
 
 from course_lib.studies.results import (
+    BenchmarkRun,
     Table,
-    load_average,
-    machine,
     markdown_table,
-    update_docs,
-    write_result,
 )
 
 import argparse
@@ -36,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 CONFIGS = ("batch 64", "batch 16", "Keras accumulation 16×4", "SoftBatch 16×4")
@@ -178,7 +174,11 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    started, load_before = time.perf_counter(), load_average()
+    run = BenchmarkRun(
+        "soft_batch",
+        "benchmarks/soft_batch.py",
+        f"python benchmarks/soft_batch.py --rounds {args.rounds} --batches {args.batches}",
+    )
     flags = ["--rounds", str(args.rounds), "--batches", str(args.batches)]
     peak = {
         (model_name, config): child("memory", model_name, config, *flags)["peak_mb"]
@@ -186,32 +186,17 @@ def main() -> None:
         for config in CONFIGS
     }
     ms = {model_name: child("time", model_name, *flags) for model_name in MODELS}
-    elapsed = time.perf_counter() - started
 
     table = table_of(peak, ms)
-    path = write_result(
-        "soft_batch",
-        script="benchmarks/soft_batch.py",
-        command=f"python benchmarks/soft_batch.py --rounds {args.rounds} --batches {args.batches}",
-        machine=machine(),
-        tables={"configurations": table},
-        values={
-            "rounds": args.rounds,
-            "batches": args.batches,
-            "seconds": round(elapsed),
-            # Other processes compete for the cores on a shared machine: this says how much.
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
-        },
-    )
-    update_docs(["soft_batch"])
+    path = run.write({"configurations": table}, {"rounds": args.rounds, "batches": args.batches})
+    load, seconds = run.recorded["load_average_before"], run.recorded["seconds"]
     print(markdown_table(table))
     print(
         f"Adam; ConvNet on 64×64×3 images, MLP 784-1024-1024-10. Memory: a fresh process per "
         f"configuration, {args.batches} batches. Time: median per batch over {args.rounds} "
         f"alternated rounds of {args.batches} batches, after one untimed fit each. "
-        f"CPU threads: {os.cpu_count()}; 1-minute load average {load_before} before the run; "
-        f"total {elapsed:.0f} s. Written to "
+        f"CPU threads: {os.cpu_count()}; 1-minute load average {load} before the run; "
+        f"total {seconds:.0f} s. Written to "
         f"{path.relative_to(path.parents[2])}."
     )
 

@@ -7,62 +7,96 @@ from course_lib.landscapes import Quadratic, gradient_descent
 
 import numpy as np
 
+TILTED = np.array([[3.0, 1.0], [1.0, 2.0]])
+
 
 def test_closed_form_solution_equals_the_loop():
     p0 = np.array([-5.0, -2.0])
-    got = nb01.closed_form_iterate_solution(2.0, 4.0, p0, 0.1, 20)
-    looped = gradient_descent(Quadratic.diagonal(2.0, 4.0), p0, 0.1, 20)[-1]
-    np.testing.assert_allclose(got, looped, rtol=1e-12)
+    got = nb01.closed_form_iterate_solution(np.diag([2.0, 4.0]), p0, 0.1, 20)
     # The known per-step factors 0.8 and 0.6 (KERAS3_NOTES, "Runge–Kutta facts").
     np.testing.assert_allclose(got, [-5.0 * 0.8**20, -2.0 * 0.6**20], rtol=1e-12)
+    p0 = np.array([1.5, -2.0])
+    got = nb01.closed_form_iterate_solution(TILTED, p0, 0.2, 12)
+    looped = gradient_descent(Quadratic(TILTED), p0, 0.2, 12)[-1]
+    np.testing.assert_allclose(got, looped, rtol=1e-12)
 
 
 def test_closed_form_check_both_ways():
     assert nb01.closed_form_iterate.check(nb01.closed_form_iterate_solution).correct
-    exact = nb01.closed_form_iterate.check(
-        lambda a1, a2, p0, h, n: np.exp(-n * h * np.array([a1, a2])) * p0
+
+    def eigen_route(A, p0, h, n):  # another correct answer: the eigenvectors of A
+        values, vectors = np.linalg.eigh(A)
+        return vectors @ ((1 - h * values) ** n * (vectors.T @ p0))
+
+    assert nb01.closed_form_iterate.check(eigen_route).correct
+    entrywise = nb01.closed_form_iterate.check(lambda A, p0, h, n: (np.eye(2) - h * A) ** n @ p0)
+    assert entrywise.status == "incorrect" and "every entry" in entrywise.message
+    one_minus = nb01.closed_form_iterate.check(lambda A, p0, h, n: (1 - h * A) ** n @ p0)
+    assert one_minus.status == "incorrect" and "every entry" in one_minus.message
+
+    def exact(A, p0, h, n):
+        values, vectors = np.linalg.eigh(A)
+        return vectors @ (np.exp(-n * h * values) * (vectors.T @ p0))
+
+    flow = nb01.closed_form_iterate.check(exact)
+    assert flow.status == "incorrect" and "exact flow" in flow.message
+    diagonal = nb01.closed_form_iterate.check(
+        lambda A, p0, h, n: (1 - h * np.diag(A)) ** n * p0  # the notebook's bowl, copied
     )
-    assert exact.status == "incorrect" and "exact flow" in exact.message
+    assert diagonal.status == "incorrect" and "diagonal" in diagonal.message
     uphill = nb01.closed_form_iterate.check(
-        lambda a1, a2, p0, h, n: (1 + h * np.array([a1, a2])) ** n * p0
+        lambda A, p0, h, n: np.linalg.matrix_power(np.eye(2) + h * A, n) @ p0
     )
-    assert uphill.status == "incorrect" and "(1 - h·a)" in uphill.message
+    assert uphill.status == "incorrect" and "grows" in uphill.message
     off_by_one = nb01.closed_form_iterate.check(
-        lambda a1, a2, p0, h, n: (1 - h * np.array([a1, a2])) ** (n + 1) * p0
+        lambda A, p0, h, n: np.linalg.matrix_power(np.eye(2) - h * A, n + 1) @ p0
     )
     assert off_by_one.status == "incorrect" and "differs" in off_by_one.message
-    swapped = nb01.closed_form_iterate.check(
-        lambda a1, a2, p0, h, n: (1 - h * np.array([a2, a1])) ** n * p0
-    )
-    assert swapped.status == "incorrect"
 
 
-def test_stable_learning_rate_check_both_ways():
-    assert nb01.largest_stable_learning_rate_solution(2.0, 4.0) == 0.5
-    assert nb01.largest_stable_learning_rate.check(
-        nb01.largest_stable_learning_rate_solution
-    ).correct
-    flat = nb01.largest_stable_learning_rate.check(lambda a1, a2: 2 / min(a1, a2))
-    assert flat.status == "incorrect" and "flatter" in flat.message
-    half = nb01.largest_stable_learning_rate.check(lambda a1, a2: 1 / max(a1, a2))
-    assert half.status == "incorrect" and "twice" in half.message
-    assert nb01.largest_stable_learning_rate.check(lambda a1, a2: "0.5").status == "incorrect"
+def test_the_tilted_cases_tell_a_matrix_power_from_an_entrywise_one():
+    """The check's cases must make the entrywise power visible (else it cannot fail it)."""
+    A, p0, h, n = nb01._CASES[0]
+    assert np.abs(A - np.diag(np.diag(A))).max() > 0
+    right = nb01.closed_form_iterate_solution(A, p0, h, n)
+    assert np.abs((np.eye(2) - h * A) ** n @ p0 - right).max() > 1e-3
 
 
-def test_the_stability_bound_is_real():
-    """Just below 2/max(a) gradient descent shrinks; just above it grows."""
-    bowl = Quadratic.diagonal(2.0, 4.0)
-    p0 = [1.0, 1.0]
-    below = gradient_descent(bowl, p0, 0.49, 200)[-1]
-    above = gradient_descent(bowl, p0, 0.51, 200)[-1]
-    assert np.abs(below).max() < 1e-3 < 1e3 < np.abs(above).max()
+def test_fastest_learning_rate_is_the_best_constant_rate():
+    """Brute force over a grid of h: no rate shrinks the slower coordinate faster."""
+    for a1, a2 in [(2.0, 4.0), (1.0, 10.0), (7.0, 0.5)]:
+        best = nb01.fastest_learning_rate_solution(a1, a2)
+        grid = np.linspace(1e-3, 2 / max(a1, a2), 20001)
+        slower = np.maximum(np.abs(1 - grid * a1), np.abs(1 - grid * a2))
+        assert abs(grid[np.argmin(slower)] - best) < 1e-3
+        # and gradient descent with it really converges faster than at nearby rates
+        bowl = Quadratic.diagonal(a1, a2)
+        size = {
+            h: np.abs(gradient_descent(bowl, [1.0, 1.0], h, 50)[-1]).max()
+            for h in (0.9 * best, best, 1.1 * best)
+        }
+        assert size[best] < min(size[0.9 * best], size[1.1 * best])
+
+
+def test_fastest_learning_rate_check_both_ways():
+    assert nb01.fastest_learning_rate.check(nb01.fastest_learning_rate_solution).correct
+    assert nb01.fastest_learning_rate.check(lambda a1, a2: 1 / np.mean([a1, a2])).correct
+    one_step = nb01.fastest_learning_rate.check(lambda a1, a2: 1 / max(a1, a2))
+    assert one_step.status == "incorrect" and "lands on 0" in one_step.message
+    edge = nb01.fastest_learning_rate.check(lambda a1, a2: 2 / max(a1, a2))
+    assert edge.status == "incorrect" and "edge of divergence" in edge.message
+    flat = nb01.fastest_learning_rate.check(lambda a1, a2: 1 / min(a1, a2))
+    assert flat.status == "incorrect" and "flat coordinate" in flat.message
+    half = nb01.fastest_learning_rate.check(lambda a1, a2: 1 / (a1 + a2))
+    assert half.status == "incorrect" and "shrink by a factor" in half.message
+    assert nb01.fastest_learning_rate.check(lambda a1, a2: "0.33").status == "incorrect"
 
 
 def test_not_attempted_and_non_callable():
     def starter(*args):
         raise NotImplementedError
 
-    for exercise in (nb01.closed_form_iterate, nb01.largest_stable_learning_rate):
+    for exercise in (nb01.closed_form_iterate, nb01.fastest_learning_rate):
         assert exercise.check(None).status == "not attempted"
         assert exercise.check(starter).status == "not attempted"
         wrong_type = exercise.check(0.5)
@@ -147,10 +181,10 @@ def test_nesterov_not_attempted_and_non_callable():
 
 
 def test_hints_do_not_state_the_answers():
-    """A hint guides; the factor (1 - h·a), the bound 2/a and the update line are the answers."""
+    """A hint guides; the matrix power, the rate 2/(a1 + a2) and the update line are answers."""
     hints = {
-        nb01.closed_form_iterate: ["1 - h", "(1 - h·a", "**"],
-        nb01.largest_stable_learning_rate: ["2 /", "2/", "|1 - h·a| < 1"],
+        nb01.closed_form_iterate: ["matrix_power", "I - h", "eigh", "@"],
+        nb01.fastest_learning_rate: ["2 /", "2/", "a1 + a2", "a1+a2", "mean"],
         nb01.nesterov_path: ["μ·v - η·g", "mu * v - ", "p + "],
     }
     for exercise, answers in hints.items():

@@ -8,151 +8,226 @@ from __future__ import annotations
 
 from course_lib.checks import nb02
 from course_lib.handwritten import handwritten_gradients
-from course_lib.optimizers import MomentumSGD, PlainSGD
+from course_lib.optimizers import MomentumSGD
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 
 class StarterSGD(keras.optimizers.Optimizer):
-    """What the notebook hands out: every method still raises."""
-
-    def __init__(self, learning_rate=0.01, momentum=0.9, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.momentum = momentum
-
-    def build(self, variables):
-        raise NotImplementedError
+    """What the notebook hands out for sign descent: update_step still raises."""
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError
 
-    def get_config(self):
-        raise NotImplementedError
 
-
-class UphillSGD(keras.optimizers.Optimizer):
+class LearnerSignSGD(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
-        self.assign_add(variable, ops.multiply(gradient, learning_rate))
+        self.assign_sub(variable, learning_rate * ops.sign(gradient))
 
 
-class NoMoveSGD(keras.optimizers.Optimizer):
+class PlainStep(keras.optimizers.Optimizer):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+
+
+class UphillSign(keras.optimizers.Optimizer):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_add(variable, learning_rate * ops.sign(gradient))
+
+
+class NoMove(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         pass
 
 
-class LearnerMomentum(keras.optimizers.Optimizer):
-    """A learner's momentum SGD; subclasses below introduce one mistake each."""
+class SignOfTheVariable(keras.optimizers.Optimizer):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_sub(variable, learning_rate * ops.sign(variable))
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.momentum = momentum
+
+def test_sign_sgd_check_both_ways():
+    assert nb02.sign_sgd.check(nb02.SignSGD).correct
+    assert nb02.sign_sgd.check(LearnerSignSGD).correct
+    plain = nb02.sign_sgd.check(PlainStep)
+    assert plain.status == "incorrect" and "plain SGD" in plain.message
+    uphill = nb02.sign_sgd.check(UphillSign)
+    assert uphill.status == "incorrect" and "uphill" in uphill.message
+    still = nb02.sign_sgd.check(NoMove)
+    assert still.status == "incorrect" and "leaves the variables" in still.message
+    wrong_sign = nb02.sign_sgd.check(SignOfTheVariable)
+    assert wrong_sign.status == "incorrect" and "differs" in wrong_sign.message
+    assert nb02.sign_sgd.check(nb02.SignSGD(0.1)).status == "incorrect"  # an instance
+    assert nb02.sign_sgd.check(StarterSGD).status == "not attempted"
+    assert nb02.sign_sgd.check(None).status == "not attempted"
+
+
+def test_sign_descent_reference_is_what_keras_does_with_the_sign_of_the_gradient():
+    """The NumPy reference equals Keras's SGD fed with sign(g): the check's yardstick is right."""
+    start, gradients = nb02._start_and_gradients()
+    variables = [keras.Variable(value) for value in start]
+    sgd = keras.optimizers.SGD(0.1)
+    for grads in gradients:
+        sgd.apply([tf.constant(np.sign(g)) for g in grads], variables)
+    for got, expected in zip(variables, nb02._sign_descent_in_numpy(0.1), strict=True):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-6)
+
+
+class LearnerAdagrad(keras.optimizers.Optimizer):
+    """A learner's Adagrad as the notebook's starter shapes it; subclasses make one mistake."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kw):
+        super().__init__(learning_rate=learning_rate, **kw)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self.velocities = self.add_optimizer_variables(variables, "velocity")
+        self.sums = self.add_optimizer_variables(
+            variables, "sum", keras.initializers.Constant(self.initial_accumulator_value)
+        )
 
     def update_step(self, gradient, variable, learning_rate):
-        v = self.velocities[self._get_variable_index(variable)]
-        self.assign(v, self.momentum * v - learning_rate * gradient)
-        self.assign_add(variable, v)
+        a = self.sums[self._get_variable_index(variable)]
+        self.assign_add(a, gradient * gradient)
+        self.assign_sub(variable, learning_rate * gradient / ops.sqrt(a + self.epsilon))
 
     def get_config(self):
         config = super().get_config()
-        config["momentum"] = self.momentum
+        config["initial_accumulator_value"] = self.initial_accumulator_value
+        config["epsilon"] = self.epsilon
         return config
 
 
-class MomentumTwice(LearnerMomentum):
+class AdagradFromZero(LearnerAdagrad):
+    def build(self, variables):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, variables)
+        self.sums = self.add_optimizer_variables(variables, "sum")
+
+
+class AdagradEpsilonOutside(LearnerAdagrad):
     def update_step(self, gradient, variable, learning_rate):
-        v = self.velocities[self._get_variable_index(variable)]
-        self.assign(v, self.momentum * v - learning_rate * gradient)
-        self.assign_add(variable, self.momentum * v)
+        a = self.sums[self._get_variable_index(variable)]
+        self.assign_add(a, gradient * gradient)
+        self.assign_sub(variable, learning_rate * gradient / (ops.sqrt(a) + self.epsilon))
 
 
-class MomentumSignError(LearnerMomentum):
+class AdagradOldAccumulator(LearnerAdagrad):
     def update_step(self, gradient, variable, learning_rate):
-        v = self.velocities[self._get_variable_index(variable)]
-        self.assign(v, self.momentum * v + learning_rate * gradient)
-        self.assign_add(variable, v)
+        a = self.sums[self._get_variable_index(variable)]
+        self.assign_sub(variable, learning_rate * gradient / ops.sqrt(a + self.epsilon))
+        self.assign_add(a, gradient * gradient)
 
 
-class MomentumNoConfig(LearnerMomentum):
+class AdagradNoConfig(LearnerAdagrad):
     def get_config(self):
         return keras.optimizers.Optimizer.get_config(self)
 
 
-class MomentumIgnored(LearnerMomentum):
+class AdagradPythonState(keras.optimizers.Optimizer):
+    """Keeps the accumulators as plain tensors in a dict: not optimizer variables."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kw):
+        super().__init__(learning_rate=learning_rate, **kw)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
+        self.sums = {}
+
     def update_step(self, gradient, variable, learning_rate):
-        self.assign_sub(variable, learning_rate * gradient)
+        key = id(variable)
+        total = self.sums.get(key, self.initial_accumulator_value) + gradient * gradient
+        self.sums[key] = total
+        self.assign_sub(variable, learning_rate * gradient / ops.sqrt(total + self.epsilon))
 
 
-def test_plain_sgd_check_both_ways():
-    assert nb02.plain_sgd.check(PlainSGD).correct
-    assert nb02.plain_sgd.check(keras.optimizers.SGD).correct  # Keras's own passes too
-    uphill = nb02.plain_sgd.check(UphillSGD)
-    assert uphill.status == "incorrect" and "uphill" in uphill.message
-    still = nb02.plain_sgd.check(NoMoveSGD)
-    assert still.status == "incorrect" and "leaves the variables" in still.message
-    assert nb02.plain_sgd.check(StarterSGD).status == "not attempted"
-    assert nb02.plain_sgd.check(None).status == "not attempted"
-    assert nb02.plain_sgd.check(PlainSGD(0.1)).status == "incorrect"  # an instance, not a class
-
-
-def test_momentum_check_both_ways():
-    assert nb02.momentum_sgd.check(MomentumSGD).correct
-    assert nb02.momentum_sgd.check(LearnerMomentum).correct
-    twice = nb02.momentum_sgd.check(MomentumTwice)
-    assert twice.status == "incorrect" and "applied twice" in twice.message
-    sign = nb02.momentum_sgd.check(MomentumSignError)
-    assert sign.status == "incorrect" and "differs" in sign.message
-    no_config = nb02.momentum_sgd.check(MomentumNoConfig)
-    assert no_config.status == "incorrect" and "'momentum'" in no_config.message
-    ignored = nb02.momentum_sgd.check(MomentumIgnored)
-    assert ignored.status == "incorrect" and "plain SGD" in ignored.message
-    assert nb02.momentum_sgd.check(PlainSGD).status == "incorrect"
-    assert nb02.momentum_sgd.check(StarterSGD).status == "not attempted"
-
-
-def test_softmax_gradient_check_both_ways():
-    assert nb02.softmax_gradient.check(handwritten_gradients).correct
-
-    def sign_error(weights, bias, x, y):
-        grad_w, grad_b = handwritten_gradients(weights, bias, x, y)
-        return -grad_w, -grad_b
-
-    def summed(weights, bias, x, y):
-        grad_w, grad_b = handwritten_gradients(weights, bias, x, y)
-        return 8 * grad_w, 8 * grad_b
-
-    def bias_per_example(weights, bias, x, y):
-        logits = tf.matmul(x, weights) + bias
-        delta = (tf.nn.softmax(logits) - tf.one_hot(y, 3)) / 8
-        return tf.matmul(x, delta, transpose_a=True), delta
-
-    def no_softmax(weights, bias, x, y):
-        delta = (tf.matmul(x, weights) + bias - tf.one_hot(y, 3)) / 8
-        return tf.matmul(x, delta, transpose_a=True), tf.reduce_sum(delta, 0)
-
-    sign = nb02.softmax_gradient.check(sign_error)
-    assert sign.status == "incorrect" and "wrong sign" in sign.message
-    mean = nb02.softmax_gradient.check(summed)
-    assert mean.status == "incorrect" and "mean" in mean.message
-    rows = nb02.softmax_gradient.check(bias_per_example)
-    assert rows.status == "incorrect" and "sum" in rows.message
-    assert nb02.softmax_gradient.check(no_softmax).status == "incorrect"
-    assert nb02.softmax_gradient.check(lambda w, b, x, y: w).status == "incorrect"
-
-
-def test_softmax_gradient_not_attempted():
-    def starter(weights, bias, x, y):
+class StarterAdagrad(LearnerAdagrad):
+    def build(self, variables):
         raise NotImplementedError
 
-    assert nb02.softmax_gradient.check(starter).status == "not attempted"
-    assert nb02.softmax_gradient.check(None).status == "not attempted"
+    def update_step(self, gradient, variable, learning_rate):
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+
+def test_adagrad_solution_equals_keras():
+    for hyperparameters in nb02._ADAGRAD_RUNS:
+        ours = nb02._run(nb02.MinimalAdagrad(**hyperparameters))
+        theirs = nb02._run(keras.optimizers.Adagrad(**hyperparameters))
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_adagrad_check_both_ways():
+    assert nb02.adagrad.check(nb02.MinimalAdagrad).correct
+    assert nb02.adagrad.check(LearnerAdagrad).correct
+    expected = {
+        AdagradFromZero: "start at 0",
+        AdagradEpsilonOutside: "outside the square root",
+        AdagradOldAccumulator: "add first",
+        AdagradNoConfig: "'initial_accumulator_value'",
+    }
+    for wrong, phrase in expected.items():
+        result = nb02.adagrad.check(wrong)
+        assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+    assert nb02.adagrad.check(AdagradPythonState).status == "incorrect"
+    assert nb02.adagrad.check(nb02.SignSGD).status == "incorrect"
+    assert nb02.adagrad.check(StarterAdagrad).status == "not attempted"
+    assert nb02.adagrad.check(None).status == "not attempted"
+
+
+def test_label_smoothing_gradient_check_both_ways():
+    check = nb02.label_smoothing_gradient.check
+    assert check(nb02.label_smoothing_gradient_solution).correct
+
+    def one_hot_only(weights, bias, x, y, smoothing):
+        return handwritten_gradients(weights, bias, x, y)
+
+    def sign_error(weights, bias, x, y, smoothing):
+        grad_w, grad_b = nb02.label_smoothing_gradient_solution(weights, bias, x, y, smoothing)
+        return -grad_w, -grad_b
+
+    def summed(weights, bias, x, y, smoothing):
+        grad_w, grad_b = nb02.label_smoothing_gradient_solution(weights, bias, x, y, smoothing)
+        n = x.shape[0]
+        return n * grad_w, n * grad_b
+
+    def over_the_others(weights, bias, x, y, smoothing):
+        k = weights.shape[1]
+        one_hot = tf.one_hot(y, k)
+        targets = (1 - smoothing) * one_hot + smoothing * (1 - one_hot) / (k - 1)
+        delta = (tf.nn.softmax(tf.matmul(x, weights) + bias) - targets) / x.shape[0]
+        return tf.matmul(x, delta, transpose_a=True), tf.reduce_sum(delta, 0)
+
+    def scaled_gradient(weights, bias, x, y, smoothing):  # (1 - ε)·(P - Y): not the derivative
+        grad_w, grad_b = handwritten_gradients(weights, bias, x, y)
+        return (1 - smoothing) * grad_w, (1 - smoothing) * grad_b
+
+    for wrong, phrase in [
+        (one_hot_only, "one-hot one"),
+        (sign_error, "wrong sign"),
+        (summed, "too large"),
+        (over_the_others, "K - 1 other classes"),
+        (scaled_gradient, "differs"),
+    ]:
+        result = check(wrong)
+        assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+    assert check(lambda w, b, x, y, s: w).status == "incorrect"
+
+
+def test_label_smoothing_gradient_not_attempted():
+    def starter(weights, bias, x, y, smoothing):
+        raise NotImplementedError
+
+    assert nb02.label_smoothing_gradient.check(starter).status == "not attempted"
+    assert nb02.label_smoothing_gradient.check(None).status == "not attempted"
 
 
 class LearnerAdam(keras.optimizers.Optimizer):
@@ -298,9 +373,9 @@ def test_adam_not_attempted():
 def test_hints_do_not_state_the_answers():
     """A hint guides; the code lines and formulas the exercises ask for are the answers."""
     hints = {
-        nb02.plain_sgd: ["assign_sub(variable", "gradient × learning_rate"],
-        nb02.momentum_sgd: ["add_optimizer_variables(", "v ← μv", "p ← p + v"],
-        nb02.softmax_gradient: ["softmax(Z) - onehot", "(P - Y)", "/ N"],
+        nb02.sign_sgd: ["ops.sign", "assign_sub(", "sign(g"],
+        nb02.adagrad: ["Constant(", "assign_add(", "square(", "√(a + ε)"],
+        nb02.label_smoothing_gradient: ["(P - T)", "P - t", "ε/K", "/ K", "1 - smoothing"],
         nb02.adam: ["sqrt(v) +", "√v +", "1 - beta", "iterations + 1", "(g - m)", "(g − m)"],
     }
     for exercise, answers in hints.items():

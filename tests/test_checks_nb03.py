@@ -10,7 +10,6 @@ from course_lib.checks.soft_batch_problem import (
     STEPS,
     expected_momentum_trajectory,
 )
-from course_lib.soft_batch import scheduled_learning_rate
 
 import ast
 import re
@@ -24,12 +23,14 @@ from keras import ops
 
 def test_solutions_are_correct():
     assert nb03.momentum_that_waits.check(nb03.soft_momentum_step).status == "correct"
-    assert nb03.schedule_per_update.check(scheduled_learning_rate).status == "correct"
+    result = nb03.builtin_schedule_rate.check(nb03.builtin_schedule_rate_solution)
+    assert result.status == "correct", result
 
 
-@pytest.mark.parametrize(
-    "exercise", [nb03.momentum_that_waits, nb03.schedule_per_update, nb03.finite_steps_only]
-)
+EXERCISES = [nb03.momentum_that_waits, nb03.builtin_schedule_rate, nb03.finite_steps_only]
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
 def test_not_attempted(exercise):
     def starter(*args):
         raise NotImplementedError
@@ -114,34 +115,51 @@ def test_the_leak_is_named():
     assert "micro-batch 1 changed the velocity" in result.message
 
 
-# A schedule per real update -------------------------------------------------------------------
+# The built-in's schedule --------------------------------------------------------------------
 
 
-def per_micro_batch(schedule, micro_batches_seen, steps):
-    return float(schedule(micro_batches_seen))
+def test_the_measured_rates_are_the_schedule_at_the_last_micro_batch_of_each_group():
+    """The check's yardstick, measured on Keras, against the schedule read by hand."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)
+    measured = nb03._keras_builtin_rates(schedule, steps=4, updates=3)
+    np.testing.assert_allclose(measured, [float(schedule(k)) for k in (3, 7, 11)], rtol=1e-5)
+    # and a wrapper's rate (the schedule at the update's number) is far from it
+    assert abs(measured[1] - float(schedule(1))) > 0.01
 
 
-def off_by_one(schedule, micro_batches_seen, steps):
-    return float(schedule((micro_batches_seen + 1) // steps))
+def per_update(schedule, update, steps):
+    return float(schedule(update))
 
 
-def crashes(schedule, micro_batches_seen, steps):
-    return schedule(micro_batches_seen / 0)
+def group_start(schedule, update, steps):
+    return float(schedule(steps * update))
 
 
-@pytest.mark.parametrize("wrong", [per_micro_batch, off_by_one, crashes])
-def test_wrong_schedule_is_incorrect(wrong):
-    result = nb03.schedule_per_update.check(wrong)
-    assert result.status == "incorrect", result
+def one_too_far(schedule, update, steps):
+    return float(schedule(steps * (update + 1)))
 
 
-def test_scheduled_learning_rate_matches_the_schedule_at_the_update_index():
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [0.1, 0.01])
-    assert [scheduled_learning_rate(schedule, k, 4) for k in (0, 3, 4, 7, 8)] == pytest.approx(
-        [0.1, 0.1, 0.1, 0.1, 0.01]
-    )
-    with pytest.raises(ValueError, match="steps must be at least 1"):
-        scheduled_learning_rate(schedule, 0, 0)
+def floor_division(schedule, update, steps):
+    return float(schedule(update // steps))
+
+
+def crashes(schedule, update, steps):
+    return schedule(update / 0)
+
+
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (per_update, "wrapper that counts real updates"),
+        (group_start, "first micro-batch"),
+        (one_too_far, "one micro-batch too far"),
+        (floor_division, "Keras's built-in used"),
+        (crashes, "ZeroDivisionError"),
+    ],
+)
+def test_wrong_builtin_schedule_rate_is_incorrect(wrong, phrase):
+    result = nb03.builtin_schedule_rate.check(wrong)
+    assert result.status == "incorrect" and phrase in result.message, result
 
 
 # A wrapper that steps only on finite gradients ------------------------------------------------
@@ -234,19 +252,19 @@ def test_finite_steps_only_solution_equals_keras_loss_scale_optimizer():
 def test_hints_and_solutions_print(capsys):
     nb03.momentum_that_waits.hint()
     nb03.finite_steps_only.solution()
-    nb03.schedule_per_update.solution()
+    nb03.builtin_schedule_rate.solution()
     printed = capsys.readouterr().out
     assert "ops.cond" in printed and "class FiniteStepsOnly" in printed
-    assert "def scheduled_learning_rate" in printed
+    assert "def builtin_schedule_rate_solution" in printed
 
 
-@pytest.mark.parametrize(
-    "exercise", [nb03.momentum_that_waits, nb03.schedule_per_update, nb03.finite_steps_only]
-)
+@pytest.mark.parametrize("exercise", EXERCISES)
 def test_hints_do_not_contain_the_code_of_the_answer(exercise, capsys):
     exercise.hint()
     hint = capsys.readouterr().out
-    for giveaway in ("assign(", "assign_sub(", "// steps", "isfinite(", "ops.all("):
+    giveaways = ("assign(", "assign_sub(", "isfinite(", "ops.all(", "ops.cond", "in build")
+    giveaways += ("steps * update", "steps - 1", "+ steps", "MySoftBatch's")
+    for giveaway in giveaways:
         assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"
 
 

@@ -4,144 +4,212 @@ from __future__ import annotations
 
 from course_lib.checks import nb04
 from course_lib.landscapes import Rosenbrock, runge_kutta_step
-from course_lib.tableaux import get_tableau
+from course_lib.tableaux import ButcherTableau, get_tableau
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
-def test_ralston_solution_equals_the_tableau_step():
-    p = np.array([-1.0, 1.5])
-    rosenbrock = Rosenbrock()
-    got = nb04.ralston_step_solution(rosenbrock.gradient, p, 1e-3)
-    expected = runge_kutta_step(rosenbrock.gradient, p, get_tableau("ralston"), 1e-3)
+@pytest.mark.parametrize("name", ["heun", "midpoint", "ralston"])
+def test_two_stage_solution_is_the_named_tableaux(name):
+    """α = c_2 of Heun, midpoint and Ralston gives exactly their tableau's step."""
+    tableau = get_tableau(name)
+    p, rosenbrock = np.array([-1.0, 1.5]), Rosenbrock()
+    got = nb04.two_stage_step_solution(rosenbrock.gradient, p, 1e-3, tableau.c[1])
+    expected = runge_kutta_step(rosenbrock.gradient, p, tableau, 1e-3)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
 
 
-def test_ralston_step_accepts_the_solution():
-    assert nb04.ralston_step.check(nb04.ralston_step_solution).status == "correct"
+@pytest.mark.parametrize("alpha", nb04._ALPHAS)
+def test_two_stage_solution_is_second_order_for_every_alpha(alpha):
+    """A tableau with these weights passes the library's order-2 conditions."""
+    b2 = 1 / (2 * alpha)
+    tableau = ButcherTableau(
+        name="two_stage", c=(0.0, alpha), a=((0.0, 0.0), (alpha, 0.0)), b=(1 - b2, b2), order=2
+    )
+    p, rosenbrock = np.array([-1.0, 1.5]), Rosenbrock()
+    got = nb04.two_stage_step_solution(rosenbrock.gradient, p, 1e-3, alpha)
+    np.testing.assert_allclose(
+        got, runge_kutta_step(rosenbrock.gradient, p, tableau, 1e-3), rtol=0, atol=1e-14
+    )
 
 
-def test_ralston_step_rejects_euler_heun_and_wrong_weights():
-    def euler(gradient, p, h):
+def test_two_stage_step_check_both_ways():
+    check = nb04.two_stage_step.check
+    assert check(nb04.two_stage_step_solution).status == "correct"
+
+    def euler(gradient, p, h, alpha):
         return p - h * gradient(p)
 
-    def heun(gradient, p, h):
+    def heun_weights(gradient, p, h, alpha):  # Heun copied, probe moved: first order
+        g1 = gradient(p)
+        return p - 0.5 * h * (g1 + gradient(p - alpha * h * g1))
+
+    def heun_itself(gradient, p, h, alpha):  # ignores alpha: right on the quadratic only
         g1 = gradient(p)
         return p - 0.5 * h * (g1 + gradient(p - h * g1))
 
-    def swapped_weights(gradient, p, h):
+    def weights_swapped(gradient, p, h, alpha):
         g1 = gradient(p)
-        return p - h * (0.75 * g1 + 0.25 * gradient(p - 2 / 3 * h * g1))
+        b2 = 1 / (2 * alpha)
+        return p - h * (b2 * g1 + (1 - b2) * gradient(p - alpha * h * g1))
 
-    result = nb04.ralston_step.check(euler)
+    def weight_alpha(gradient, p, h, alpha):  # b2 = α: Ralston's 3/4 read as "2/3"
+        g1 = gradient(p)
+        return p - h * ((1 - alpha) * g1 + alpha * gradient(p - alpha * h * g1))
+
+    result = check(euler)
     assert result.status == "incorrect" and "Euler" in result.message
-    result = nb04.ralston_step.check(heun)
-    assert result.status == "incorrect" and "Heun" in result.message
-    assert nb04.ralston_step.check(swapped_weights).status == "incorrect"
+    result = check(heun_weights)
+    assert result.status == "incorrect" and "Heun's weights" in result.message
+    result = check(heun_itself)
+    assert result.status == "incorrect" and "Rosenbrock" in result.message
+    result = check(weight_alpha)
+    assert result.status == "incorrect" and "(hA)²/2" in result.message, result
+    assert check(weights_swapped).status == "incorrect"  # at alpha = 1/2 this is Euler
 
 
-def test_ralston_step_not_attempted():
-    def starter(gradient, p, h):
+def test_two_stage_step_not_attempted():
+    def starter(gradient, p, h, alpha):
         raise NotImplementedError
 
-    assert nb04.ralston_step.check(None).status == "not attempted"
-    assert nb04.ralston_step.check(starter).status == "not attempted"
+    assert nb04.two_stage_step.check(None).status == "not attempted"
+    assert nb04.two_stage_step.check(starter).status == "not attempted"
+    assert nb04.two_stage_step.check(3).status == "incorrect"
 
 
-def test_midpoint_solution_equals_the_library_midpoint_model():
+# Kutta's third-order method as a training step ------------------------------------------------
+
+
+def test_kutta3_solution_equals_the_library_runge_kutta_model():
     from course_lib.runge_kutta import RungeKuttaModel
 
-    def library_midpoint(inputs, outputs):
-        return RungeKuttaModel(inputs=inputs, outputs=outputs, tableau="midpoint")
+    def library_kutta3(inputs, outputs):
+        return RungeKuttaModel(inputs=inputs, outputs=outputs, tableau="kutta3")
 
-    ours, _ = nb04._fit_nonlinear(nb04.MidpointModel, 0.5, 2)
+    ours, _ = nb04._fit_nonlinear(nb04.Kutta3Model, 0.5, 2)
     keras.backend.clear_session()
-    library, _ = nb04._fit_nonlinear(library_midpoint, 0.5, 2)
+    library, _ = nb04._fit_nonlinear(library_kutta3, 0.5, 2)
     for a, b in zip(ours, library, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
-def test_midpoint_model_accepts_the_solution():
-    result = nb04.midpoint_model.check(nb04.MidpointModel)
+def test_kutta3_model_accepts_the_solution():
+    result = nb04.kutta3_model.check(nb04.Kutta3Model)
     assert result.status == "correct", result.message
 
 
-def _midpoint_with_reference_snapshot() -> type:
-    class ByReference(keras.Model):
-        def train_step(self, data):
-            x, y = data[0], data[1]
-            variables = self.trainable_variables
-            start = [v.value for v in variables]  # the bug: references
-            with tf.GradientTape() as tape:
-                y_pred = self(x, training=True)
-                loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
-            g1 = tape.gradient(loss, variables)
-            h = self.optimizer.learning_rate
-            for v, g in zip(variables, g1, strict=True):
-                v.assign_sub(0.5 * h * g)
-            with tf.GradientTape() as tape:
-                half_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
-            g2 = tape.gradient(half_loss, variables)
-            for v, value in zip(variables, start, strict=True):
-                v.assign(value)
-            self.optimizer.apply(g2, variables)
-            for metric in self.metrics:
-                if metric.name == "loss":
-                    metric.update_state(loss)
-            return self.compute_metrics(x, y, y_pred)
+class _Learner(keras.Model):
+    """What a learner writes around the stages; subclasses get the stages wrong."""
 
-    return ByReference
+    def _gradients(self, x, y):
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+        return tape.gradient(loss, self.trainable_variables), y_pred, loss
+
+    def _finish(self, x, y, y_pred, loss, combined):
+        self.optimizer.apply(combined, self.trainable_variables)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred)
 
 
-def test_midpoint_model_rejects_euler_heun_and_a_reference_snapshot():
-    class EulerStep(keras.Model):
-        def train_step(self, data):
-            return super().train_step(data)
+class ThirdPointFromTheSecond(_Learner):
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.trainable_variables
+        start = [tf.identity(v.value) for v in variables]
+        g1, y_pred, loss = self._gradients(x, y)
+        h = self.optimizer.learning_rate
+        for v, a in zip(variables, g1, strict=True):
+            v.assign_sub(0.5 * h * a)
+        g2, _, _ = self._gradients(x, y)
+        for v, a, b in zip(variables, g1, g2, strict=True):
+            v.assign_add(h * a - 2 * h * b)
+        g3, _, _ = self._gradients(x, y)
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)
+        combined = [(a + 4 * b + c) / 6 for a, b, c in zip(g1, g2, g3, strict=True)]
+        return self._finish(x, y, y_pred, loss, combined)
 
+
+class ReferenceSnapshotKutta(_Learner):
+    """Snapshots with v.value: the restore restores nothing."""
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.trainable_variables
+        start = [v.value for v in variables]
+        g1, y_pred, loss = self._gradients(x, y)
+        h = self.optimizer.learning_rate
+        for v, p, a in zip(variables, start, g1, strict=True):
+            v.assign(p - 0.5 * h * a)
+        g2, _, _ = self._gradients(x, y)
+        for v, p, a, b in zip(variables, start, g1, g2, strict=True):
+            v.assign(p + h * a - 2 * h * b)
+        g3, _, _ = self._gradients(x, y)
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)
+        combined = [(a + 4 * b + c) / 6 for a, b, c in zip(g1, g2, g3, strict=True)]
+        return self._finish(x, y, y_pred, loss, combined)
+
+
+class WrongWeights(nb04.Kutta3Model):
+    """Equal weights for the three gradients."""
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.trainable_variables
+        start = [tf.identity(v.value) for v in variables]
+        g1, y_pred, loss = self._gradients(x, y)
+        h = self.optimizer.learning_rate
+        for v, p, a in zip(variables, start, g1, strict=True):
+            v.assign(p - 0.5 * h * a)
+        g2, _, _ = self._gradients(x, y)
+        for v, p, a, b in zip(variables, start, g1, g2, strict=True):
+            v.assign(p + h * a - 2 * h * b)
+        g3, _, _ = self._gradients(x, y)
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)
+        equal = [(a + b + c) / 3 for a, b, c in zip(g1, g2, g3, strict=True)]
+        self.optimizer.apply(equal, variables)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred)
+
+
+def test_kutta3_model_rejects_known_mistakes():
     from course_lib.runge_kutta import RungeKuttaModel
 
     class Heun(RungeKuttaModel):
         def __init__(self, inputs, outputs):
             super().__init__(inputs=inputs, outputs=outputs, tableau="heun")
 
-    assert nb04.midpoint_model.check(keras.Model).status == "incorrect"
-    result = nb04.midpoint_model.check(EulerStep)
-    assert result.status == "incorrect" and "Euler" in result.message
-    assert nb04.midpoint_model.check(Heun).status == "incorrect"
-    assert nb04.midpoint_model.check(_midpoint_with_reference_snapshot()).status == "incorrect"
+    expected = {
+        Heun: "Heun's method",
+        ThirdPointFromTheSecond: "starts from where the second stage left",
+        ReferenceSnapshotKutta: "never go back to p",
+        WrongWeights: "differs",
+    }
+    for wrong, phrase in expected.items():
+        result = nb04.kutta3_model.check(wrong)
+        assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+    result = nb04.kutta3_model.check(keras.Model)
+    assert result.status == "incorrect" and "override train_step" in result.message
 
 
-def test_midpoint_model_not_attempted():
+def test_kutta3_model_not_attempted():
     class Starter(keras.Model):
         def train_step(self, data):
             raise NotImplementedError
 
-    assert nb04.midpoint_model.check(None).status == "not attempted"
-    assert nb04.midpoint_model.check(Starter).status == "not attempted"
-
-
-def test_snapshot_accepts_copies():
-    assert nb04.snapshot.check(nb04.snapshot_solution).status == "correct"
-    copy = nb04.snapshot.check(lambda variables: [keras.ops.copy(v) for v in variables])
-    assert copy.status == "correct", copy.message
-
-
-def test_snapshot_rejects_references():
-    for wrong in (
-        lambda variables: list(variables),
-        lambda variables: [v.value for v in variables],
-    ):
-        result = nb04.snapshot.check(wrong)
-        assert result.status == "incorrect" and "reference" in result.message
-
-
-def test_snapshot_not_attempted():
-    def starter(variables):
-        raise NotImplementedError
-
-    assert nb04.snapshot.check(starter).status == "not attempted"
+    assert nb04.kutta3_model.check(None).status == "not attempted"
+    assert nb04.kutta3_model.check(Starter).status == "not attempted"
 
 
 # Nesterov momentum as a training step --------------------------------------------------------
@@ -288,8 +356,10 @@ def test_nesterov_model_not_attempted():
 
 
 def test_hints_do_not_contain_the_code_of_the_answer(capsys):
-    for exercise in (nb04.ralston_step, nb04.midpoint_model, nb04.snapshot, nb04.nesterov_model):
+    giveaways = ("tf.identity", "ops.copy", "assign", "1/(2", "1 / (2", "2·alpha", "2 * alpha")
+    giveaways += ("+ 4", "4·g2", "/ 6", "/6", "2 * h", "2h·g2")
+    for exercise in (nb04.two_stage_step, nb04.kutta3_model, nb04.nesterov_model):
         exercise.hint()
         hint = capsys.readouterr().out
-        for giveaway in ("tf.identity", "ops.copy", "assign", "2/3", "(2/3)", "0.75", "3·g2/4"):
+        for giveaway in giveaways:
             assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 from course_lib.checks import nb07
-from course_lib.lookahead import lookahead_interpolation
 from course_lib.sam import sam_perturbation
 
+import keras
 import numpy as np
+import pytest
+from keras import ops
 
 
-def _not_attempted(*args):
+def _not_attempted(*args, **kwargs):
     raise NotImplementedError
-
-
-def test_perturbation_accepts_the_library_and_a_numpy_version():
-    assert nb07.sam_perturbation_exercise.check(sam_perturbation).correct
-
-    def numpy_version(gradients, rho):
-        norm = np.sqrt(sum(np.sum(np.square(g)) for g in gradients if g is not None))
-        return [None if g is None else rho * g / (norm + 1e-12) for g in gradients]
-
-    assert nb07.sam_perturbation_exercise.check(numpy_version).correct
-
-
-def test_perturbation_rejects_known_wrong_answers():
-    def per_tensor_norm(gradients, rho):
-        return [None if g is None else rho * g / np.linalg.norm(g) for g in gradients]
-
-    def not_normalised(gradients, rho):
-        return [None if g is None else rho * g for g in gradients]
-
-    def downhill(gradients, rho):
-        return [None if e is None else -e for e in sam_perturbation(gradients, rho)]
-
-    def drops_none(gradients, rho):
-        return [e for e in sam_perturbation(gradients, rho) if e is not None]
-
-    for wrong in (per_tensor_norm, not_normalised, downhill, drops_none):
-        assert nb07.sam_perturbation_exercise.check(wrong).status == "incorrect", wrong.__name__
 
 
 def _scales(weights, eta):
@@ -101,46 +76,150 @@ def test_adaptive_sam_not_attempted():
     assert nb07.adaptive_sam.check(_not_attempted).status == "not attempted"
 
 
-def test_hints_do_not_contain_the_formulas():
-    for exercise, answer in (
-        (nb07.sam_perturbation_exercise, "rho / (norm"),
-        (nb07.adaptive_sam, "T²"),
-        (nb07.lookahead_sync, "fraction alpha of the gap"),
-        (nb07.mechanism_map, "SoftBatch and Lookahead keep"),
-    ):
-        assert answer not in exercise._hint
+def test_hints_do_not_contain_the_answers():
+    assert "T²" not in nb07.adaptive_sam._hint
+    for answer in ("finalize_variable_values", "ops.where", "momentum * average"):
+        assert answer not in nb07.weight_average._hint, answer
 
 
-def test_lookahead_sync_both_ways():
-    assert nb07.lookahead_sync.check(lookahead_interpolation).correct
-    assert nb07.lookahead_sync.check(lambda s, f, a: f + a * (s - f)).status == "incorrect"
-    assert nb07.lookahead_sync.check(lambda s, f, a: f).status == "incorrect"
-    assert nb07.lookahead_sync.check(lambda s, f, a: s + 0.5 * (f - s)).status == "incorrect"
+# ---- the weight-averaging wrapper ----------------------------------------------------------------
 
 
-def test_mechanism_map_both_ways():
-    assert nb07.mechanism_map.check(dict(nb07.MECHANISMS)).correct
-    assert nb07.mechanism_map.check(lambda: dict(nb07.MECHANISMS)).correct
+class _Average(keras.optimizers.Optimizer):
+    """A base for the wrong answers: each overrides one piece of the solution's recipe."""
 
-    def starter():
-        raise NotImplementedError
+    def __init__(self, inner, momentum=0.99, name="average"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner = inner
+        self.momentum = momentum
 
-    assert nb07.mechanism_map.check(starter).status == "not attempted"
-    for name, mechanism in (("SAM", "update_step"), ("Lookahead", "train_step")):
-        wrong = dict(nb07.MECHANISMS, **{name: mechanism})
-        assert nb07.mechanism_map.check(wrong).status == "incorrect", name
-    assert nb07.mechanism_map.check({"Adam": "update_step"}).status == "incorrect"
-    assert nb07.mechanism_map.check(["update_step"]).status == "incorrect"
+    def build(self, variables):
+        super().build(variables)
+        self.inner.build(variables)
+        self.averages = [self.add_variable_from_reference(v, name="average") for v in variables]
+
+    def momentum_now(self, variable):
+        first = ops.equal(self.inner.iterations, 1)
+        return ops.cast(ops.where(first, 0.0, self.momentum), variable.dtype)
+
+    def average_all(self, variables):
+        for average, variable in zip(self.averages, variables, strict=True):
+            momentum = self.momentum_now(variable)
+            average.assign(momentum * average + (1 - momentum) * variable)
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:  # fit traces apply before anything has built the optimizer
+            self.build(trainable_variables)
+        self.inner.apply(grads, trainable_variables)
+        self.average_all(trainable_variables)
+
+    def finalize_variable_values(self, var_list):
+        for variable, average in zip(var_list, self.averages, strict=True):
+            variable.assign(average)
 
 
-def test_not_attempted():
-    exercises = (
-        nb07.sam_perturbation_exercise,
-        nb07.adaptive_sam,
-        nb07.lookahead_sync,
-        nb07.mechanism_map,
+class NeverWritesTheAverages(_Average):
+    def finalize_variable_values(self, var_list):
+        pass
+
+
+class StartsFromTheInitialWeights(_Average):
+    def build(self, variables):
+        super().build(variables)
+        for average, variable in zip(self.averages, variables, strict=True):
+            average.assign(variable)
+
+    def momentum_now(self, variable):
+        return ops.cast(self.momentum, variable.dtype)
+
+
+class AveragesBeforeTheStep(_Average):
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        self.average_all(trainable_variables)
+        self.inner.apply(grads, trainable_variables)
+
+    def momentum_now(self, variable):  # the inner counter reads 0 before the first step
+        first = ops.equal(self.inner.iterations, 0)
+        return ops.cast(ops.where(first, 0.0, self.momentum), variable.dtype)
+
+
+class MomentumTheWrongWayRound(_Average):
+    def average_all(self, variables):
+        for average, variable in zip(self.averages, variables, strict=True):
+            momentum = self.momentum_now(variable)
+            average.assign((1 - momentum) * average + momentum * variable)
+
+
+class TrainsWithTheAverages(_Average):
+    def apply(self, grads, trainable_variables=None):
+        super().apply(grads, trainable_variables)
+        for variable, average in zip(trainable_variables, self.averages, strict=True):
+            variable.assign(average)
+
+
+def test_weight_average_accepts_the_solution_and_an_independent_version():
+    assert nb07.weight_average.check(nb07.WeightAverage).correct
+    assert nb07.weight_average.check(_Average).correct
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        NeverWritesTheAverages,
+        StartsFromTheInitialWeights,
+        AveragesBeforeTheStep,
+        MomentumTheWrongWayRound,
+        TrainsWithTheAverages,
+    ],
+)
+def test_weight_average_rejects_realistic_wrong_answers(wrong):
+    result = nb07.weight_average.check(wrong)
+    assert result.status == "incorrect", wrong.__name__
+
+
+def test_weight_average_names_the_missing_write_back():
+    message = nb07.weight_average.check(NeverWritesTheAverages).message
+    assert "not their average" in message
+
+
+def test_weight_average_rejects_what_is_not_an_optimizer_and_a_python_if():
+    assert nb07.weight_average.check(lambda inner, momentum: object()).status == "incorrect"
+
+    class PythonIf(_Average):
+        def momentum_now(self, variable):
+            return 0.0 if self.inner.iterations == 1 else self.momentum
+
+    result = nb07.weight_average.check(PythonIf)
+    assert result.status == "incorrect"
+
+
+def test_weight_average_not_attempted():
+    class Starter(keras.optimizers.Optimizer):
+        def __init__(self, inner, momentum=0.99, name="my_weight_average"):
+            raise NotImplementedError
+
+    assert nb07.weight_average.check(None).status == "not attempted"
+    assert nb07.weight_average.check(Starter).status == "not attempted"
+
+
+def test_the_reference_really_is_keras_exponential_moving_average():
+    """Keras's use_ema, read against a NumPy average of SGD's own weights after every step."""
+    x, y = nb07._regression_problem()
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
     )
-    for exercise in exercises:
-        assert exercise.check(None).status == "not attempted"
-    assert nb07.sam_perturbation_exercise.check(_not_attempted).status == "not attempted"
-    assert nb07.lookahead_sync.check(_not_attempted).status == "not attempted"
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(model.get_weights())
+    )
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[record])
+    average = seen[0]
+    for weights in seen[1:]:
+        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights, strict=True)]
+    expected = nb07._fit(keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.9))
+    assert len(seen) == 12
+    assert nb07._largest_gap(average, expected) < 1e-6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from course_lib.studies.results import (
+    BenchmarkRun,
     Table,
     load_average,
     load_result,
@@ -100,3 +101,18 @@ def test_the_machine_line_names_the_cpu_threads_and_versions():
     line = machine()
     assert "CPU threads" in line and "keras 3." in line
     assert load_average() is None or load_average() >= 0
+
+
+def test_a_benchmark_run_records_its_time_and_load_and_renders_its_docs(tmp_path):
+    doc = tmp_path / "bench.md"
+    doc.write_text("<!-- result: timing steps -->\nold\n<!-- /result -->\n")
+    run = BenchmarkRun(
+        "timing", "benchmarks/x.py", "python benchmarks/x.py --fast", directory=tmp_path, docs=[doc]
+    )
+    run.write({"steps": TIMES}, {"seeds": 3})
+    result = load_result("timing", tmp_path)
+    assert result.command == "python benchmarks/x.py --fast"
+    assert result.machine == machine()
+    assert result.values["seeds"] == 3 and result.values["seconds"] >= 0
+    assert {"load_average_before", "load_average_after"} <= set(result.values)
+    assert markdown_table(TIMES) in doc.read_text()

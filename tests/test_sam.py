@@ -7,6 +7,7 @@ p ← p − h·A·(p + ρ·Ap/‖Ap‖); on least squares the gradient is writte
 
 from __future__ import annotations
 
+from course_lib.lookahead import Lookahead
 from course_lib.sam import (
     SAMModel,
     SAMSequential,
@@ -77,6 +78,35 @@ def test_perturbation_uses_the_norm_over_all_variables():
 
 def test_rho_zero_is_the_compiled_optimizers_own_step():
     assert_equals_keras_own_step(SAM, rho=0.0)
+
+
+def numpy_sam_lookahead_path(steps: int, h: float, rho: float, k: int, alpha: float) -> np.ndarray:
+    """SAM's fast steps from the slow weights, pulled back every k steps (Lookahead's formula)."""
+    fast = P0.copy()
+    slow = fast.copy()
+    for step in range(1, steps + 1):
+        g = A @ fast
+        fast = fast - h * A @ (fast + rho * g / (np.linalg.norm(g) + 1e-12))
+        if step % k == 0:
+            slow = slow + alpha * (fast - slow)
+            fast = slow.copy()
+    return fast
+
+
+@pytest.mark.parametrize("route", ["clean", "intrusive"])
+def test_composes_with_lookahead_around_the_compiled_optimizer(float64, route):
+    """SAM hands its direction to whatever optimizer is compiled, a wrapper included."""
+    model = quadratic_model(SAM, "clean" if route == "clean" else "plain", rho=RHO)
+    model.compile(
+        optimizer=Lookahead(keras.optimizers.SGD(0.1), sync_period=3, slow_step_size=0.5),
+        loss=quadratic_loss_for(A),
+    )
+    if route == "intrusive":
+        inject_sam(model, rho=RHO)
+    fit_steps(model, 7)
+    expected = numpy_sam_lookahead_path(7, 0.1, RHO, k=3, alpha=0.5)
+    np.testing.assert_allclose(p_of(model), expected, rtol=0, atol=1e-13)
+    assert np.abs(expected - numpy_sam_path(7, 0.1, RHO)).max() > 1e-2, "Lookahead must matter"
 
 
 # 2. One mini-batch, logs at p, BatchNorm once ----------------------------------------------------

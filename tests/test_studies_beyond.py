@@ -9,10 +9,13 @@ from course_lib.studies.beyond import (
     comparison_table,
     differences_table,
     disc_offsets,
+    fit_path,
+    float64_keras,
     format_comparison,
     landscape_path,
     numpy_path,
     sam_objective,
+    train_on_digits,
 )
 from course_lib.studies.results import load_result
 
@@ -100,6 +103,51 @@ def test_keras_path_equals_the_numpy_reference_to_float64_round_off(method, sett
     reference = numpy_path(LANDSCAPE, method, START, RATE, 40, **settings)
     assert keras_path.shape == reference.shape == (41, 2)
     assert np.abs(keras_path - reference).max() < 1e-12
+
+
+def test_fit_path_trains_any_optimizer_and_model_class_to_the_numpy_reference():
+    from course_lib.sam import SAMModel
+
+    import keras
+
+    with float64_keras():
+        plain = fit_path(LANDSCAPE, START, 30, keras.optimizers.SGD(RATE))
+        sam = fit_path(LANDSCAPE, START, 30, keras.optimizers.SGD(RATE), SAMModel, rho=0.2)
+    assert keras.config.floatx() == "float32"  # restored after the block
+    assert np.abs(plain - numpy_path(LANDSCAPE, "SGD", START, RATE, 30)).max() < 1e-12
+    assert np.abs(sam - numpy_path(LANDSCAPE, "SAM", START, RATE, 30, rho=0.2)).max() < 1e-12
+
+
+def test_fit_path_refuses_an_optimizer_made_in_float32():
+    import keras
+
+    with pytest.raises(ValueError, match=r"set_floatx\('float64'\)"):
+        fit_path(LANDSCAPE, START, 3, keras.optimizers.SGD(RATE))
+
+
+@pytest.mark.parametrize("method", ["SAM", "Lookahead"])
+def test_digits_runs_are_float64_whatever_the_default_float_type(method):
+    """The notebook runs with float64 as Keras's default, the benchmark with float32: the same
+    runs, down to the optimizer's learning rate (a float32 0.1 would be off by 1.5e-9)."""
+    from course_lib.data import load_dataset
+
+    import keras
+
+    settings = ComparisonSettings(seeds=(3,), epochs=1)
+    data = load_dataset("digits")
+    outside_float32 = train_on_digits(method, settings, 3, data)
+    assert keras.config.floatx() == "float32"
+    learning_rate = outside_float32.optimizer.learning_rate
+    assert keras.backend.standardize_dtype(learning_rate.dtype) == "float64"
+    assert {keras.backend.standardize_dtype(w.dtype) for w in outside_float32.weights} == {
+        "float64"
+    }
+    weights = [w.copy() for w in outside_float32.get_weights()]
+    with float64_keras():
+        outside_float64 = train_on_digits(method, settings, 3, data)
+    for a, b in zip(weights, outside_float64.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert "float64" in settings.describe()
 
 
 def test_numpy_path_against_closed_forms():

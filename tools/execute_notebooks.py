@@ -60,7 +60,8 @@ def execute(path: Path, timeout: int) -> float:
         raise SystemExit(
             f"{path.name}: outputs contain machine paths {leaked}; print relative ones."
         )
-    path.write_text(text, encoding="utf-8")
+    # One trailing newline, as editors and nbformat-based scripts leave it: no churn in diffs.
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     return seconds
 
 

@@ -1,9 +1,12 @@
 """Self-checks for the exercises of notebook 01 (gradient descent as the Euler method).
 
-* :data:`closed_form_iterate`: the n-th gradient-descent iterate on a diagonal quadratic,
-  without a loop: each coordinate is multiplied by (1 - h·a) per step.
-* :data:`largest_stable_learning_rate`: the step size beyond which gradient descent diverges on
-  the quadratic, although the exact gradient flow always converges.
+* :data:`closed_form_iterate`: the n-th gradient-descent iterate on a *tilted* quadratic
+  ½ pᵀAp (A symmetric, not diagonal), without a loop over the steps. The notebook shows only the
+  diagonal bowl, where each coordinate has its own factor; here the coordinates interact, so the
+  learner has to see one step as a matrix.
+* :data:`fastest_learning_rate`: the constant learning rate that makes gradient descent on a
+  diagonal quadratic converge fastest. The notebook shows where it oscillates and where it
+  diverges; the best rate in between has to be derived from the per-step factors.
 * :data:`nesterov_path`: Keras's ``SGD(momentum=μ, nesterov=True)`` predicted from its source as a
   NumPy loop. The notebook shows ``update_step`` but never states the Nesterov update as a loop,
   so the answer has to be read off the code; the check runs ``keras.optimizers.SGD`` itself.
@@ -25,16 +28,22 @@ import numpy as np
 
 
 def closed_form_iterate_solution(
-    a1: float, a2: float, p0: np.ndarray, learning_rate: float, steps: int
+    A: np.ndarray, p0: np.ndarray, learning_rate: float, steps: int
 ) -> np.ndarray:
-    """p_n of gradient descent on L = (a1·x² + a2·y²)/2: each step multiplies by (1 - h·a)."""
-    factors = 1.0 - learning_rate * np.array([a1, a2])
-    return factors**steps * np.asarray(p0, dtype=np.float64)
+    """p_n of gradient descent on L = ½ pᵀAp: each step multiplies p by the matrix I − h·A."""
+    A = np.asarray(A, dtype=np.float64)
+    step = np.eye(len(A)) - learning_rate * A
+    return np.linalg.matrix_power(step, steps) @ np.asarray(p0, dtype=np.float64)
 
 
-def largest_stable_learning_rate_solution(a1: float, a2: float) -> float:
-    """|1 - h·a| < 1 for both curvatures a, i.e. h < 2 / max(a1, a2)."""
-    return 2.0 / max(a1, a2)
+def fastest_learning_rate_solution(a1: float, a2: float) -> float:
+    """The h that minimises the slower factor max(|1 − h·a1|, |1 − h·a2|): 2 / (a1 + a2).
+
+    Below it the flat direction's factor 1 − h·a_min is the larger one and shrinks as h grows;
+    above it the steep direction's |1 − h·a_max| is, and grows. They meet where
+    1 − h·a_min = h·a_max − 1.
+    """
+    return 2.0 / (a1 + a2)
 
 
 def nesterov_path_solution(
@@ -65,54 +74,115 @@ def nesterov_path_solution(
 # Checkers
 # --------------------------------------------------------------------------------------------
 
+# (A, p0, learning rate, steps): tilted bowls (the coordinates interact) and the notebook's own.
 _CASES = [
-    (2.0, 4.0, np.array([-5.0, -2.0]), 0.1, 20),
-    (1.0, 10.0, np.array([3.0, 1.0]), 0.15, 7),
-    (0.5, 3.0, np.array([-1.0, 2.0]), 0.3, 1),
+    (np.array([[3.0, 1.0], [1.0, 2.0]]), np.array([1.5, -2.0]), 0.2, 12),
+    (np.array([[5.0, -2.0], [-2.0, 1.0]]), np.array([1.0, 1.0]), 0.15, 7),
+    (np.diag([2.0, 4.0]), np.array([-5.0, -2.0]), 0.1, 20),
+    (np.array([[1.0, 0.5], [0.5, 3.0]]), np.array([-1.0, 2.0]), 0.3, 1),
 ]
+
+
+def _closed_form_misreadings(A, p0, h, n) -> dict[str, np.ndarray]:
+    """Known wrong answers, to name the mistake when an answer matches one."""
+    identity = np.eye(len(A))
+    eigenvalues, vectors = np.linalg.eigh(A)
+    return {
+        "entry by entry": (identity - h * A) ** n @ p0,
+        "entry by entry, 1 - h·A": (1.0 - h * A) ** n @ p0,
+        "exact flow": vectors @ (np.exp(-n * h * eigenvalues) * (vectors.T @ p0)),
+        "diagonal only": (1.0 - h * np.diag(A)) ** n * p0,
+        "uphill": np.linalg.matrix_power(identity + h * A, n) @ p0,
+    }
+
+
+_CLOSED_FORM_MESSAGES = {
+    "entry by entry": "`**` on a NumPy array raises every entry to the power n; n steps multiply "
+    "p by the matrix n times, which is a matrix power.",
+    "entry by entry, 1 - h·A": "`**` on a NumPy array raises every entry to the power n, and "
+    "1 - h·A subtracts from every entry (the off-diagonal ones too); one step multiplies p by a "
+    "matrix, and n steps by its matrix power.",
+    "exact flow": "this is the exact flow exp(-n·h·A)·p0: gradient descent takes n Euler steps, "
+    "each with a factor that is only the start of that exponential.",
+    "diagonal only": "you used only A's diagonal: its off-diagonal entries couple x and y, so "
+    "the coordinates no longer move independently.",
+    "uphill": "your iterate grows: the step subtracts h·∇L.",
+}
 
 
 def _check_closed_form_iterate(answer: Any) -> str:
     if not callable(answer):
         raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
-    for a1, a2, p0, h, n in _CASES:
-        got = np.asarray(answer(a1, a2, p0.copy(), h, n), dtype=np.float64)
-        label = f"your p_n for a=({a1}, {a2}), p0={p0.tolist()}, h={h}, n={n}"
-        exact = Quadratic.diagonal(a1, a2).exact_flow(p0, [n * h])[0]
-        if got.shape == exact.shape and np.allclose(got, exact, rtol=1e-9) and n > 1:
-            raise Incorrect(
-                f"{label} is the exact flow exp(-n·h·a)·p0: gradient descent's factor per step "
-                "is (1 - h·a), not exp(-h·a)."
-            )
-        if got.shape == exact.shape and np.allclose(
-            got, (1.0 + h * np.array([a1, a2])) ** n * p0, rtol=1e-9
-        ):
-            raise Incorrect(f"{label} grows: the step subtracts h·∇L, so the factor is (1 - h·a).")
-        looped = gradient_descent(Quadratic.diagonal(a1, a2), p0, h, n)[-1]
-        expect_close(label, got, looped, atol=1e-9 * max(1.0, float(np.abs(looped).max())))
-    return "p_n = (1 - h·a)^n · p0, coordinate by coordinate: the same as n steps of the loop."
+    for A, p0, h, n in _CASES:
+        got = np.asarray(answer(A.copy(), p0.copy(), h, n), dtype=np.float64)
+        label = f"your p_n for A={A.tolist()}, p0={p0.tolist()}, h={h}, n={n}"
+        looped = gradient_descent(Quadratic(A), p0, h, n)[-1]
+        tolerance = 1e-9 * max(1.0, float(np.abs(looped).max()))
+        if got.shape == looped.shape and np.allclose(got, looped, rtol=0, atol=tolerance):
+            continue
+        for form, wrong in _closed_form_misreadings(A, p0, h, n).items():
+            if got.shape == wrong.shape and np.allclose(got, wrong, rtol=1e-9, atol=1e-12):
+                raise Incorrect(f"{label}: {_CLOSED_FORM_MESSAGES[form]}")
+        expect_close(label + " (against n steps of the loop)", got, looped, atol=tolerance)
+    return "p_n = (I - h·A)^n · p0, a matrix power: the same as n steps of the loop."
 
 
-def _check_largest_stable_learning_rate(answer: Any) -> str:
+def _slower_factor(h: float, a1: float, a2: float) -> float:
+    return max(abs(1.0 - h * a1), abs(1.0 - h * a2))
+
+
+def _fastest_rate_message(got: float, a1: float, a2: float) -> str | None:
+    """Say which known wrong rule ``got`` follows, if any."""
+    steep, flat = max(a1, a2), min(a1, a2)
+    rules = [
+        (
+            1.0 / steep,
+            "with h = 1/(larger curvature) the steep coordinate lands on 0 in one step, but the "
+            "flat one then shrinks only by 1 - h·a_flat per step: a larger h helps it, up to the "
+            "point where the steep one's factor grows past it again.",
+        ),
+        (
+            2.0 / steep,
+            "at h = 2/(larger curvature) the steep coordinate's factor is -1: it never shrinks. "
+            "That is the edge of divergence, not the fastest rate.",
+        ),
+        (
+            1.0 / flat,
+            "with h = 1/(smaller curvature) the flat coordinate lands on 0, but the steep one's "
+            "factor 1 - h·a_steep is then far from 0 (or below -1).",
+        ),
+        (2.0 / flat, "at h = 2/(smaller curvature) the steep coordinate diverges."),
+    ]
+    for rule, message in rules:
+        if np.isclose(got, rule):
+            return message
+    return None
+
+
+def _check_fastest_learning_rate(answer: Any) -> str:
     if not callable(answer):
         raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
-    for a1, a2 in [(2.0, 4.0), (1.0, 10.0), (7.0, 0.5)]:
+    # (1, 10) first: there the four wrong rules below give four different rates.
+    for a1, a2 in [(1.0, 10.0), (7.0, 0.5), (2.0, 4.0), (3.0, 3.0)]:
         got = answer(a1, a2)
         if isinstance(got, bool) or not isinstance(got, (int, float, np.floating)):
             raise Incorrect(f"return a number, got {type(got).__name__}.")
-        expected = largest_stable_learning_rate_solution(a1, a2)
-        if np.isclose(got, 2.0 / min(a1, a2)):
-            raise Incorrect(
-                f"for a=({a1}, {a2}) you used the flatter direction: the steeper one "
-                "(the larger a) diverges first."
-            )
-        if np.isclose(got, 1.0 / max(a1, a2)):
-            raise Incorrect(
-                f"for a=({a1}, {a2}), h = 1/a is where the steep coordinate lands on 0 in one "
-                "step; it still converges (oscillating) up to twice that."
-            )
-        expect_close(f"your largest stable learning rate for a=({a1}, {a2})", got, expected)
-    return "gradient descent converges iff h < 2 / (largest curvature); the exact flow always does."
+        expected = fastest_learning_rate_solution(a1, a2)
+        if np.isclose(got, expected, rtol=1e-9, atol=0):
+            continue
+        label = f"for a=({a1}, {a2}) your h = {float(got):.4g}"
+        message = _fastest_rate_message(float(got), a1, a2)
+        if message is not None:
+            raise Incorrect(f"{label}: {message}")
+        raise Incorrect(
+            f"{label} makes the slower coordinate shrink by a factor "
+            f"{_slower_factor(float(got), a1, a2):.4g} per step; another h gets it down to "
+            f"{_slower_factor(expected, a1, a2):.4g}."
+        )
+    return (
+        "h = 2/(a1 + a2): both coordinates then shrink by the same factor, "
+        "(a_max - a_min)/(a_max + a_min), the best a constant learning rate can do."
+    )
 
 
 def _keras_nesterov_points(
@@ -202,19 +272,19 @@ def _check_nesterov_path(answer: Any) -> str:
 
 
 closed_form_iterate = Exercise(
-    title="Gradient descent on the quadratic, in closed form",
+    title="Gradient descent on a tilted bowl, in closed form",
     checker=_check_closed_form_iterate,
-    hint="The two coordinates do not interact. Write one step for x alone: x is multiplied by "
-    "a number that depends on h and a1 only. What does repeating that n times give?",
+    hint="Write one step p ← p - h·∇L(p) with ∇L(p) = A·p as one matrix times p. What do n "
+    "steps multiply p by? Careful: NumPy's ** acts on each entry of an array separately.",
     solution=closed_form_iterate_solution,
 )
 
-largest_stable_learning_rate = Exercise(
-    title="The largest stable learning rate",
-    checker=_check_largest_stable_learning_rate,
-    hint="Use your answer to exercise 1: for which h does the factor that multiplies a "
-    "coordinate at every step shrink it, whatever its sign? Which coordinate fails first?",
-    solution=largest_stable_learning_rate_solution,
+fastest_learning_rate = Exercise(
+    title="The fastest constant learning rate",
+    checker=_check_fastest_learning_rate,
+    hint="Sketch |1 - h·a1| and |1 - h·a2| against h on one plot. Gradient descent converges "
+    "as fast as the larger of the two lets it: for which h is the larger one smallest?",
+    solution=fastest_learning_rate_solution,
 )
 
 nesterov_path = Exercise(
@@ -230,8 +300,8 @@ nesterov_path = Exercise(
 __all__ = [
     "closed_form_iterate",
     "closed_form_iterate_solution",
-    "largest_stable_learning_rate",
-    "largest_stable_learning_rate_solution",
+    "fastest_learning_rate",
+    "fastest_learning_rate_solution",
     "nesterov_path",
     "nesterov_path_solution",
 ]

@@ -1,29 +1,35 @@
 """Self-checks for the exercises of notebook 02 (a minimal optimizer, hand-written gradients).
 
-* :data:`plain_sgd`: a ``keras.optimizers.Optimizer`` subclass whose ``update_step`` is p ← p - η g.
-* :data:`momentum_sgd`: the same with a velocity slot per variable and a complete ``get_config``.
-* :data:`softmax_gradient`: the closed-form gradient of softmax regression.
-* :data:`adam`: an ``update_step`` bit-identical to ``keras.optimizers.Adam``. The notebook never
-  shows Adam's code, so this one asks for transfer: read Keras's source, notice that it uses the
-  paper's "efficient" form (ε outside the square root, bias corrections folded into the step
-  size), and reproduce its arithmetic exactly.
+Every exercise asks for something the notebook has not shown, so that it cannot be solved by
+copying a cell:
 
-Each answer is compared with Keras's own ``SGD`` or ``Adam``, or with ``tf.GradientTape``, on a
-small fixed problem; common mistakes (a sign error, momentum applied twice, a forgotten mean, a
-``get_config`` that drops a hyperparameter, ε inside the square root, Adam without bias
-correction or in the form of the paper's Algorithm 1) get a message that names them. The
-solutions are the library's (:class:`course_lib.optimizers.PlainSGD`,
-:class:`course_lib.optimizers.MomentumSGD`, :func:`course_lib.handwritten.handwritten_gradients`)
-and, for Adam, :class:`MinimalAdam` below.
+* :data:`sign_sgd`: ``update_step`` for sign descent, p ← p − η·sign(g): a new update rule, no slot.
+* :data:`adagrad`: Adagrad with ``build``, ``update_step`` and ``get_config``: one slot per
+  variable that starts at ``initial_accumulator_value``, not at zero, and two new hyperparameters
+  to save. Checked against ``keras.optimizers.Adagrad``.
+* :data:`label_smoothing_gradient`: the closed-form gradient of softmax regression trained with
+  label smoothing (Keras's ``CategoricalCrossentropy(label_smoothing=ε)``): the notebook's
+  derivation, redone for targets that are not one-hot.
+* :data:`adam`: an ``update_step`` bit-identical to ``keras.optimizers.Adam``. The notebook never
+  shows Adam's code: read Keras's source, notice that it uses the paper's "efficient" form (ε
+  outside the square root, bias corrections folded into the step size), and reproduce its
+  arithmetic exactly.
+
+Each answer is compared with a NumPy loop, Keras's own optimizer, or ``tf.GradientTape``, on a
+small fixed problem; common mistakes (a sign error, a slot that starts at zero, ε in the wrong
+place, a gradient that ignores the smoothing, Adam without bias correction or in the form of the
+paper's Algorithm 1) get a message that names them. The solutions are :class:`SignSGD`,
+:class:`MinimalAdagrad`, :func:`label_smoothing_gradient_solution` and :class:`MinimalAdam` below.
 """
 
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
-from course_lib.handwritten import handwritten_gradients, tape_gradients
-from course_lib.optimizers import MomentumSGD, PlainSGD
 
+import contextlib
 import functools
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -43,6 +49,28 @@ def _start_and_gradients() -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     return start, gradients
 
 
+class _DropRetracingWarning(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one.
+
+    A check builds a small ``tf.function`` for every optimizer it runs (the learner's, Keras's,
+    the known mistakes): each traces once, but TensorFlow counts traces per Python function, so
+    after a few it warns about retracing. Here that warning is noise for the learner.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_retracing_warning() -> Iterator[None]:
+    logger, quiet = tf.get_logger(), _DropRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def _run(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
     """Apply the four gradient sets, the first eagerly, the rest inside a tf.function.
 
@@ -57,8 +85,9 @@ def _run(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
     def apply(grads):
         optimizer.apply(grads, variables)
 
-    for grads in gradients[1:]:
-        apply([tf.constant(g) for g in grads])
+    with _no_retracing_warning():
+        for grads in gradients[1:]:
+            apply([tf.constant(g) for g in grads])
     return [v.numpy() for v in variables]
 
 
@@ -77,89 +106,264 @@ def _require_optimizer_class(answer: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Checkers
+# Sign descent
 # --------------------------------------------------------------------------------------------
 
 
-def _check_plain_sgd(answer: Any) -> str:
-    _require_optimizer_class(answer)
-    got = _run(answer(learning_rate=0.1))
-    expected = _run(keras.optimizers.SGD(learning_rate=0.1))
+class SignSGD(keras.optimizers.Optimizer):
+    """Sign descent (signSGD): every entry moves by exactly η, against its gradient's sign."""
+
+    def __init__(self, learning_rate: Any = 0.01, name: str = "sign_sgd", **kwargs: Any) -> None:
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign_sub(variable, ops.multiply(ops.sign(gradient), learning_rate))
+
+
+def _sign_descent_in_numpy(learning_rate: float) -> list[np.ndarray]:
     start, gradients = _start_and_gradients()
-    uphill = [s + 0.1 * sum(g[i] for g in gradients) for i, s in enumerate(start)]
-    if _same(got, uphill):
-        raise Incorrect("your variables go uphill: subtract learning_rate × gradient.")
+    points = [value.astype(np.float64) for value in start]
+    for grads in gradients:
+        points = [p - learning_rate * np.sign(g) for p, g in zip(points, grads, strict=True)]
+    return points
+
+
+def _check_sign_sgd(answer: Any) -> str:
+    _require_optimizer_class(answer)
+    learning_rate = 0.1
+    got = _run(answer(learning_rate=learning_rate))
+    start, _ = _start_and_gradients()
     if _same(got, [v.copy() for v in start]):
         raise Incorrect("your update_step leaves the variables where they were: assign to them.")
-    for index, (g, e) in enumerate(zip(got, expected, strict=True)):
-        expect_close(f"variable {index} after 4 steps (against keras.optimizers.SGD)", g, e)
-    return "your update_step matches keras.optimizers.SGD, eagerly and inside a tf.function."
-
-
-def _check_momentum_sgd(answer: Any) -> str:
-    _require_optimizer_class(answer)
-    learning_rate, momentum = 0.05, 0.8
-    optimizer = answer(learning_rate=learning_rate, momentum=momentum)
-    got = _run(optimizer)
-    expected = _run(keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum))
     if _same(got, _run(keras.optimizers.SGD(learning_rate=learning_rate))):
-        raise Incorrect("your variables follow plain SGD: the velocity is not used.")
-    if _same(got, _run(_MomentumTwice(learning_rate=learning_rate, momentum=momentum))):
         raise Incorrect(
-            "momentum is applied twice: once in the velocity (v ← μv - ηg) is enough; "
-            "then add v itself to the variable."
+            "your steps scale with the gradient's size (this is plain SGD): sign descent moves "
+            "every entry by exactly the learning rate, whatever the gradient's size."
         )
-    if _same(
-        got,
-        _run(keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)),
-    ):
-        raise Incorrect("this is Nesterov's update; the exercise asks for classic momentum.")
-    for index, (g, e) in enumerate(zip(got, expected, strict=True)):
-        expect_close(f"variable {index} after 4 steps (against SGD(momentum=0.8))", g, e)
+    if _same(got, [2 * s - p for s, p in zip(start, _sign_descent_in_numpy(0.1), strict=True)]):
+        raise Incorrect("your variables go uphill: step against the gradient's sign.")
+    for index, (g, e) in enumerate(zip(got, _sign_descent_in_numpy(learning_rate), strict=True)):
+        expect_close(f"variable {index} after 4 steps (against p ← p - η·sign(g) in NumPy)", g, e)
+    return "every entry moved by η against its gradient's sign, eagerly and inside a tf.function."
+
+
+# --------------------------------------------------------------------------------------------
+# Adagrad: a slot that does not start at zero
+# --------------------------------------------------------------------------------------------
+
+
+class MinimalAdagrad(keras.optimizers.Optimizer):
+    """Adagrad: a ← a + g² (a starts at ``initial_accumulator_value``), p ← p − η·g/√(a + ε)."""
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        name: str = "minimal_adagrad",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
+
+    def build(self, variables: list[Any]) -> None:
+        if self.built:
+            return
+        super().build(variables)
+        start = keras.initializers.Constant(self.initial_accumulator_value)
+        self.accumulators = self.add_optimizer_variables(variables, "accumulator", start)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        accumulator = self.accumulators[self._get_variable_index(variable)]
+        self.assign_add(accumulator, ops.square(gradient))
+        step = ops.multiply(learning_rate, gradient)
+        self.assign_sub(variable, ops.divide(step, ops.sqrt(ops.add(accumulator, self.epsilon))))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
+        )
+        return config
+
+
+class _AdagradMisreading(MinimalAdagrad):
+    """Adagrad with one known mistake, so that the check can name it when an answer matches."""
+
+    def __init__(self, form: str, **kwargs: Any) -> None:
+        super().__init__(name="adagrad_misreading", **kwargs)
+        self.form = form
+
+    def build(self, variables: list[Any]) -> None:
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, variables)
+        value = 0.0 if self.form == "starts at zero" else self.initial_accumulator_value
+        start = keras.initializers.Constant(value)
+        self.accumulators = self.add_optimizer_variables(variables, "accumulator", start)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        accumulator = self.accumulators[self._get_variable_index(variable)]
+        step = ops.multiply(learning_rate, gradient)
+        if self.form == "old accumulator":  # the step first, with the accumulator as it was
+            denominator = ops.sqrt(ops.add(accumulator, self.epsilon))
+            self.assign_sub(variable, ops.divide(step, denominator))
+            self.assign_add(accumulator, ops.square(gradient))
+            return
+        if self.form == "forgets":
+            self.assign(accumulator, self.initial_accumulator_value + ops.square(gradient))
+        else:
+            self.assign_add(accumulator, ops.square(gradient))
+        if self.form == "epsilon outside the root":
+            denominator = ops.add(ops.sqrt(accumulator), self.epsilon)
+        else:
+            denominator = ops.sqrt(ops.add(accumulator, self.epsilon))
+        self.assign_sub(variable, ops.divide(step, denominator))
+
+
+_ADAGRAD_MISREADINGS = {
+    "starts at zero": "your accumulators start at 0: Adagrad's start at initial_accumulator_value "
+    "(add_optimizer_variables takes an initializer).",
+    "epsilon outside the root": "ε sits outside the square root, √a + ε; the rule asks for "
+    "√(a + ε).",
+    "forgets": "your accumulator holds only the latest g² (plus its start value): it must keep "
+    "adding, step after step.",
+    "old accumulator": "you divide by the accumulator from before this step's g² was added: add "
+    "first, then use it.",
+}
+
+#: A large ε and start value make every misreading visible; the defaults check normal use.
+_ADAGRAD_RUNS = [
+    {"learning_rate": 0.1, "initial_accumulator_value": 0.5, "epsilon": 0.25},
+    {"learning_rate": 0.05, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+]
+
+
+def _check_adagrad(answer: Any) -> str:
+    _require_optimizer_class(answer)
+    for run, hyperparameters in enumerate(_ADAGRAD_RUNS):
+        optimizer = answer(**hyperparameters)
+        got = _run(optimizer)
+        expected = _run(keras.optimizers.Adagrad(**hyperparameters))
+        if _same(got, expected):
+            continue
+        label = "with " + ", ".join(f"{k}={v}" for k, v in hyperparameters.items())
+        if run == 0:
+            for form, message in _ADAGRAD_MISREADINGS.items():
+                if _same(got, _run(_AdagradMisreading(form, **hyperparameters))):
+                    raise Incorrect(f"{label}: {message}")
+        for index, (g, e) in enumerate(zip(got, expected, strict=True)):
+            expect_close(f"variable {index} {label} (against keras.optimizers.Adagrad)", g, e)
     slots = [v for v in optimizer.variables if tuple(v.shape) in {(3, 2), (2,)}]
     if len(slots) < 2:
         raise Incorrect(
-            "the velocity is not an optimizer variable: create it in build() with "
-            "self.add_optimizer_variables(variables, 'velocity'), or it is not saved."
+            "the accumulators are not optimizer variables: create them in build() with "
+            "self.add_optimizer_variables, or they are not saved."
         )
     config = optimizer.get_config()
-    if "momentum" not in config:
-        raise Incorrect(
-            "get_config() has no 'momentum': a saved model would come back with the default."
-        )
-    expect_close("get_config()['momentum']", config["momentum"], momentum)
-    expect_close("get_config()['learning_rate']", config["learning_rate"], learning_rate)
+    for key in ("initial_accumulator_value", "epsilon"):
+        if key not in config:
+            raise Incorrect(
+                f"get_config() has no {key!r}: a saved model would come back with the default."
+            )
     restored = answer.from_config(config)
-    expect_close("from_config(get_config()).momentum", restored.momentum, momentum)
-    return "your optimizer matches SGD(momentum=0.8), keeps its velocity as a slot and saves μ."
+    for key, value in _ADAGRAD_RUNS[-1].items():
+        if key != "learning_rate":
+            expect_close(f"from_config(get_config()).{key}", getattr(restored, key), value)
+    return (
+        "your Adagrad matches keras.optimizers.Adagrad, keeps its accumulators as slots and "
+        "saves both new hyperparameters."
+    )
 
 
-def _check_softmax_gradient(answer: Any) -> str:
+# --------------------------------------------------------------------------------------------
+# The gradient with label smoothing
+# --------------------------------------------------------------------------------------------
+
+
+def label_smoothing_gradient_solution(weights, bias, x, y, smoothing):
+    """∂L/∂W and ∂L/∂b of softmax regression against smoothed targets.
+
+    The derivation of the one-hot case goes through for any target row t that sums to 1:
+    ∂L/∂Z = (softmax(Z) − T)/N. Keras's label smoothing makes t = (1 − ε)·onehot(y) + ε/K.
+    """
+    probabilities = tf.nn.softmax(tf.matmul(x, weights) + bias)
+    classes = weights.shape[1]
+    targets = (1.0 - smoothing) * tf.one_hot(y, depth=classes) + smoothing / classes
+    grad_logits = (probabilities - targets) / tf.cast(tf.shape(x)[0], probabilities.dtype)
+    return tf.matmul(x, grad_logits, transpose_a=True), tf.reduce_sum(grad_logits, axis=0)
+
+
+def _smoothed_tape_gradients(weights, bias, x, y, smoothing):
+    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(tf.one_hot(y, weights.shape[1]), tf.matmul(x, weights) + bias)
+    return tape.gradient(loss, [weights, bias])
+
+
+def _smoothing_misreadings(weights, bias, x, y, smoothing) -> dict[str, np.ndarray]:
+    """The weight gradient of known wrong answers, to name the mistake."""
+    probabilities = tf.nn.softmax(tf.matmul(x, weights) + bias)
+    classes, n = weights.shape[1], x.shape[0]
+    one_hot = tf.one_hot(y, depth=classes)
+    others = (1.0 - smoothing) * one_hot + smoothing * (1.0 - one_hot) / (classes - 1)
+    targets = {
+        "ignores the smoothing": one_hot,
+        "spreads ε over the other classes": others,
+    }
+    return {
+        form: tf.matmul(x, (probabilities - t) / n, transpose_a=True).numpy()
+        for form, t in targets.items()
+    }
+
+
+_SMOOTHING_MESSAGES = {
+    "ignores the smoothing": "your gradient is the one-hot one: with label smoothing the target "
+    "row is no longer one-hot.",
+    "spreads ε over the other classes": "you spread ε over the K - 1 other classes; Keras mixes "
+    "the one-hot row with the uniform distribution over all K classes.",
+}
+
+#: (smoothing, classes, examples, features)
+_SMOOTHING_CASES = [(0.2, 3, 8, 5), (0.5, 4, 6, 3)]
+
+
+def _check_label_smoothing_gradient(answer: Any) -> str:
     if not callable(answer):
         raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
     rng = np.random.default_rng(3)
-    weights = tf.Variable(rng.normal(size=(5, 3)).astype("float32"))
-    bias = tf.Variable(rng.normal(size=3).astype("float32"))
-    x = tf.constant(rng.normal(size=(8, 5)).astype("float32"))
-    y = tf.constant(rng.integers(0, 3, size=8).astype("int32"))
-    result = answer(weights, bias, x, y)
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise Incorrect("return a pair (gradient for weights, gradient for bias).")
-    got_w, got_b = (np.asarray(g, dtype=np.float64) for g in result)
-    want_w, want_b = (g.numpy().astype(np.float64) for g in tape_gradients(weights, bias, x, y))
-    if got_w.shape == want_w.shape and np.allclose(got_w, -want_w, atol=1e-5):
-        raise Incorrect(
-            "your gradient has the wrong sign: it is softmax(Z) - onehot(y), not the reverse."
+    for smoothing, classes, n, features in _SMOOTHING_CASES:
+        weights = tf.Variable(rng.normal(size=(features, classes)).astype("float32"))
+        bias = tf.Variable(rng.normal(size=classes).astype("float32"))
+        x = tf.constant(rng.normal(size=(n, features)).astype("float32"))
+        y = tf.constant(rng.integers(0, classes, size=n).astype("int32"))
+        result = answer(weights, bias, x, y, smoothing)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise Incorrect("return a pair (gradient for weights, gradient for bias).")
+        got_w, got_b = (np.asarray(g, dtype=np.float64) for g in result)
+        want_w, want_b = (
+            g.numpy().astype(np.float64)
+            for g in _smoothed_tape_gradients(weights, bias, x, y, smoothing)
         )
-    if got_w.shape == want_w.shape and np.allclose(got_w, 8 * want_w, atol=1e-4):
-        raise Incorrect("your gradient is 8 times too large: the loss is a mean, divide by N = 8.")
-    expect_close("your gradient for the weights (against tf.GradientTape)", got_w, want_w, 1e-5)
-    if got_b.shape != want_b.shape and got_b.shape == (8, 3):
-        raise Incorrect("your bias gradient has one row per example: sum ∂L/∂Z over the batch.")
-    expect_close("your gradient for the bias (against tf.GradientTape)", got_b, want_b, 1e-5)
-    return (
-        "your closed-form gradient equals tf.GradientTape's: (softmax(Z) - Y)/N, Xᵀ·that, Σ rows."
-    )
+        label = f"with label_smoothing={smoothing}, K={classes} classes, N={n} examples"
+        if got_w.shape == want_w.shape and not np.allclose(got_w, want_w, atol=1e-5):
+            if np.allclose(got_w, -want_w, atol=1e-5):
+                raise Incorrect(f"{label}, your gradient has the wrong sign.")
+            if np.allclose(got_w, n * want_w, atol=1e-4):
+                raise Incorrect(
+                    f"{label}, your gradient is {n} times too large: the loss is a mean."
+                )
+            for form, wrong in _smoothing_misreadings(weights, bias, x, y, smoothing).items():
+                if np.allclose(got_w, wrong, atol=1e-5):
+                    raise Incorrect(f"{label}: {_SMOOTHING_MESSAGES[form]}")
+        expect_close(f"your weight gradient {label} (against tf.GradientTape)", got_w, want_w, 1e-5)
+        expect_close(f"your bias gradient {label} (against tf.GradientTape)", got_b, want_b, 1e-5)
+    return "your closed form equals tf.GradientTape's on Keras's label-smoothed loss."
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,9 +496,10 @@ def _train_adam_problem(optimizer: keras.optimizers.Optimizer, steps: int = 12) 
 
     compiled = tf.function(train_step)
     history = []
-    for index in range(steps):
-        (train_step if index == 0 else compiled)()
-        history.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))
+    with _no_retracing_warning():
+        for index in range(steps):
+            (train_step if index == 0 else compiled)()
+            history.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))
     return np.array(history)
 
 
@@ -350,51 +555,33 @@ def _check_adam(answer: Any) -> str:
     return "bit-identical to keras.optimizers.Adam over 12 training steps, with two settings."
 
 
-class _MomentumTwice(keras.optimizers.Optimizer):
-    """A known mistake, to recognise it: p ← p + μ·v after v ← μ·v - η·g."""
-
-    def __init__(self, learning_rate: float, momentum: float) -> None:
-        # A name scope may not start with "_", which the class name would give.
-        super().__init__(learning_rate=learning_rate, name="momentum_applied_twice")
-        self.momentum = momentum
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self.velocities = self.add_optimizer_variables(variables, "velocity")
-
-    def update_step(self, gradient, variable, learning_rate):
-        velocity = self.velocities[self._get_variable_index(variable)]
-        velocity.assign(self.momentum * velocity - learning_rate * gradient)
-        variable.assign_add(self.momentum * velocity)
-
-
-plain_sgd = Exercise(
-    title="Write update_step for plain SGD",
-    checker=_check_plain_sgd,
-    hint="Keras's SGD (notebook 01) has a branch for momentum 0: which of the three assign "
-    "methods does it use there, and what does it cast first?",
-    solution=PlainSGD,
+sign_sgd = Exercise(
+    title="Sign descent",
+    checker=_check_sign_sgd,
+    hint="Only the direction of each entry's step comes from the gradient; its length is the "
+    "learning rate. Which keras.ops function keeps only the signs of a tensor's entries, and "
+    "which of the three assign methods moves a variable downhill? Cast as notebook 01's SGD does.",
+    solution=SignSGD,
 )
 
-momentum_sgd = Exercise(
-    title="Add momentum",
-    checker=_check_momentum_sgd,
-    hint="Three places: the slots are made once, for all variables, where the base class "
-    "is built; update_step finds this variable's slot by its index; and get_config extends "
-    "the base class's dictionary rather than starting a new one. Which comes first in "
-    "update_step: the new velocity, or the step that uses it?",
-    solution=MomentumSGD,
+adagrad = Exercise(
+    title="Adagrad: a slot that does not start at zero",
+    checker=_check_adagrad,
+    hint="The same three places as for momentum. In build, the slots need a starting value: "
+    "read the signature of add_optimizer_variables (its last argument, and keras.initializers). "
+    "In update_step, follow the two formulas in their order. In get_config, extend the base "
+    "class's dictionary with both new hyperparameters.",
+    solution=MinimalAdagrad,
 )
 
-softmax_gradient = Exercise(
-    title="Derive the gradient of softmax regression",
-    checker=_check_softmax_gradient,
-    hint="Differentiate the loss of one example with respect to its own logits first (write "
-    "log softmax as z_y − log Σ exp z_k); then account for the mean over N examples, and "
-    "use the chain rule through Z = XW + b for W and for b separately.",
-    solution=handwritten_gradients,
+label_smoothing_gradient = Exercise(
+    title="The gradient with label smoothing",
+    checker=_check_label_smoothing_gradient,
+    hint="Redo the notebook's derivation with a target row t that still sums to 1 but is not "
+    "one-hot: the loss of one example is −Σ_k t_k·log softmax(z)_k. Where did the one-hot "
+    "derivation use that the target was one-hot, and where only that it sums to 1? Then build "
+    "the smoothed rows as the exercise states them.",
+    solution=label_smoothing_gradient_solution,
 )
 
 adam = Exercise(
@@ -402,9 +589,18 @@ adam = Exercise(
     checker=_check_adam,
     hint="Print Adam's update_step with inspect.getsource (or notebook 01's show_lines). Note "
     "which quantities are slots (two per variable) and which are recomputed at every step "
-    "from self.iterations; then copy its arithmetic in the same order, since a + b·c and "
-    "(a·b) + c round differently.",
+    "from self.iterations; then copy its arithmetic in the same order, since (a + b)·c and "
+    "a·c + b·c round differently.",
     solution=MinimalAdam,
 )
 
-__all__ = ["MinimalAdam", "adam", "momentum_sgd", "plain_sgd", "softmax_gradient"]
+__all__ = [
+    "MinimalAdagrad",
+    "MinimalAdam",
+    "SignSGD",
+    "adagrad",
+    "adam",
+    "label_smoothing_gradient",
+    "label_smoothing_gradient_solution",
+    "sign_sgd",
+]

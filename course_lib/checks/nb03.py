@@ -2,7 +2,8 @@
 
 * :data:`momentum_that_waits`: one micro-batch of soft-batch SGD with momentum whose velocity,
   like the weight, changes only on real updates (the fix of the notebook's ``K.switch`` demo).
-* :data:`schedule_per_update`: the rate a schedule should give a micro-batch.
+* :data:`builtin_schedule_rate`: predict, from Keras's source, the rate that the built-in
+  ``gradient_accumulation_steps`` hands each real update; the check measures it on Keras itself.
 * :data:`finite_steps_only`: a wrapper optimizer that lets the inner optimizer step only when
   every gradient is finite, what ``keras.optimizers.LossScaleOptimizer`` does around its skips.
 
@@ -20,13 +21,13 @@ from course_lib.checks.soft_batch_problem import (
     STEPS,
     expected_momentum_trajectory,
 )
-from course_lib.soft_batch import scheduled_learning_rate
 
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 # --------------------------------------------------------------------------------------------
@@ -50,6 +51,16 @@ def soft_momentum_step(weight, velocity, accumulator, count, gradient, steps, lr
         count.assign(0)
 
     ops.cond(ops.equal(count, steps), update, lambda: None)
+
+
+def builtin_schedule_rate_solution(schedule: Any, update: int, steps: int) -> float:
+    """The rate Keras's built-in accumulation uses for real update ``update`` (from 0).
+
+    The schedule reads the optimizer's micro-batch counter, which ``apply`` increments after the
+    update: the update of a group happens on its last micro-batch, when steps·update + steps − 1
+    micro-batches have gone before it.
+    """
+    return float(schedule(steps * update + steps - 1))
 
 
 class FiniteStepsOnly(keras.optimizers.Optimizer):
@@ -115,13 +126,57 @@ def _check_soft_momentum_step(step: Callable[..., Any]) -> str:
     return "weight and velocity move once every 4 micro-batches, with the mean gradient."
 
 
-def _check_scheduled_learning_rate(function: Callable[..., Any]) -> str:
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1, 3], [0.1, 0.05, 0.01])
-    for steps in (1, 2, 4):
-        got = [float(function(schedule, seen, steps)) for seen in range(16)]
-        expected = [float(scheduled_learning_rate(schedule, seen, steps)) for seen in range(16)]
-        expect_close(f"the rates for micro-batches 0..15 with steps={steps}", got, expected)
-    return "the schedule now advances once per real update."
+def _keras_builtin_rates(schedule: Any, steps: int, updates: int) -> list[float]:
+    """The rate of each real update, measured on Keras's built-in accumulation itself.
+
+    SGD on one scalar with gradient 1 on every micro-batch: the mean gradient is exactly 1, so
+    an update moves the variable by exactly its rate (up to float32 rounding of the variable).
+    """
+    variable = keras.Variable(np.float32(0.0))
+    optimizer = keras.optimizers.SGD(schedule, gradient_accumulation_steps=steps)
+    rates = []
+    for _ in range(updates):
+        before = float(variable.numpy())
+        for _ in range(steps):
+            optimizer.apply([tf.constant(1.0)], [variable])
+        rates.append(before - float(variable.numpy()))
+    return rates
+
+
+_SCHEDULE_MISREADINGS = {
+    "per update": "this is the schedule at the update's own number, what a wrapper that counts "
+    "real updates gives. The built-in hands its schedule another counter.",
+    "group start": "this is the rate at the group's first micro-batch; the update happens "
+    "later in the group, and the counter has moved on by then.",
+    "one too far": "one micro-batch too far: when the update happens, has the counter already "
+    "counted the micro-batch that triggers it?",
+}
+
+
+def _schedule_misreadings(schedule: Any, updates: int, steps: int) -> dict[str, list[float]]:
+    return {
+        "per update": [float(schedule(u)) for u in range(updates)],
+        "group start": [float(schedule(steps * u)) for u in range(updates)],
+        "one too far": [float(schedule(steps * (u + 1))) for u in range(updates)],
+    }
+
+
+def _check_builtin_schedule_rate(function: Callable[..., Any]) -> str:
+    if not callable(function):
+        raise Incorrect(f"pass your function itself, got {type(function).__name__}.")
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)
+    updates = 4
+    for steps in (4, 2, 3):
+        measured = np.array(_keras_builtin_rates(schedule, steps, updates))
+        got = np.array([float(function(schedule, u, steps)) for u in range(updates)])
+        if np.allclose(got, measured, rtol=1e-5, atol=0):
+            continue
+        label = f"with steps={steps}, your rates for updates 0..{updates - 1} are {got.round(6)}"
+        for form, wrong in _schedule_misreadings(schedule, updates, steps).items():
+            if np.allclose(got, wrong, rtol=1e-6, atol=0):
+                raise Incorrect(f"{label}: {_SCHEDULE_MISREADINGS[form]}")
+        raise Incorrect(f"{label}; Keras's built-in used {measured.round(6)}.")
+    return "you predicted every rate Keras's built-in accumulation uses, for 2, 3 and 4 steps."
 
 
 #: Gradients for two variables (a 2-vector and a scalar), applied in order: a correct wrapper
@@ -236,38 +291,42 @@ momentum_that_waits = Exercise(
     checker=_check_soft_momentum_step,
     hint=(
         "Compare switch_style_step with my_soft_sgd_step. Which assignments must run on every "
-        "micro-batch, and which only when the group is complete? Only the second kind belongs "
-        "in the function that ops.cond runs."
+        "micro-batch, and which only when the group is complete? Where does ops.where decide "
+        "too late, after the work has been done?"
     ),
     solution=soft_momentum_step,
 )
 
-schedule_per_update = Exercise(
-    title="A schedule that counts real updates",
-    checker=_check_scheduled_learning_rate,
+builtin_schedule_rate = Exercise(
+    title="Predict the built-in's schedule",
+    checker=_check_builtin_schedule_rate,
     hint=(
-        "Write out, for steps=4, the micro-batch numbers 0 to 9 and, under each, the number of "
-        "the real update it belongs to. What operation turns the first row into the second?"
+        "The built-in asks its schedule for a rate with the optimizer's own step counter, which "
+        "counts micro-batches. Read BaseOptimizer._backend_apply_gradients and apply (notebook "
+        "01 printed their lines): on which micro-batch of a group is the update applied, and "
+        "when does apply increment the counter, before or after?"
     ),
-    solution=scheduled_learning_rate,
+    solution=builtin_schedule_rate_solution,
 )
 
 finite_steps_only = Exercise(
     title="A wrapper that steps only on finite gradients",
     checker=_check_finite_steps_only,
     hint=(
-        "The shape is MySoftBatch's, without the sums and the counter: build the inner "
-        "optimizer in build, and in apply decide with ops.cond whether inner.apply runs. The "
-        "decision is one boolean tensor, True only if no gradient holds a NaN or an infinity; "
-        "keras.ops has functions that test elements and that reduce a tensor of booleans."
+        "Two questions. Where must the inner optimizer be built, so that its variables exist "
+        "before fit compiles the training step? And how does code inside that compiled step "
+        "choose, on a tensor, between stepping and doing nothing? The decision itself is one "
+        "boolean for all gradients together: keras.ops has functions that test each element "
+        "and that reduce a tensor of booleans."
     ),
     solution=FiniteStepsOnly,
 )
 
 __all__ = [
     "FiniteStepsOnly",
+    "builtin_schedule_rate",
+    "builtin_schedule_rate_solution",
     "finite_steps_only",
     "momentum_that_waits",
-    "schedule_per_update",
     "soft_momentum_step",
 ]

@@ -1,8 +1,12 @@
 """Self-checks for the exercises of notebook 04 (Heun's method through the training step).
 
-* :data:`ralston_step`: one step of Ralston's method for a gradient function, in NumPy.
-* :data:`midpoint_model`: a ``keras.Model`` subclass whose ``train_step`` is the midpoint method.
-* :data:`snapshot`: fix a snapshot that keeps references instead of values.
+Each exercise needs more than a shown cell with a few numbers changed:
+
+* :data:`two_stage_step`: the whole family of second-order two-stage methods in NumPy. The
+  learner chooses where to probe (α) and must *derive* the weights that keep the method second
+  order; α = 1 is Heun, ½ the midpoint method, ⅔ Ralston's.
+* :data:`kutta3_model`: Kutta's third-order method as a ``train_step``: three gradients, and a
+  trial point that combines two of them, each built from the start point p.
 * :data:`nesterov_model`: Nesterov momentum as a ``train_step`` (the gradient at the look-ahead
   point), checked against ``keras.optimizers.SGD(momentum=..., nesterov=True)``.
 
@@ -16,6 +20,10 @@ from __future__ import annotations
 from course_lib.checks import Exercise, Incorrect, expect_close
 from course_lib.landscapes import Quadratic, Rosenbrock
 
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -27,45 +35,54 @@ import tensorflow as tf
 # --------------------------------------------------------------------------------------------
 
 
-def ralston_step_solution(gradient, p, learning_rate):
-    """Ralston: probe two thirds of the way, then weight the two gradients 1/4 and 3/4."""
+def two_stage_step_solution(gradient, p, learning_rate, alpha):
+    """Probe at p − α·h·g1; weights (1 − 1/(2α), 1/(2α)) make the step second order.
+
+    On a quadratic the step is (I − (b1 + b2)·hA + b2·α·(hA)²)·p; it matches the exact flow's
+    I − hA + (hA)²/2 when b1 + b2 = 1 and b2·α = 1/2.
+    """
     g1 = gradient(p)
-    g2 = gradient(p - (2 / 3) * learning_rate * g1)
-    return p - learning_rate * (0.25 * g1 + 0.75 * g2)
+    g2 = gradient(p - alpha * learning_rate * g1)
+    b2 = 1.0 / (2.0 * alpha)
+    return p - learning_rate * ((1.0 - b2) * g1 + b2 * g2)
 
 
-class MidpointModel(keras.Model):
-    """A minimal midpoint-method ``train_step`` (one device): the gradient at p − (h/2)·g1."""
+class Kutta3Model(keras.Model):
+    """Kutta's third-order method as a ``train_step`` (one device).
+
+    g1 = ∇L(p), g2 = ∇L(p − h/2·g1), g3 = ∇L(p + h·g1 − 2h·g2); the optimizer receives
+    (g1 + 4·g2 + g3)/6. Every trial point is built from the snapshot of p, not from the point
+    where the previous stage left the weights.
+    """
+
+    def _gradients(self, x, y):
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+        return tape.gradient(loss, self.trainable_variables), y_pred, loss
 
     def train_step(self, data):
         x, y = data[0], data[1]
         variables = self.trainable_variables
-        start = [tf.identity(v.value) for v in variables]  # a copy, not a reference
-
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
-        g1 = tape.gradient(loss, variables)
+        start = [tf.identity(v.value) for v in variables]  # p, by value
+        g1, y_pred, loss = self._gradients(x, y)
 
         h = self.optimizer.learning_rate
-        for v, g in zip(variables, g1, strict=True):
-            v.assign_sub(0.5 * h * g)  # half a gradient-descent step
-        with tf.GradientTape() as tape:
-            half_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
-        g2 = tape.gradient(half_loss, variables)
+        for v, p, a in zip(variables, start, g1, strict=True):
+            v.assign(p - 0.5 * h * a)
+        g2, _, _ = self._gradients(x, y)
+        for v, p, a, b in zip(variables, start, g1, g2, strict=True):
+            v.assign(p + h * a - 2.0 * h * b)  # from p: p − h·(−g1 + 2·g2)
+        g3, _, _ = self._gradients(x, y)
 
-        for v, value in zip(variables, start, strict=True):
-            v.assign(value)  # back to p before the optimizer moves it
-        self.optimizer.apply(g2, variables)  # b = (0, 1): only the midpoint gradient
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)  # back to p before the optimizer moves it
+        combined = [(a + 4.0 * b + c) / 6.0 for a, b, c in zip(g1, g2, g3, strict=True)]
+        self.optimizer.apply(combined, variables)
         for metric in self.metrics:  # loss and metrics at the start point p
             if metric.name == "loss":
                 metric.update_state(loss)
         return self.compute_metrics(x, y, y_pred)
-
-
-def snapshot_solution(variables):
-    """Copy each variable's current value: later assignments must not change the copy."""
-    return [tf.identity(v.value) for v in variables]
 
 
 class NesterovModel(keras.Model):
@@ -111,40 +128,78 @@ class NesterovModel(keras.Model):
 # --------------------------------------------------------------------------------------------
 
 
-def _heun_step(gradient, p, h):
+def _two_stage_with(gradient, p, h, alpha, weights):
     g1 = gradient(p)
-    return p - 0.5 * h * (g1 + gradient(p - h * g1))
+    g2 = gradient(p - alpha * h * g1)
+    return p - h * (weights[0] * g1 + weights[1] * g2)
 
 
-def _check_ralston_step(answer: Any) -> str:
+#: Probe positions the check tries: Heun's, the midpoint's, Ralston's, and two without a name.
+_ALPHAS = (1.0, 0.5, 2.0 / 3.0, 0.25, 1.5)
+
+
+def _check_two_stage_step(answer: Any) -> str:
     if not callable(answer):
-        raise Incorrect(f"pass your function ralston_step itself, got {type(answer).__name__}.")
+        raise Incorrect(f"pass your function two_stage_step itself, got {type(answer).__name__}.")
     quadratic = Quadratic(np.array([[3.0, 1.0], [1.0, 2.0]]))
-    p = np.array([1.5, -2.0])
-    h = 0.3
+    p, h = np.array([1.5, -2.0]), 0.3
     hA = h * quadratic.A
-    got = answer(quadratic.gradient, p.copy(), h)
-    if np.allclose(got, p - h * quadratic.gradient(p), atol=1e-12):
-        raise Incorrect("this is a gradient-descent (Euler) step: add the trial gradient.")
-    expect_close(
-        "your step on the quadratic (every 2-stage order-2 method gives (I − hA + (hA)²/2)p)",
-        got,
-        (np.eye(2) - hA + hA @ hA / 2) @ p,
-        atol=1e-10,
+    second_order = (np.eye(2) - hA + hA @ hA / 2) @ p
+    for alpha in _ALPHAS:
+        got = np.asarray(answer(quadratic.gradient, p.copy(), h, alpha), dtype=np.float64)
+        label = f"with alpha = {alpha:.4g}, your step on the quadratic"
+        if got.shape == p.shape and np.allclose(got, second_order, rtol=0, atol=1e-10):
+            continue
+        if got.shape == p.shape and np.allclose(got, p - h * quadratic.gradient(p), atol=1e-12):
+            raise Incorrect(f"{label} is a gradient-descent (Euler) step: use g2 too.")
+        heun_weights = _two_stage_with(quadratic.gradient, p, h, alpha, (0.5, 0.5))
+        if got.shape == p.shape and np.allclose(got, heun_weights, atol=1e-10):
+            raise Incorrect(
+                f"{label} uses Heun's weights 1/2 and 1/2; with this probe they give a "
+                "first-order method only. The weights must depend on alpha."
+            )
+        expect_close(
+            f"{label} (every second-order two-stage method gives (I − hA + (hA)²/2)·p there)",
+            got,
+            second_order,
+            atol=1e-10,
+        )
+    rosenbrock, start, h = Rosenbrock(), np.array([-1.0, 1.5]), 1e-3
+    for alpha in _ALPHAS:
+        got = answer(rosenbrock.gradient, start.copy(), h, alpha)
+        expect_close(
+            f"your step on Rosenbrock with alpha = {alpha:.4g} (the probe must sit at "
+            "p − alpha·h·g1)",
+            got,
+            two_stage_step_solution(rosenbrock.gradient, start, h, alpha),
+            atol=1e-10,
+        )
+    return (
+        "your weights make every probe position second order: on the quadratic all give "
+        "(I − hA + (hA)²/2)·p, and on Rosenbrock each takes its own step."
     )
-    rosenbrock = Rosenbrock()
-    start = np.array([-1.0, 1.5])
-    h = 1e-3
-    got = answer(rosenbrock.gradient, start.copy(), h)
-    if np.allclose(got, _heun_step(rosenbrock.gradient, start, h), atol=1e-10):
-        raise Incorrect("on Rosenbrock this is Heun's step: probe at 2/3·h, weights 1/4 and 3/4.")
-    expect_close(
-        "your step on Rosenbrock",
-        got,
-        ralston_step_solution(rosenbrock.gradient, start, h),
-        atol=1e-10,
-    )
-    return "your step matches the closed form on a quadratic and Ralston's step on Rosenbrock."
+
+
+class _DropRetracingWarning(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one.
+
+    A check trains several small models in a row (the learner's, ours, the known mistakes);
+    each traces its train function once, but TensorFlow counts traces per Python function and
+    warns after a few. For the learner that warning is noise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_retracing_warning() -> Iterator[None]:
+    logger, quiet = tf.get_logger(), _DropRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _nonlinear_problem() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -176,7 +231,8 @@ def _train_nonlinear(
     model.compile(optimizer=optimizer, loss="mse")
     for variable, value in zip(model.trainable_variables, weights, strict=True):
         variable.assign(value)
-    history = model.fit(x, y, batch_size=len(x), epochs=steps, verbose=0, shuffle=False)
+    with _no_retracing_warning():
+        history = model.fit(x, y, batch_size=len(x), epochs=steps, verbose=0, shuffle=False)
     return model, history.history["loss"]
 
 
@@ -192,23 +248,97 @@ def _loss_of(weights: list[np.ndarray]) -> float:
     return float(np.mean((prediction - y) ** 2))
 
 
-def _check_midpoint_model(answer: Any) -> str:
+class Kutta3ThirdPointFromTheSecond(Kutta3Model):
+    """Kutta's method with one known mistake, so that the check can name it.
+
+    (No leading underscore: Keras derives the model's name scope from the class name.)
+    """
+
+    form = "third point from the second"
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.trainable_variables
+        start = [tf.identity(v.value) for v in variables]
+        g1, y_pred, loss = self._gradients(x, y)
+        h = self.optimizer.learning_rate
+        for v, a in zip(variables, g1, strict=True):
+            v.assign_sub(0.5 * h * a)
+        g2, _, _ = self._gradients(x, y)
+        for v, a, b in zip(variables, g1, g2, strict=True):
+            v.assign_add(h * a - 2.0 * h * b)  # the mistake: from the second trial point
+        g3, _, _ = self._gradients(x, y)
+        if self.form == "third point from the second":
+            for v, p in zip(variables, start, strict=True):
+                v.assign(p)
+        combined = [(a + 4.0 * b + c) / 6.0 for a, b, c in zip(g1, g2, g3, strict=True)]
+        self.optimizer.apply(combined, variables)  # "no restore": from the third trial point
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred)
+
+
+class Kutta3WithoutRestore(Kutta3ThirdPointFromTheSecond):
+    form = "no restore"
+
+
+def _heun_model(inputs, outputs):
+    from course_lib.runge_kutta import RungeKuttaModel
+
+    return RungeKuttaModel(inputs=inputs, outputs=outputs, tableau="heun")
+
+
+_KUTTA3_MISREADINGS = (
+    (keras.Model, "your weights follow gradient descent (Euler), one gradient per step."),
+    (_heun_model, "this is Heun's method: two stages. Kutta's takes a third gradient."),
+    (
+        Kutta3ThirdPointFromTheSecond,
+        "your third trial point starts from where the second stage left the weights; the "
+        "formula measures it from p, like every trial point.",
+    ),
+    (
+        Kutta3WithoutRestore,
+        "the optimizer steps from the last trial point, and the third trial point starts from "
+        "the second: the weights never go back to p. Put them back before each trial point and "
+        "before the update, from a copy of p (v.value is the variable itself, not a copy).",
+    ),
+)
+
+
+_KUTTA3_RATE, _KUTTA3_STEPS = 0.5, 2
+
+
+@functools.cache
+def _kutta3_reference(index: int) -> tuple[np.ndarray, ...]:
+    """Weights after the check's run of Kutta3Model (index -1) or of a known misreading.
+
+    Deterministic, so computed once per process: a learner re-checking pays only for their own
+    model.
+    """
+    model_class = Kutta3Model if index < 0 else _KUTTA3_MISREADINGS[index][0]
+    keras.backend.clear_session()
+    weights, _ = _fit_nonlinear(model_class, _KUTTA3_RATE, _KUTTA3_STEPS)
+    return tuple(weights)
+
+
+def _check_kutta3_model(answer: Any) -> str:
     if not (isinstance(answer, type) and issubclass(answer, keras.Model)):
         raise Incorrect(
             f"pass your class (a keras.Model subclass) itself, got {type(answer).__name__}."
         )
     if answer.train_step is keras.Model.train_step:
         raise Incorrect("your class does not override train_step.")
-    h, steps = 0.5, 2
+    h, steps = _KUTTA3_RATE, _KUTTA3_STEPS
     got, losses = _fit_nonlinear(answer, h, steps)
-    keras.backend.clear_session()
-    expected, _ = _fit_nonlinear(MidpointModel, h, steps)
-    keras.backend.clear_session()
-    euler, _ = _fit_nonlinear(keras.Model, h, steps)
-    if all(np.allclose(g, e, atol=1e-6) for g, e in zip(got, euler, strict=True)):
-        raise Incorrect("your weights follow gradient descent (Euler), not the midpoint method.")
+    expected = _kutta3_reference(-1)
+    if not all(np.allclose(g, e, atol=1e-5) for g, e in zip(got, expected, strict=True)):
+        for index, (_, message) in enumerate(_KUTTA3_MISREADINGS):
+            wrong = _kutta3_reference(index)
+            if all(np.allclose(g, w, atol=1e-6) for g, w in zip(got, wrong, strict=True)):
+                raise Incorrect(message)
     for index, (g, e) in enumerate(zip(got, expected, strict=True)):
-        expect_close(f"weight {index} after {steps} steps", g, e, atol=1e-5)
+        expect_close(f"weight {index} after {steps} steps (against Kutta's method)", g, e, 1e-5)
     _, _, start = _nonlinear_problem()
     expect_close(
         "the first logged loss (it must be the loss at the start point p)",
@@ -216,51 +346,7 @@ def _check_midpoint_model(answer: Any) -> str:
         _loss_of(start),
         atol=1e-5,
     )
-    return "your train_step takes the midpoint method's steps and logs the loss at p."
-
-
-def _check_snapshot(answer: Any) -> str:
-    if not callable(answer):
-        raise Incorrect(f"pass your function snapshot itself, got {type(answer).__name__}.")
-    start = [np.array([1.0, 2.0], dtype="float32"), np.array([[3.0]], dtype="float32")]
-    variables = [keras.Variable(value) for value in start]
-
-    def moved(values):
-        return [
-            np.array(value.numpy() if hasattr(value, "numpy") else value, dtype="float32")
-            for value in values
-        ]
-
-    eager = answer(variables)
-    for variable in variables:
-        variable.assign_add(np.ones(variable.shape, dtype="float32"))
-    if len(eager) != len(start):
-        raise Incorrect(f"return one value per variable: got {len(eager)} for {len(start)}.")
-    for index, (value, original) in enumerate(zip(moved(eager), start, strict=True)):
-        if np.allclose(value, original + 1):
-            raise Incorrect(
-                f"snapshot[{index}] moved when its variable moved: it is a reference, not a copy."
-            )
-        expect_close(f"snapshot[{index}] (eager)", value, original)
-
-    for variable, value in zip(variables, start, strict=True):
-        variable.assign(value)
-
-    @tf.function
-    def snapshot_then_move():
-        copies = answer(variables)
-        for variable in variables:
-            variable.assign_add(tf.ones(variable.shape))
-        return [tf.convert_to_tensor(c) + 0.0 for c in copies]
-
-    for index, (value, original) in enumerate(zip(moved(snapshot_then_move()), start, strict=True)):
-        if np.allclose(value, original + 1):
-            raise Incorrect(
-                f"inside tf.function (as in fit), snapshot[{index}] moved with its variable: "
-                "`v.value` is the variable itself, not its current value."
-            )
-        expect_close(f"snapshot[{index}] (inside tf.function)", value, original)
-    return "your snapshot keeps the values, eagerly and inside tf.function."
+    return "your train_step takes Kutta's third-order steps and logs the loss at p."
 
 
 NESTEROV_RATE, NESTEROV_MOMENTUM, NESTEROV_STEPS = 0.1, 0.9, 6
@@ -313,36 +399,26 @@ def _check_nesterov_model(answer: Any) -> str:
     )
 
 
-ralston_step = Exercise(
-    title="Write one step of Ralston's method",
-    checker=_check_ralston_step,
+two_stage_step = Exercise(
+    title="Every second-order two-stage method",
+    checker=_check_two_stage_step,
     hint=(
-        "Start from heun_step at the top of the notebook: the structure is the same, only "
-        "the coefficients change. Where does the trial point sit, and how are g1 and g2 "
-        "weighted?"
+        "On a quadratic ∇L(p) = A·p. Call the weights b1 and b2, expand one step of your "
+        "method in powers of hA, and compare it term by term with the first three terms of the "
+        "exact flow e^(−hA)·p (section 1). Two conditions, two unknowns."
     ),
-    solution=ralston_step_solution,
+    solution=two_stage_step_solution,
 )
 
-midpoint_model = Exercise(
-    title="Write a midpoint-method train_step",
-    checker=_check_midpoint_model,
+kutta3_model = Exercise(
+    title="Kutta's third-order method as a train_step",
+    checker=_check_kutta3_model,
     hint=(
-        "Put the midpoint method's two formulas next to Heun's. In heun_train_step, one line "
-        "builds the trial point and one line decides what the optimizer receives: those are "
-        "the lines that change. The four rules of section 5 still hold."
+        "The four rules of Heun's step still hold. What is new is the third trial point: it "
+        "combines two gradients and, like every trial point, is measured from p; where are the "
+        "weights when you build it? Keep g1 and g2 until the end: the update needs all three."
     ),
-    solution=MidpointModel,
-)
-
-snapshot = Exercise(
-    title="Fix the snapshot",
-    checker=_check_snapshot,
-    hint=(
-        "Inside a tf.function, `v.value` is a handle that reads the variable when it is used, "
-        "not when you wrote it. You need an op that produces a new tensor holding the value now."
-    ),
-    solution=snapshot_solution,
+    solution=Kutta3Model,
 )
 
 nesterov_model = Exercise(
@@ -356,4 +432,4 @@ nesterov_model = Exercise(
     solution=NesterovModel,
 )
 
-__all__ = ["midpoint_model", "nesterov_model", "ralston_step", "snapshot"]
+__all__ = ["Kutta3Model", "kutta3_model", "nesterov_model", "two_stage_step"]

@@ -1,62 +1,33 @@
-"""Self-checks for notebook 07 (Lookahead and SAM): SAM's step, adaptive SAM, the sync, the map.
+"""Self-checks for notebook 07 (Lookahead and SAM): adaptive SAM, and a weight-averaging wrapper.
 
-Each check compares the learner's answer with the library on small cases whose answer is known;
+Both are transfers, not copies of a cell:
+
+* :data:`adaptive_sam`: the notebook builds SAM's perturbation ρ·g/‖g‖; the learner derives ASAM's
+  (Kwon, Kim, Park and Choi, "ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invariant
+  Learning of Deep Neural Networks", ICML 2021) from its definition.
+* :data:`weight_average`: the notebook builds Lookahead as a wrapper optimizer; the learner builds
+  another wrapper with state across steps, an exponential moving average of the weights that the
+  model receives when training ends, and meets Keras's own ``use_ema`` as the reference.
+
+Each check compares the learner's answer with a reference on small cases;
 ``tests/test_checks_nb07.py`` lists the known-wrong answers each one must reject.
-
-The adaptive-SAM exercise is a transfer: the notebook builds SAM's perturbation ρ·g/‖g‖, and the
-learner derives ASAM's (Kwon, Kim, Park and Choi, "ASAM: Adaptive Sharpness-Aware Minimization
-for Scale-Invariant Learning of Deep Neural Networks", ICML 2021) from its definition.
 """
 
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
-from course_lib.lookahead import lookahead_interpolation
-from course_lib.sam import sam_perturbation
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import keras
 import numpy as np
-
-#: Which mechanism carries each optimizer (the notebook's closing map).
-MECHANISMS: dict[str, str] = {
-    "Adam": "update_step",
-    "RMSprop": "update_step",
-    "Heun": "train_step",
-    "SAM": "train_step",
-    "SoftBatch": "wrapper",
-    "Lookahead": "wrapper",
-}
-
-_PERTURBATION_CASES: tuple[tuple[list[Any], float], ...] = (
-    ([np.array([3.0, 4.0])], 0.5),
-    ([np.array([3.0, 0.0]), np.array([[0.0], [4.0]])], 0.1),
-    ([np.array([1.0, -2.0]), None, np.array([2.0])], 2.0),
-)
+from keras import ops
 
 
 def _as_array(value: Any) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=np.float64)
-
-
-def _check_perturbation(function: Callable[..., Any]) -> str:
-    for gradients, rho in _PERTURBATION_CASES:
-        got = list(function(gradients, rho))
-        expected = sam_perturbation(gradients, rho)
-        if len(got) != len(expected):
-            raise Incorrect(f"expected one entry per gradient ({len(expected)}), got {len(got)}.")
-        for index, (g, e) in enumerate(zip(got, expected, strict=True)):
-            if e is None:
-                if g is not None:
-                    raise Incorrect(f"gradient {index} is None, so its perturbation must be None.")
-                continue
-            if g is None:
-                raise Incorrect(f"perturbation {index} is None but its gradient is not.")
-            expect_close(
-                f"the perturbation of gradient {index} (rho={rho})", _as_array(g), e.numpy()
-            )
-    return "ρ·g/‖g‖ with one norm over all the gradients: the step to the worst nearby point."
 
 
 def adaptive_perturbation(
@@ -117,49 +88,115 @@ def _check_adaptive(function: Callable[..., Any]) -> str:
     )
 
 
-def _check_lookahead_sync(function: Callable[..., Any]) -> str:
-    rng = np.random.default_rng(6)
-    for alpha in (0.5, 0.2, 1.0):
-        slow, fast = rng.normal(size=3), rng.normal(size=3)
-        got = function(slow.copy(), fast.copy(), alpha)
-        expect_close(
-            f"the new slow weights (alpha={alpha})",
-            _as_array(got),
-            lookahead_interpolation(slow, fast, alpha),
-            atol=1e-12,
-        )
-    return "slow + α·(fast − slow): the slow weights move a fraction α towards the fast ones."
+# --------------------------------------------------------------------------------------------
+# A wrapper that averages the weights
+# --------------------------------------------------------------------------------------------
+
+#: The checks' settings: SGD's learning rate and the average's momentum.
+_LEARNING_RATE, _MOMENTUM = 0.05, 0.9
 
 
-def _check_mechanisms(answer: Any) -> str:
-    if callable(answer):  # the notebook's starter is a function that returns the map
-        answer = answer()
-    if not isinstance(answer, dict):
+class WeightAverage(keras.optimizers.Optimizer):
+    """Let ``inner`` train the weights and keep their exponential moving average.
+
+    After the first step the average is the weights themselves; after each later step,
+    average ← momentum·average + (1 − momentum)·weights. The model trains with its own weights;
+    ``fit`` calls ``finalize_variable_values`` when training ends, and only then do the averages
+    replace them. Keras's optimizers do the same with ``use_ema=True``.
+    """
+
+    def __init__(self, inner, momentum=0.99, name="weight_average"):
+        super().__init__(learning_rate=0.0, name=name)  # unused: the inner rate counts
+        self.inner = inner
+        self.momentum = momentum
+
+    def build(self, variables):
+        super().build(variables)
+        self.inner.build(variables)
+        self.averages = [self.add_variable_from_reference(v, name="average") for v in variables]
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        self.inner.apply(grads, trainable_variables)  # the weights move first
+        first_step = ops.equal(self.inner.iterations, 1)
+        for average, variable in zip(self.averages, trainable_variables, strict=True):
+            momentum = ops.cast(ops.where(first_step, 0.0, self.momentum), variable.dtype)
+            average.assign(momentum * average + (1 - momentum) * variable)
+
+    def finalize_variable_values(self, var_list):
+        for variable, average in zip(var_list, self.averages, strict=True):
+            variable.assign(average)
+
+
+def _regression_problem() -> tuple[np.ndarray, np.ndarray]:
+    """96 examples of a small regression, trained in 6 batches of 16 for 2 epochs (12 steps)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    y = np.tanh(x @ rng.normal(size=(4, 1))).astype("float32")
+    return x, y
+
+
+def _fit(optimizer: Any) -> list[np.ndarray]:
+    """Train the same small model from the same weights with ``optimizer``; its final weights."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = _regression_problem()
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+@functools.lru_cache(maxsize=2)
+def _references(floatx: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Plain SGD's final weights, and Keras's own average of them (``use_ema``), in ``floatx``.
+
+    The same for every answer, so computed once per float type.
+    """
+    trained = _fit(keras.optimizers.SGD(_LEARNING_RATE))
+    averaged = _fit(keras.optimizers.SGD(_LEARNING_RATE, use_ema=True, ema_momentum=_MOMENTUM))
+    return trained, averaged
+
+
+def _largest_gap(weights: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    return max(float(np.abs(a - b).max()) for a, b in zip(weights, reference, strict=True))
+
+
+def _check_weight_average(answer: Any) -> str:
+    if not callable(answer):
+        raise Incorrect(f"pass your class itself, got {type(answer).__name__}.")
+    optimizer = answer(keras.optimizers.SGD(_LEARNING_RATE), momentum=_MOMENTUM)
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise Incorrect(
-            f"expected a dict from optimizer name to mechanism, got {type(answer).__name__}."
+            "your class must be a keras.optimizers.Optimizer subclass, so that compile accepts "
+            f"it; got {type(optimizer).__name__}."
         )
-    missing = sorted(set(MECHANISMS) - set(answer))
-    if missing:
-        raise Incorrect(f"missing optimizers: {missing}.")
-    wrong = [name for name, mechanism in MECHANISMS.items() if answer[name] != mechanism]
-    if wrong:
+    got = _fit(optimizer)
+    trained, expected = _references(keras.config.floatx())
+    if _largest_gap(got, trained) < 1e-6:
         raise Incorrect(
-            f"not right for {wrong}: ask how many gradients one step needs, and whether state "
-            "must live across steps."
+            "after fit the model holds the weights SGD trained, not their average. fit tells "
+            "the optimizer that training has ended by calling one of its methods with the "
+            "model's variables: find it in keras.optimizers.Optimizer and let it write the "
+            "averages into them."
         )
-    return "one gradient → update_step; several → train_step; state across steps → wrapper."
+    gap = _largest_gap(got, expected)
+    if gap > 1e-6:
+        raise Incorrect(
+            f"after 12 steps with momentum {_MOMENTUM} the weights differ from Keras's "
+            f"SGD(use_ema=True, ema_momentum={_MOMENTUM}) by up to {gap:.3g}. Check three "
+            "things: the average is taken of the weights after the inner step; after the first "
+            "step it is those weights themselves; the model trains with its own weights and "
+            "receives the averages only when training ends."
+        )
+    return (
+        f"equal to Keras's own SGD(use_ema=True, ema_momentum={_MOMENTUM}) after fit: a "
+        "wrapper with state across steps, written into the model when training ends."
+    )
 
-
-sam_perturbation_exercise = Exercise(
-    title="SAM's step to the worst nearby point",
-    checker=_check_perturbation,
-    hint=(
-        "ρ is the length of the whole step, measured over all the model's weights at once, not "
-        "per layer. Which single number must every gradient be divided by for that? And what "
-        "should a variable without a gradient get?"
-    ),
-    solution=sam_perturbation,
-)
 
 adaptive_sam = Exercise(
     title="Adaptive SAM's step to the worst nearby point",
@@ -172,38 +209,18 @@ adaptive_sam = Exercise(
     solution=adaptive_perturbation,
 )
 
-lookahead_sync = Exercise(
-    title="Lookahead's synchronisation",
-    checker=_check_lookahead_sync,
+weight_average = Exercise(
+    title="A wrapper that averages the weights",
+    checker=_check_weight_average,
     hint=(
-        "Check your formula at the two ends of α's range: α = 1 must give the inner optimizer's "
-        "own weights (the fast ones), and α close to 0 must barely move the slow weights."
+        "Start from MyLookahead's shape: the inner optimizer built in build, one optimizer "
+        "variable per weight for the averages, and apply lets the inner optimizer step before "
+        "anything else. Inside fit's compiled step a Python if on a tensor fails, so how will "
+        "apply recognise the first step? The inner optimizer counts its own steps. And nothing "
+        "in apply should write the model's weights: look for the Optimizer method that fit "
+        "calls once, when training ends."
     ),
-    solution=lookahead_interpolation,
+    solution=WeightAverage,
 )
 
-
-def _mechanism_map() -> dict[str, str]:
-    """The library's answer: which Keras mechanism carries each optimizer."""
-    return dict(MECHANISMS)
-
-
-mechanism_map = Exercise(
-    title="Which mechanism fits which optimizer",
-    checker=_check_mechanisms,
-    hint=(
-        "Ask two questions of each optimizer: how many gradients does one step need (one, or "
-        "several on the same batch)? And does it keep state across steps *around another "
-        "optimizer*, or only per-variable state of its own? Section 7's table answers by kind."
-    ),
-    solution=_mechanism_map,
-)
-
-__all__ = [
-    "MECHANISMS",
-    "adaptive_perturbation",
-    "adaptive_sam",
-    "lookahead_sync",
-    "mechanism_map",
-    "sam_perturbation_exercise",
-]
+__all__ = ["WeightAverage", "adaptive_perturbation", "adaptive_sam", "weight_average"]

@@ -1,43 +1,81 @@
-"""Self-checks for appendix A1 (Keras 2 time capsule): fix the K.switch soft batch; name the heirs.
+"""Self-check for appendix A1 (Keras 2 time capsule): Lookahead's ops in the Keras 2 style.
 
-The notebook fixes the article's soft batch with branch functions; the first exercise asks for a
-second fix, a ``K.update`` whose value ``K.switch`` selects. Any correct fix passes the check.
+The appendix measures the article's soft-batch flaw (an assignment built outside ``K.switch``
+runs on every micro-batch) and fixes it. The exercise is a transfer: write the update ops of
+Lookahead around plain SGD (notebook 07) for one variable in the same style, where the slow
+weights must stay bit-identical between synchronisations. Any correct construction passes (a
+value chosen by ``K.switch`` for one assignment, or assignments built inside branch functions).
 
-The first check builds the learner's ops in a private ``tf.Graph`` and runs them in a
+The check builds the learner's ops in a private ``tf.Graph`` and runs them in a
 ``tf.compat.v1.Session``, so it works in the appendix's graph-mode kernel and in an ordinary
-eager process (the tests). ``tests/test_checks_nbA1.py`` lists the wrong answers it rejects.
+eager process (the tests). It imports no Keras 3: the appendix's kernel cannot load it.
+``tests/test_checks_nbA1.py`` lists the wrong answers it rejects.
 """
 
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
-from course_lib.checks.soft_batch_problem import (
-    GRADIENTS,
-    LEARNING_RATE,
-    STEPS,
-    expected_trajectory,
-)
-from course_lib.keras2.reference import value_select_soft_batch_updates
 
 from collections.abc import Callable
 from typing import Any
 
+#: The gradients fed one per step, the learning rate, and Lookahead's k and α for the check.
+GRADIENTS = (1.0, 3.0, -2.0, 6.0, 0.5, 0.5, 1.5, 1.5)
+LEARNING_RATE = 0.1
+SYNC_PERIOD = 3
+SLOW_STEP_SIZE = 0.3
 
-def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], list[float]]:
-    """Run ``function(p, accumulator, gradient, is_update, lr, steps)``'s ops over 8 gradients.
 
-    Returns the weight and the accumulator after each micro-batch (p starts at 1, lr 0.1,
-    steps 4).
+def expected_lookahead_trajectory() -> tuple[list[float], list[float]]:
+    """The weight and its slow copy after each step: Lookahead around SGD, both starting at 1.
+
+    A fast step p ← p − lr·g every step; on every ``SYNC_PERIOD``-th step the slow copy moves
+    a fraction α of the way to p, and p restarts from it.
+    """
+    fast, slow, weights, slows = 1.0, 1.0, [], []
+    for step, gradient in enumerate(GRADIENTS, start=1):
+        fast -= LEARNING_RATE * gradient
+        if step % SYNC_PERIOD == 0:
+            slow += SLOW_STEP_SIZE * (fast - slow)
+            fast = slow
+        weights.append(fast)
+        slows.append(slow)
+    return weights, slows
+
+
+def lookahead_updates(p: Any, slow: Any, gradient: Any, is_sync: Any, lr: float, alpha: float):
+    """One variable's Lookahead-around-SGD ops, Keras 2 style: values first, one write each.
+
+    Both candidate values are computed on every step (harmless: computing is not assigning);
+    ``K.switch`` chooses which value each variable is written with. On a step without a
+    synchronisation ``slow`` is written with its own value, so it stays bit-identical. Every
+    value is computed from the variables as they were before the step, and each assignment
+    depends on them, so no write can overtake a read.
+    """
+    import tensorflow as tf
+    from tf_keras import backend as K
+
+    fast = p - lr * gradient  # the inner SGD's step
+    synced = slow + alpha * (fast - slow)  # where a synchronisation puts both
+    new_p = K.switch(is_sync, synced, fast)
+    new_slow = K.switch(is_sync, synced, tf.identity(slow))
+    return [K.update(p, new_p), K.update(slow, new_slow)]
+
+
+def run_lookahead_updates(function: Callable[..., Any]) -> tuple[list[float], list[float]]:
+    """Run ``function(p, slow, gradient, is_sync, lr, alpha)``'s ops over :data:`GRADIENTS`.
+
+    Returns the weight and the slow copy after each step (both start at 1).
     """
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         p = tf.Variable(1.0, name="p")
-        accumulator = tf.Variable(0.0, name="accumulator")
+        slow = tf.Variable(1.0, name="slow")
         gradient = tf.compat.v1.placeholder(tf.float32, (), name="gradient")
-        is_update = tf.compat.v1.placeholder(tf.bool, (), name="is_update")
-        updates = function(p, accumulator, gradient, is_update, LEARNING_RATE, STEPS)
+        is_sync = tf.compat.v1.placeholder(tf.bool, (), name="is_sync")
+        updates = function(p, slow, gradient, is_sync, LEARNING_RATE, SLOW_STEP_SIZE)
         if isinstance(updates, tf.Tensor | tf.Operation):
             updates = [updates]
         if not isinstance(updates, list | tuple) or not updates:
@@ -46,104 +84,63 @@ def run_soft_batch_updates(function: Callable[..., Any]) -> tuple[list[float], l
                 f"{type(updates).__name__}."
             )
         step = tf.group(*updates)
-        weights, accumulators = [], []
+        weights, slows = [], []
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            for k, value in enumerate(GRADIENTS):
-                session.run(step, {gradient: value, is_update: (k + 1) % STEPS == 0})
-                weight, total = session.run([p, accumulator])
+            for k, value in enumerate(GRADIENTS, start=1):
+                session.run(step, {gradient: value, is_sync: k % SYNC_PERIOD == 0})
+                weight, slow_value = session.run([p, slow])
                 weights.append(float(weight))
-                accumulators.append(float(total))
-    return weights, accumulators
+                slows.append(float(slow_value))
+    return weights, slows
 
 
-def _check_soft_batch_updates(function: Callable[..., Any]) -> str:
-    got, accumulators = run_soft_batch_updates(function)
-    expected = expected_trajectory()
-    for k, (before, after) in enumerate(zip([1.0, *got[:-1]], got, strict=True)):
-        if (k + 1) % STEPS and after != before:
+def _check_lookahead_updates(function: Callable[..., Any]) -> str:
+    weights, slows = run_lookahead_updates(function)
+    for k, (before, after) in enumerate(zip([1.0, *slows[:-1]], slows, strict=True), start=1):
+        if k % SYNC_PERIOD and after != before:
             raise Incorrect(
-                f"micro-batch {k + 1} is not an update step, yet it moved the weight from "
-                f"{before:.6f} to {after:.6f} (a leak of {abs(after - before):.3g}). Is the "
-                "K.update of the weight built outside K.switch's branches?"
+                f"step {k} is not a synchronisation, yet the slow weight moved from "
+                f"{before:.6f} to {after:.6f}: an assignment that K.switch receives as a "
+                "finished tensor runs on every step. Is the K.update of slow built outside "
+                "K.switch's branches?"
             )
-    expect_close("the weight after each micro-batch", got, expected, atol=1e-6)
-    running = 0.0
-    for k, value in enumerate(GRADIENTS):
-        running = 0.0 if (k + 1) % STEPS == 0 else running + value
-        if abs(accumulators[k] - running) > 1e-6:
+    for k in range(SYNC_PERIOD, len(GRADIENTS) + 1, SYNC_PERIOD):
+        if abs(weights[k - 1] - slows[k - 1]) > 1e-6:
             raise Incorrect(
-                f"after micro-batch {k + 1} the accumulator holds {accumulators[k]:.4f}, "
-                f"expected {running:.4f}: add each gradient, and empty it on an update step."
+                f"after the synchronisation of step {k} the weight is {weights[k - 1]:.6f} and "
+                f"the slow weight {slows[k - 1]:.6f}: the fast weights must restart from the "
+                "slow ones."
             )
-    return "the weight moves once every 4 micro-batches and is bit-identical in between."
+    expected_weights, expected_slows = expected_lookahead_trajectory()
+    expect_close("the slow weight after each step", slows, expected_slows)
+    expect_close("the weight after each step", weights, expected_weights)
+    return (
+        "the weight takes a fast step every time; the slow weight moves only on the "
+        "synchronisations and stays bit-identical in between."
+    )
 
 
-fix_the_switch = Exercise(
-    title="Fix the K.switch soft batch",
-    checker=_check_soft_batch_updates,
+keras2_lookahead = Exercise(
+    title="Lookahead in the Keras 2 style",
+    checker=_check_lookahead_updates,
     hint=(
-        "Computing a value is harmless; assigning it is not. Ask what p must be written with on a "
-        "micro-batch that is not an update so that it stays exactly as it was, and what it must "
-        "be written with on an update. K.switch can choose between those two values before any "
-        "assignment exists. Keep the tf.control_dependencies([total]) block: it makes the "
-        "accumulator be read before anything overwrites it."
+        "Before writing any K.update, write down as tensors the value p must hold after this "
+        "step when is_sync is false, and when it is true; then the same for slow. Each of those "
+        "values must be computed from p and slow as they were before the step. Then let each "
+        "variable be assigned exactly once, in a way that section 3 showed cannot leak on the "
+        "steps where it must not move."
     ),
-    solution=value_select_soft_batch_updates,
+    solution=lookahead_updates,
 )
 
-#: The Keras 3 names the second exercise accepts for each Keras 2 construct.
-_HEIRS: dict[str, tuple[str, ...]] = {
-    "get_updates": ("update_step",),
-    "K.update": ("assign",),
-    "K.switch": ("ops.cond", "cond"),
-    "K.function": ("train_step",),
-}
-
-
-def _normalise(name: Any) -> str:
-    text = str(name).strip().strip("`").replace("()", "")
-    for prefix in ("keras.", "self.", "optimizer.", "variable.", "model."):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.split("(")[0]
-
-
-def _check_heirs(answer: Any) -> str:
-    if callable(answer):  # the starter is a function, so that it can raise NotImplementedError
-        answer = answer()
-    if not isinstance(answer, dict):
-        raise Incorrect(f"answer with a dict {{Keras 2 name: Keras 3 name}}, got {answer!r}.")
-    missing = sorted(set(_HEIRS) - set(answer))
-    if missing:
-        raise Incorrect(f"the dict lacks the keys {missing}.")
-    for old, accepted in _HEIRS.items():
-        if _normalise(answer[old]) not in accepted:
-            raise Incorrect(
-                f"{old} → {answer[old]!r} is not its Keras 3 heir; see the table in section 5."
-            )
-    return "those are the four Keras 3 names the course teaches."
-
-
-def heirs_solution() -> dict[str, str]:
-    """The Keras 3 heir of each Keras 2 construct (the table of section 5)."""
-    return {
-        "get_updates": "update_step",
-        "K.update": "assign",
-        "K.switch": "ops.cond",
-        "K.function": "train_step",
-    }
-
-
-name_the_heirs = Exercise(
-    title="Name the Keras 3 heirs",
-    checker=_check_heirs,
-    hint=(
-        "One is the method a Keras 3 optimizer overrides, one a method of the optimizer that "
-        "writes a variable, one the keras.ops function that runs only the branch it takes, and "
-        "one the keras.Model method that fit calls for each batch."
-    ),
-    solution=heirs_solution,
-)
-
-__all__ = ["fix_the_switch", "heirs_solution", "name_the_heirs", "run_soft_batch_updates"]
+__all__ = [
+    "GRADIENTS",
+    "LEARNING_RATE",
+    "SLOW_STEP_SIZE",
+    "SYNC_PERIOD",
+    "expected_lookahead_trajectory",
+    "keras2_lookahead",
+    "lookahead_updates",
+    "run_lookahead_updates",
+]

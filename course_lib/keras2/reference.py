@@ -212,7 +212,7 @@ def value_select_soft_batch_updates(
     Both candidate values are computed on every micro-batch, which is harmless: computing is not
     assigning. On a non-update step ``p`` is written with its own value, so it stays
     bit-identical. (Costs one assignment per variable per micro-batch; the branch version does
-    not.) Appendix A1's first exercise asks for it.
+    not.)
     """
     total = accumulator + gradient
     with tf.control_dependencies([total]):

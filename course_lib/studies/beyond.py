@@ -6,12 +6,20 @@ measure with them, so that the two can never disagree:
 
 * :func:`landscape_path`: the library's Keras versions on a 2-D loss (one weight vector p), and
   :func:`numpy_path`, the same three methods written out in NumPy, the reference the Keras
-  versions are tested against;
+  versions are tested against; :func:`fit_path` trains any Keras optimizer or training step on
+  the same loss, so that the notebook can compare the learner's own classes with both;
 * :func:`sam_objective`: the loss SAM is designed to minimise, max over ‖ε‖ ≤ ρ of L(p + ε),
   found by a dense search over the disc (not SAM's first-order guess of the worst point);
-* :func:`compare_on_digits`, :func:`comparison_table` and :func:`differences_table`: SGD, SAM
+* :func:`compare_on_digits` (one run: :func:`train_on_digits`), :func:`comparison_table` and
+  :func:`differences_table`: SGD, SAM
   and Lookahead on digits over seeds, and how far each method's accuracy is from SGD's, seed by
   seed, measured against the spread over seeds.
+
+Everything trains in float64. On the landscape that makes the Keras paths comparable with NumPy
+to round-off; on digits it makes the accuracies independent of the CPU: in float32, ten epochs at
+learning rate 0.1 carry rounding differences between CPUs (their SIMD kernels sum in different
+orders) far enough to flip a validation image, and notebook 07 compares its live runs with a
+benchmark recorded on another machine.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from __future__ import annotations
 from course_lib.studies.overfitting import check_run_settings
 from course_lib.studies.results import Table, markdown_table
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +45,23 @@ NORM_EPSILON = 1e-12
 # --------------------------------------------------------------------------------------------
 # Settings shared by the landscape and the digits runs
 # --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def float64_keras() -> Iterator[None]:
+    """Keras's default float type is float64 inside the block, and what it was after it.
+
+    Layers, losses, metrics and an optimizer's learning rate take the default type when they are
+    created, so everything a run uses must be created inside the block.
+    """
+    import keras
+
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
 
 
 def check_method_settings(rho: Any, sync_period: Any, slow_step_size: Any) -> None:
@@ -130,10 +156,8 @@ def landscape_path(
 ) -> np.ndarray:
     """The library's Keras version of ``method`` on ``landscape``: all ``steps + 1`` points.
 
-    The model's only weight is p (a bias-free ``Dense(2)`` on an input of ones), trained by
-    ``fit`` one step per batch with ``SGD(learning_rate)``, wrapped in ``Lookahead`` or driven by
-    ``SAMModel``; float64, so that it can be compared with :func:`numpy_path` to round-off.
-    ``landscape.keras_loss(y_true, y_pred)`` must compute the loss at p = ``y_pred``.
+    ``SGD(learning_rate)``, wrapped in ``Lookahead`` or driven by ``SAMModel``, trained by
+    :func:`fit_path` in float64, so that it can be compared with :func:`numpy_path` to round-off.
     """
     from course_lib.lookahead import Lookahead
     from course_lib.sam import SAMModel
@@ -142,35 +166,61 @@ def landscape_path(
 
     _check_path_arguments(method, learning_rate, steps)
     check_method_settings(rho, sync_period, slow_step_size)
-    points = [np.asarray(p0, dtype=np.float64)]
-    previous = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    try:
-        inputs = keras.Input((1,))
-        layer = keras.layers.Dense(2, use_bias=False, name="p")
-        outputs = layer(inputs)
+    with float64_keras():
         optimizer: Any = keras.optimizers.SGD(learning_rate)
+        if method == "Lookahead":
+            optimizer = Lookahead(optimizer, sync_period, slow_step_size)
         if method == "SAM":
-            model = SAMModel(inputs=inputs, outputs=outputs, rho=rho)
-        else:
-            model = keras.Model(inputs, outputs)
-            if method == "Lookahead":
-                optimizer = Lookahead(optimizer, sync_period, slow_step_size)
-        layer.kernel.assign(points[0][None, :])
-        model.compile(optimizer=optimizer, loss=landscape.keras_loss)
-        record = keras.callbacks.LambdaCallback(
-            on_train_batch_end=lambda batch, logs: points.append(layer.kernel.numpy()[0].copy())
+            return fit_path(landscape, p0, steps, optimizer, SAMModel, rho=rho)
+        return fit_path(landscape, p0, steps, optimizer)
+
+
+def fit_path(
+    landscape: Any,
+    p0: Sequence[float],
+    steps: int,
+    optimizer: Any,
+    model_class: Any = None,
+    **model_arguments: Any,
+) -> np.ndarray:
+    """Train the 2-D weight p on ``landscape`` with ``fit``: all ``steps + 1`` points, one per row.
+
+    The model's only weight is p (a bias-free ``Dense(2)`` on an input of ones, so its output is
+    p), built as ``model_class(inputs=..., outputs=..., **model_arguments)`` (``keras.Model`` by
+    default; a subclass brings its own ``train_step``), compiled with ``optimizer`` and trained
+    one step per batch; ``landscape.keras_loss(y_true, y_pred)`` is the loss at p = ``y_pred``.
+
+    Runs in float64, so Keras's default float type must already be float64 when ``optimizer`` is
+    created (its learning rate is a variable of the default type): a float32 rate of 0.03 is off
+    by 7e-10, which a comparison with :func:`numpy_path` at round-off would see.
+    """
+    import keras
+
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps={steps!r} must be a non-negative integer.")
+    if keras.config.floatx() != "float64":
+        raise ValueError(
+            "fit_path trains in float64 and the optimizer must have been created in float64: "
+            "call keras.config.set_floatx('float64') before creating it."
         )
-        model.fit(
-            np.ones((steps, 1)),
-            np.zeros((steps, 2)),
-            batch_size=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[record],
-        )
-    finally:
-        keras.config.set_floatx(previous)
+    model_class = keras.Model if model_class is None else model_class
+    points = [np.asarray(p0, dtype=np.float64)]
+    inputs = keras.Input((1,))
+    layer = keras.layers.Dense(2, use_bias=False, name="p")
+    model = model_class(inputs=inputs, outputs=layer(inputs), **model_arguments)
+    layer.kernel.assign(points[0][None, :])
+    model.compile(optimizer=optimizer, loss=landscape.keras_loss)
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: points.append(layer.kernel.numpy()[0].copy())
+    )
+    model.fit(
+        np.ones((steps, 1)),
+        np.zeros((steps, 2)),
+        batch_size=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[record],
+    )
     return np.array(points)
 
 
@@ -219,7 +269,7 @@ def sam_objective(
 
 @dataclass(frozen=True)
 class ComparisonSettings:
-    """An MLP on digits trained by SGD(learning_rate), SAM(rho) or Lookahead(SGD)."""
+    """An MLP on digits trained by SGD(learning_rate), SAM(rho) or Lookahead(SGD), in float64."""
 
     seeds: tuple[int, ...] = (0, 1)
     epochs: int = 10
@@ -238,8 +288,8 @@ class ComparisonSettings:
     def describe(self) -> str:
         """One line: what was trained, for the header of a table."""
         return (
-            f"MLP 64-{self.hidden_units}-10 on digits, SGD lr {self.learning_rate}, batch "
-            f"{self.batch_size}, {self.epochs} epochs, SAM ρ {self.rho}, Lookahead k "
+            f"MLP 64-{self.hidden_units}-10 on digits in float64, SGD lr {self.learning_rate}, "
+            f"batch {self.batch_size}, {self.epochs} epochs, SAM ρ {self.rho}, Lookahead k "
             f"{self.sync_period} α {self.slow_step_size}, {len(self.seeds)} seeds"
         )
 
@@ -272,31 +322,49 @@ def _digits_model(method: str, settings: ComparisonSettings, seed: int) -> Any:
     return model
 
 
+def train_on_digits(method: str, settings: ComparisonSettings, seed: int, data: Any) -> Any:
+    """One run of the comparison: ``method`` trained from ``seed``; returns the trained model.
+
+    Everything is created in float64 (layers, loss, metrics, the optimizer's learning rate) and
+    the data is cast to it, whatever Keras's default float type outside.
+    """
+    from course_lib.data import as_dataset
+
+    import keras
+
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: choose one of {list(METHODS)}.")
+    x_train = data.x_train.astype(np.float64)
+    with float64_keras():
+        keras.backend.clear_session()
+        model = _digits_model(method, settings, seed)
+        batches = as_dataset(x_train, data.y_train, settings.batch_size, shuffle_seed=seed)
+        model.fit(batches, epochs=settings.epochs, shuffle=False, verbose=0)
+    return model
+
+
 def compare_on_digits(
     settings: ComparisonSettings, methods: Sequence[str] = METHODS, data: Any = None
 ) -> dict[str, list[float]]:
     """Final validation accuracy of each method from each seed: ``{method: [acc per seed]}``.
 
     Weights and batch order both follow the seed; for one seed every method starts from the same
-    weights and sees the same batches, so the runs of one seed form a pair (or triple).
+    weights and sees the same batches, so the runs of one seed form a pair (or triple). Each run
+    is :func:`train_on_digits`, in float64.
     """
     from course_lib.data import as_dataset, load_dataset
-
-    import keras
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods={list(methods)!r}: choose among {list(METHODS)}.")
     data = load_dataset("digits") if data is None else data
-    validation = as_dataset(data.x_val, data.y_val, 512)
+    validation = as_dataset(data.x_val.astype(np.float64), data.y_val, 512)
     results: dict[str, list[float]] = {method: [] for method in methods}
     for seed in settings.seeds:
         for method in methods:
-            keras.backend.clear_session()
-            model = _digits_model(method, settings, seed)
-            batches = as_dataset(data.x_train, data.y_train, settings.batch_size, shuffle_seed=seed)
-            model.fit(batches, epochs=settings.epochs, shuffle=False, verbose=0)
-            scores = model.evaluate(validation, verbose=0, return_dict=True)
+            model = train_on_digits(method, settings, seed, data)
+            with float64_keras():
+                scores = model.evaluate(validation, verbose=0, return_dict=True)
             results[method].append(float(scores["accuracy"]))
     return results
 
@@ -395,8 +463,11 @@ __all__ = [
     "comparison_table",
     "differences_table",
     "disc_offsets",
+    "fit_path",
+    "float64_keras",
     "format_comparison",
     "landscape_path",
     "numpy_path",
     "sam_objective",
+    "train_on_digits",
 ]

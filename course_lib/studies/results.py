@@ -19,6 +19,8 @@ import json
 import os
 import platform
 import re
+import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
+    "BenchmarkRun",
     "Result",
     "Table",
     "load_average",
@@ -187,6 +190,57 @@ def write_result(
     path = directory / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     return path
+
+
+class BenchmarkRun:
+    """One run of a benchmark script, from its start to its result file and docs tables.
+
+    Every result file must say how long its run took and how busy the cores were (other
+    processes on a shared machine inflate timings, not memory): starting the clock and reading
+    the load average here, at the start, and again in :meth:`write` keeps the scripts from
+    each recording a different subset of that.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        script: str,
+        command: str | None = None,
+        *,
+        directory: Path = RESULTS_DIR,
+        docs: Iterable[Path] | None = None,
+    ) -> None:
+        self.name = name
+        self.script = script
+        self.command = command or " ".join(["python", script, *sys.argv[1:]])
+        self.directory = directory
+        self.docs = docs
+        self._started = time.perf_counter()
+        self._load_before = load_average()
+
+    def write(self, tables: Mapping[str, Table], values: Mapping[str, Any] | None = None) -> Path:
+        """Write the result file (with wall time and load averages) and render its docs tables.
+
+        What was recorded stays in :attr:`recorded`, for the script's closing summary.
+        """
+        recorded = {
+            **(values or {}),
+            "seconds": round(time.perf_counter() - self._started, 1),
+            "load_average_before": self._load_before,
+            "load_average_after": load_average(),
+        }
+        self.recorded = recorded
+        path = write_result(
+            self.name,
+            script=self.script,
+            command=self.command,
+            machine=machine(),
+            tables=tables,
+            values=recorded,
+            directory=self.directory,
+        )
+        update_docs([self.name], paths=self.docs, directory=self.directory)
+        return path
 
 
 def load_result(name: str, directory: Path = RESULTS_DIR) -> Result:
