@@ -1,7 +1,7 @@
 """course_lib.backend_comparison: the same trainings on both backends agree; clear errors.
 
-The cross-backend comparison starts the other backend in a subprocess; it runs in the JAX pass
-only (the TensorFlow pass would repeat it with the roles swapped).
+The cross-backend comparison starts the other backend in a subprocess; it runs in the TensorFlow
+pass only (the JAX pass would repeat it with the roles swapped).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def test_importing_the_module_loads_no_keras_backend():
     assert done.stdout.strip() == "False"
 
 
-@pytest.mark.jax_only("one comparison suffices; this pass trains TensorFlow in a subprocess")
+@pytest.mark.tensorflow_only("one comparison suffices; this pass trains JAX in a subprocess")
 def test_sgd_on_tensorflow_equals_sgd_on_jax_within_float32_round_off():
     problem = backend_comparison.shared_problem()
     here = train("sgd", problem)
-    there = train_on_backend("tensorflow", "sgd")["sgd"]
+    there = train_on_backend("jax", "sgd")["sgd"]
     start = {f"w{i}": w for i, w in enumerate(problem.initial_weights)}
     assert max_abs_difference(here, start) > 1000 * SGD_ROUND_OFF  # the weights moved
     assert max_abs_difference(here, there) < SGD_ROUND_OFF

@@ -25,6 +25,8 @@ from training_steps import manual_step
 
 BACKEND = keras.backend.backend()
 CONTRACT = [name for name in distribution.__all__ if name != "BACKENDS"]
+#: Tests whose work happens in a child process on another backend: one pass runs them.
+ONE_PASS = "its child process chooses its own backend; once, in the TensorFlow pass, suffices"
 
 
 def test_every_backend_module_fills_the_whole_contract():
@@ -135,6 +137,7 @@ def _run_python(code: str, backend: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.tensorflow_only(ONE_PASS)
 def test_select_backend_in_a_fresh_process_chooses_keras_backend():
     other = next(name for name in SUPPORTED_BACKENDS if name != BACKEND)
     code = (
@@ -146,6 +149,7 @@ def test_select_backend_in_a_fresh_process_chooses_keras_backend():
     assert done.stdout.split()[-1] == other
 
 
+@pytest.mark.tensorflow_only(ONE_PASS)
 def test_an_unsupported_backend_gets_a_clear_error():
     done = _run_python("import course_lib.soft_batch", backend="numpy")
     assert done.returncode != 0
