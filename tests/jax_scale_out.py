@@ -74,6 +74,12 @@ CASES: dict[str, int] = {
 }
 
 
+#: What the workers train: the wrappers (clipping included) and Keras's accumulation on devices;
+#: the wrappers across processes. Their references, the big batches, train on one device only.
+DEVICE_CASES = [case for case in CASES if not case.startswith("big_batch:")]
+PROCESS_CASES = [case for case in DEVICE_CASES if not case.startswith("keras_accumulation:")]
+
+
 def train(case: str, shard: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
     """Two epochs of ``case`` from the shared initial weights; the final weights, flattened.
 
@@ -112,7 +118,7 @@ def _devices_worker(outfile: str) -> None:
 
     assert len(jax.devices()) == PROCESSES, f"expected 2 devices, got {jax.devices()}"
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-    np.savez(outfile, **{case: train(case) for case in CASES}, devices=len(jax.devices()))
+    np.savez(outfile, **{case: train(case) for case in DEVICE_CASES}, devices=len(jax.devices()))
 
 
 def _process_worker(coordinator: str, process_id: int, outfile: str) -> None:
@@ -124,7 +130,7 @@ def _process_worker(coordinator: str, process_id: int, outfile: str) -> None:
     keras.distribution.initialize(coordinator, num_processes=PROCESSES, process_id=process_id)
     distribution = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
     keras.distribution.set_distribution(distribution)
-    weights = {case: train(case, process_shard(process_id)) for case in CASES}
+    weights = {case: train(case, process_shard(process_id)) for case in PROCESS_CASES}
     np.savez(outfile, **weights, devices=len(jax.devices()), processes=jax.process_count())
 
 

@@ -2,7 +2,8 @@
 
 Each scale-out run is a worker process (``tests/jax_scale_out.py``): JAX fixes its devices at
 start-up, and ``jax.distributed`` must be initialised before any computation. The workers train
-every case of :data:`jax_scale_out.CASES`; this process trains the same cases on one device and
+the cases of :data:`jax_scale_out.DEVICE_CASES` or ``PROCESS_CASES``; this process trains every
+case of ``CASES`` (with the big-batch references) on one device and
 compares. Multi-process workers meet on a free loopback port (bound to port 0, then released),
 talk through gloo's CPU collectives, each feeds its own half of every global batch, and are
 killed if they outlive :data:`TIMEOUT`.
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 import jax_scale_out
-from jax_scale_out import CASES, STEPS
+from jax_scale_out import CASES, DEVICE_CASES, PROCESS_CASES, STEPS
 
 pytestmark = pytest.mark.jax_only("keras.distribution with JAX's devices and jax.distributed")
 
@@ -132,7 +133,7 @@ def test_soft_batch_on_one_device_is_the_big_batch(one_device):
 
 def test_two_devices_equal_one_device(two_devices, one_device):
     assert int(two_devices["devices"]) == 2
-    for case in CASES:
+    for case in DEVICE_CASES:
         assert _gap(two_devices[case], one_device[case]) < ROUND_OFF, case
 
 
@@ -152,7 +153,7 @@ def test_keras_accumulation_works_under_data_parallel(two_devices, one_device):
 def test_two_processes_equal_one_device(two_processes, one_device):
     first, second = two_processes
     assert int(first["processes"]) == 2 and int(first["devices"]) == 2
-    for case in CASES:
+    for case in PROCESS_CASES:
         assert np.array_equal(first[case], second[case]), f"{case}: the processes disagree"
         assert _gap(first[case], one_device[case]) < ROUND_OFF, case
 
