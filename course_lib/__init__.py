@@ -18,6 +18,8 @@ Modules by notebook:
 * 05: ``tableaux``, ``adaptive``
 * 06: ``studies.overfitting``
 * 07: ``lookahead``, ``sam``, ``studies.beyond``
+* A2: ``environment.select_backend``, ``stateless``, ``backend_comparison`` (the same optimizers
+  on JAX)
 * A1: ``keras2.time_capsule``, ``keras2.reference`` (graph mode only: import it explicitly)
 
 Shared by the mechanisms: ``distribution`` (the cross-replica helpers), ``validation`` (argument
@@ -28,7 +30,7 @@ Keras 2 code in ``keras2``.
 
 from __future__ import annotations
 
-from course_lib.environment import quiet_tensorflow, set_seed
+from course_lib.environment import quiet_tensorflow, select_backend, set_seed
 
 import importlib
 from typing import Any
@@ -82,10 +84,10 @@ _EXPORTS: dict[str, str] = {
 _MODULES = ("adaptive", "checks", "claims", "data", "handwritten", "landscapes", "optimizers")
 _MODULES += ("plots", "runge_kutta", "soft_batch", "tableaux", "lookahead", "sam")
 _MODULES += ("multi_gradient_step", "optimizer_wrapper", "studies", "keras2")
-_MODULES += ("distribution", "keras_internals", "validation")
+_MODULES += ("distribution", "keras_internals", "validation", "stateless", "backend_comparison")
 # keras2.reference is not importable here: it needs a graph-mode (Keras 2) process.
 
-__all__ = ["__version__", "quiet_tensorflow", "set_seed", *_EXPORTS, *_MODULES]
+__all__ = ["__version__", "quiet_tensorflow", "select_backend", "set_seed", *_EXPORTS, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,11 +5,14 @@ first imported. `course_lib/__init__.py` therefore calls :func:`quiet_tensorflow
 imports anything that pulls TensorFlow in, so ``import course_lib`` as a notebook's first line is
 enough. ``make lab``, ``make test`` and ``binder/start`` export the same variables, so a kernel
 that imports TensorFlow first is quiet too.
+
+TensorFlow is the course's backend; appendix A2 runs the same optimizers on JAX, and its kernel
+calls :func:`select_backend` before Keras is imported.
 """
 
 from __future__ import annotations
 
-from course_lib.validation import require_integer
+from course_lib.validation import require_choice, require_integer
 
 import os
 import sys
@@ -25,6 +28,10 @@ TENSORFLOW_ENVIRONMENT: dict[str, str] = {
 }
 
 
+#: The Keras backends the course runs on (TensorFlow is the default).
+SUPPORTED_BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
+
+
 def quiet_tensorflow() -> bool:
     """Set :data:`TENSORFLOW_ENVIRONMENT` unless the user chose other values.
 
@@ -37,18 +44,41 @@ def quiet_tensorflow() -> bool:
 
 
 def set_seed(seed: int = 42) -> None:
-    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels.
+    """Seed Python, NumPy and the Keras backend; on TensorFlow, ask for deterministic kernels.
 
     Call it before building each model, as the notebooks do, so that a cell re-run on its own
-    gives the same numbers as a top-to-bottom run.
+    gives the same numbers as a top-to-bottom run. (JAX's computations are deterministic on CPU
+    without a switch.)
 
-    Trap: while op determinism is on, Keras quietly compiles ``jit_compile=True`` models
-    without XLA (it warns once). Code that must really run under XLA switches determinism off
-    first, as the ``xla_allowed`` fixture in ``tests/conftest.py`` does.
+    Trap: while TensorFlow's op determinism is on, Keras quietly compiles ``jit_compile=True``
+    models without XLA (it warns once). Code that must really run under XLA switches determinism
+    off first, as the ``xla_allowed`` fixture in ``tests/conftest.py`` does.
     """
     require_integer(seed, "seed", minimum=0, example="set_seed(42)")
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def select_backend(backend: str) -> str:
+    """Make Keras run on ``backend`` ("tensorflow" or "jax"); call it before importing Keras.
+
+    Keras reads ``KERAS_BACKEND`` once, at its first import, and a process keeps that backend.
+    So this sets the variable, and raises if Keras is already loaded with another backend
+    (restart the kernel, then call this first). Returns the backend.
+    """
+    require_choice(backend, "backend", SUPPORTED_BACKENDS)
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise RuntimeError(
+                f"Keras is already imported and runs on {current!r}; a process cannot switch "
+                f"backends. Restart the kernel and call select_backend({backend!r}) before "
+                "anything imports Keras."
+            )
+    os.environ["KERAS_BACKEND"] = backend
+    return backend

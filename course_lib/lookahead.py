@@ -22,7 +22,11 @@ What :class:`Lookahead` guarantees (each is a test in ``tests/test_lookahead.py`
   exactly.
 * **Scales out.** Under ``tf.distribute.MirroredStrategy`` the inner optimizer aggregates the
   gradients as usual, and the synchronisation runs once, in cross-replica context, on every
-  replica's copy: the result equals one device.
+  replica's copy: the result equals one device. Under ``keras.distribution.DataParallel`` on
+  JAX (devices or processes) it equals one device too.
+* **Both backends.** On TensorFlow the start of a cycle and the synchronisation run under
+  ``ops.cond``; on JAX, whose trainer applies the optimizer statelessly, they are computed on
+  every step and selected with ``ops.where`` (:func:`course_lib.distribution.run_if`).
 * **Clear errors** for ``sync_period < 1`` and ``slow_step_size`` outside (0, 1].
 
 Slow weights are taken from the model at the start of every cycle (after a synchronisation they
@@ -32,7 +36,7 @@ into the model between cycles are where the next cycle starts.
 
 from __future__ import annotations
 
-from course_lib.distribution import in_cross_replica_context, update
+from course_lib.distribution import in_cross_replica_context, run_if, update
 from course_lib.optimizer_wrapper import OptimizerWrapper
 from course_lib.validation import require_integer, require_number
 
@@ -40,7 +44,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 
@@ -138,7 +141,7 @@ class Lookahead(OptimizerWrapper):
                 for s, fast in zip(slow, variables, strict=True):
                     update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
 
-            ops.cond(ops.equal(self._cycle_step.value, 0), copy_fast_to_slow, lambda: None)
+            run_if(ops.equal(self._cycle_step.value, 0), copy_fast_to_slow, slow)
 
         def count_and_maybe_sync(distribution: Any) -> None:
             update(distribution, self._cycle_step, lambda c: c.assign_add(1))
@@ -149,17 +152,17 @@ class Lookahead(OptimizerWrapper):
                     update(distribution, s, lambda s_, f_: s_.assign(f_), fast.value)
                 update(distribution, self._cycle_step, lambda c: c.assign(0))
 
-            ops.cond(
+            run_if(
                 ops.greater_equal(self._cycle_step.value, self.sync_period),
                 synchronise,
-                lambda: None,
+                [*variables, *slow, self._cycle_step],
             )
 
         in_cross_replica_context(start_cycle)
         self.inner.apply(grads, variables)
         in_cross_replica_context(count_and_maybe_sync)
 
-    def _pull_fast(self, fast: tf.Variable, slow: tf.Variable) -> Any:
+    def _pull_fast(self, fast: Any, slow: Any) -> Any:
         """fast ← slow + α·(fast − slow), on one device's copy."""
         alpha = ops.convert_to_tensor(self.slow_step_size, dtype=fast.dtype)
         return fast.assign(lookahead_interpolation(slow, fast, alpha))

@@ -5,7 +5,10 @@ compute the gradient of each batch of 16, add it to an accumulator, and let the 
 one real step, with the mean of the accumulated gradients, every fourth batch. The idea comes
 from Su Jianlin, "Keras之小众需求:自定义优化器", kexue.fm 2018; the author later withdrew his
 first version because ``K.switch`` evaluated both branches, so the "skipped" steps still moved
-the weights. :class:`SoftBatch` uses ``ops.cond``: only the branch that is taken runs.
+the weights. :class:`SoftBatch` lets its branch write only where it is taken: with ``ops.cond``
+on TensorFlow, which runs only that branch; on JAX, whose trainer applies the optimizer
+statelessly, by computing the update always and selecting new or old values with ``ops.where``
+(:func:`course_lib.distribution.run_if`; appendix A2 builds both forms).
 
 What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py``):
 
@@ -24,7 +27,11 @@ What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py
   ``.keras`` file or a ``BackupAndRestore`` checkpoint saved mid-group resumes exactly.
 * **Scales out.** Under ``tf.distribute.MirroredStrategy`` each micro-batch gradient is summed
   across replicas *before* it is accumulated, and clipping acts on the aggregated mean gradient,
-  as on one device. (Keras itself clips per replica before aggregation.)
+  as on one device. (Keras itself clips per replica before aggregation.) Under
+  ``keras.distribution.DataParallel`` on JAX, over devices or processes, the step sees the
+  global batch's gradient and equals one device too.
+
+The same guarantees hold on the TensorFlow and the JAX backends; the tests run on both.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from course_lib.distribution import (
     for_each_replica,
     in_cross_replica_context,
     replicas_in_sync,
+    run_if,
     sum_replicas,
     update,
 )
@@ -46,7 +54,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 #: What happens to a group that is not complete when an epoch ends.
@@ -74,7 +81,8 @@ class SoftBatch(OptimizerWrapper):
     Set clipping (``clipnorm``, ``global_clipnorm``, ``clipvalue``), ``weight_decay`` and
     learning-rate schedules on ``inner``: they act once per real update, on the mean gradient.
     Create the wrapper inside ``strategy.scope()`` when you train under a distribution strategy,
-    as with any Keras optimizer.
+    as with any Keras optimizer; on JAX, call ``keras.distribution.set_distribution`` before
+    creating the model and the wrapper.
 
     Parameters
     ----------
@@ -167,10 +175,11 @@ class SoftBatch(OptimizerWrapper):
                     distribution, self._apply_mean_gradient, clip, indices, grads, variables
                 )
             for accumulator in self._accumulators:
-                update(distribution, accumulator, lambda a: a.assign(tf.zeros_like(a)))
+                update(distribution, accumulator, lambda a: a.assign(ops.zeros(a.shape, a.dtype)))
             update(distribution, self._pending, lambda count: count.assign(0))
 
-        ops.cond(ops.greater_equal(self._pending.value, self.steps), real_step, lambda: None)
+        written = [*variables, *self.inner.variables, *self._accumulators, self._pending]
+        run_if(ops.greater_equal(self._pending.value, self.steps), real_step, written)
 
     def _apply_mean_gradient(
         self,
@@ -206,9 +215,9 @@ class SoftBatch(OptimizerWrapper):
 
 
 def soft_sgd_step(
-    variable: tf.Variable,
-    accumulator: tf.Variable,
-    count: tf.Variable,
+    variable: Any,
+    accumulator: Any,
+    count: Any,
     gradient: Any,
     steps: int,
     learning_rate: float,
@@ -219,16 +228,43 @@ def soft_sgd_step(
     ``variable`` with their mean and empty the accumulator. ``ops.cond`` runs only the branch it
     takes, so on the other micro-batches ``variable`` is not written at all (``K.switch`` in the
     Keras 2 version computed both). Notebook 03 builds it; its first exercise asks for it.
+    TensorFlow only: on JAX a traced branch cannot assign variables (see
+    :func:`select_soft_sgd_step`).
     """
     accumulator.assign_add(gradient)
     count.assign_add(1)
 
     def update() -> None:
         variable.assign_sub(learning_rate * accumulator / steps)
-        accumulator.assign(tf.zeros_like(accumulator))
+        accumulator.assign(ops.zeros(accumulator.shape, accumulator.dtype))
         count.assign(0)
 
     ops.cond(ops.equal(count, steps), update, lambda: None)
+
+
+def select_soft_sgd_step(
+    variable: Any,
+    accumulator: Any,
+    count: Any,
+    gradient: Any,
+    steps: int,
+    learning_rate: float,
+) -> None:
+    """:func:`soft_sgd_step` in the form JAX allows: compute both outcomes, select one.
+
+    Every micro-batch computes the stepped value, then assigns ``ops.where(is_update, stepped,
+    old)`` to each variable. Both "branches" are evaluated, as with ``K.switch``, but they are
+    pure values: what is written on a non-update micro-batch is the old value, bit for bit. It
+    runs on both backends, on ``keras.Variable`` arguments (``ops.where`` reads their
+    ``.value``), and equals :func:`soft_sgd_step` bit for bit; appendix A2 builds it.
+    """
+    accumulator.assign_add(gradient)
+    count.assign_add(1)
+    is_update = ops.equal(count.value, steps)
+    stepped = variable.value - learning_rate * accumulator.value / steps
+    variable.assign(ops.where(is_update, stepped, variable.value))
+    accumulator.assign(ops.where(is_update, ops.zeros_like(accumulator.value), accumulator.value))
+    count.assign(ops.where(is_update, 0, count.value))
 
 
 def scheduled_learning_rate(
@@ -260,13 +296,13 @@ def clip_gradients(
     """Clip ``grads`` as a Keras 3.15 optimizer with these settings clips them.
 
     The rules of ``BaseOptimizer._clip_gradients``, at most one of them, in this order:
-    ``clipnorm`` clips each tensor by its own norm with ``tf.clip_by_norm`` (what Keras's
-    TensorFlow optimizer uses for it); ``global_clipnorm`` scales every tensor by one factor
-    from their joint norm, a NaN factor when that norm is not finite (Keras's
-    ``clip_by_global_norm``, the same operations); ``clipvalue`` clips each entry.
+    ``clipnorm`` clips each tensor by its own norm (:func:`clip_by_norm`, the operations of the
+    backend's optimizer); ``global_clipnorm`` scales every tensor by one factor from their joint
+    norm, a NaN factor when that norm is not finite (Keras's ``clip_by_global_norm``, the same
+    operations); ``clipvalue`` clips each entry.
     """
     if clipnorm and clipnorm > 0:
-        return [tf.clip_by_norm(g, clipnorm) for g in grads]
+        return [clip_by_norm(g, clipnorm) for g in grads]
     if global_clipnorm and global_clipnorm > 0:
         norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(g)) for g in grads])))
         scale = global_clipnorm * ops.minimum(1.0 / norm, 1.0 / global_clipnorm)
@@ -275,6 +311,24 @@ def clip_gradients(
     if clipvalue and clipvalue > 0:
         return [ops.clip(g, -clipvalue, clipvalue) for g in grads]
     return list(grads)
+
+
+def clip_by_norm(values: Any, clipnorm: float) -> Any:
+    """``values`` scaled to a norm of at most ``clipnorm``, as this backend's Keras optimizer does.
+
+    TensorFlow's optimizer calls ``tf.clip_by_norm``; the others use ``BaseOptimizer``'s formula,
+    repeated here with the same operations in the same order (a zero tensor stays zero).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.clip_by_norm(values, clipnorm)
+    l2sum = ops.sum(ops.square(values), None, keepdims=True)
+    positive = l2sum > 0
+    l2sum_safe = ops.where(positive, l2sum, ops.ones_like(l2sum))
+    l2norm = ops.where(positive, ops.sqrt(l2sum_safe), l2sum)
+    scaled = ops.convert_to_tensor(ops.multiply(values, clipnorm))
+    return scaled / ops.maximum(l2norm, clipnorm)
 
 
 @contextlib.contextmanager
@@ -293,4 +347,12 @@ def _clipping_switched_off(
             setattr(optimizer, name, value)
 
 
-__all__ = ["LEFTOVER_POLICY", "SoftBatch", "scheduled_learning_rate", "soft_sgd_step"]
+__all__ = [
+    "LEFTOVER_POLICY",
+    "SoftBatch",
+    "clip_by_norm",
+    "clip_gradients",
+    "scheduled_learning_rate",
+    "select_soft_sgd_step",
+    "soft_sgd_step",
+]

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MECHANISMS = sorted(p for p in (ROOT / "course_lib").glob("*.py") if p.name != "keras_internals.py")
+MECHANISMS = sorted(
+    p
+    for p in [
+        *(ROOT / "course_lib").glob("*.py"),
+        *(ROOT / "course_lib" / "distribution").glob("*.py"),
+    ]
+    if p.name != "keras_internals.py"
+)
 _LISTED = "\n".join(f"  {name}: {why}" for name, why in PRIVATE_APIS.items())
 
 
@@ -54,7 +61,11 @@ def test_every_private_api_is_still_there():
     "setting", [{"clipnorm": 0.5}, {"global_clipnorm": 0.5}, {"clipvalue": 0.1}, {}]
 )
 def test_soft_batch_clips_as_keras_does(setting):
-    """SoftBatch repeats Keras's clipping rules; they must give Keras's numbers exactly."""
+    """SoftBatch repeats Keras's clipping rules; they must give Keras's numbers exactly.
+
+    On each backend: TensorFlow's optimizer clips by norm with ``tf.clip_by_norm``, JAX's with
+    ``BaseOptimizer``'s own formula.
+    """
     rng = np.random.default_rng(0)
     grads = [keras.ops.convert_to_tensor(rng.normal(size=shape)) for shape in ((3, 2), (2,))]
     optimizer = keras.optimizers.SGD(0.1, **setting)

@@ -2,7 +2,8 @@
 
 The reference is a NumPy Lookahead around Keras's SGD rule on L(p) = ½ pᵀAp, where the model's
 only weight is p (a bias-free Dense on an input of ones). Training comparisons use a tiny MLP on
-fixed random data without shuffling.
+fixed random data without shuffling. Runs on TensorFlow and on JAX (scale-out on JAX:
+tests/test_scale_out_jax.py).
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def test_config_round_trip_keeps_the_inner_optimizer():
 
 
 # 3. Scale out ------------------------------------------------------------------------------------
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's (JAX: tests/test_scale_out_jax.py)")
 def test_mirrored_strategy_equals_one_device(two_cpu_strategy):
     one_device = flat(train_mlp(Lookahead(keras.optimizers.Adam(0.01), 4), epochs=2))
     with two_cpu_strategy.scope():

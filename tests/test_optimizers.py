@@ -1,4 +1,8 @@
-"""course_lib.optimizers: bit-identity with keras.optimizers.SGD, serialisation, clear errors."""
+"""course_lib.optimizers: bit-identity with keras.optimizers.SGD, serialisation, clear errors.
+
+Runs on TensorFlow and on JAX: on each backend ours and Keras's SGD are compared at the same
+``jit_compile`` setting (TensorFlow: graph or XLA; JAX: op by op or jitted).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import math
 import keras
 import numpy as np
 import pytest
-from tensorflow.python.framework import config as tf_config
+
+if keras.backend.backend() == "tensorflow":
+    from tensorflow.python.framework import config as tf_config
 
 DIGITS = load_dataset("digits")
 X, Y = DIGITS.x_train[:192], DIGITS.y_train[:192]
@@ -30,13 +36,14 @@ def _small_model() -> keras.Model:
 
 def _train(optimizer, *, jit_compile: bool, epochs: int = 2, strategy=None) -> list[np.ndarray]:
     """Fit the same small model from the same seed; return its weights."""
-    determinism = tf_config.is_op_determinism_enabled()
+    tensorflow = keras.backend.backend() == "tensorflow"
+    determinism = tensorflow and tf_config.is_op_determinism_enabled()
     if strategy is None:
         model = _small_model()
     else:
         with strategy.scope():
             model = _small_model()
-    if not determinism:
+    if tensorflow and not determinism:
         tf_config.disable_op_determinism()  # set_seed re-enabled it; keep XLA available
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if strategy is None:
@@ -99,6 +106,7 @@ def test_training_moves_the_weights_and_lowers_the_loss():
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's (JAX: tests/test_scale_out_jax.py)")
 def test_bit_identical_under_mirrored_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():  # optimizer variables must be created under the strategy
         ours = MomentumSGD(0.1, momentum=0.9, nesterov=True)

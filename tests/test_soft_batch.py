@@ -1,21 +1,27 @@
 """SoftBatch (course_lib.soft_batch, notebook 03): each guarantee its docstring lists; clear errors.
 
 Each training comparison uses a tiny MLP on fixed random data without shuffling, so the only
-difference between two runs is how the gradients are grouped.
+difference between two runs is how the gradients are grouped. Runs on TensorFlow and on JAX
+(``jit_compile=True`` is XLA on both; scale-out on JAX: tests/test_scale_out_jax.py).
 """
 
 from __future__ import annotations
 
-from course_lib.soft_batch import LEFTOVER_POLICY, SoftBatch
+from course_lib.soft_batch import (
+    LEFTOVER_POLICY,
+    SoftBatch,
+    select_soft_sgd_step,
+    soft_sgd_step,
+)
 
 from collections.abc import Callable
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from interruption import InterruptAt
+from training_steps import manual_step
 
 MICRO = 16
 STEPS = 4
@@ -66,6 +72,35 @@ INNER: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
         keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5)
     ),
 }
+
+
+# 0. The core on one number ---------------------------------------------------------------------
+GRADIENTS = (1.0, 3.0, -2.0, 6.0, 0.5, 0.5, 1.5, 1.5)
+
+
+def one_number_trajectory(step_function) -> np.ndarray:
+    """The variable after each of GRADIENTS, starting at 1, steps=4, learning rate 0.1."""
+    variable, accumulator = keras.Variable(1.0), keras.Variable(0.0)
+    count = keras.Variable(0, dtype="int32")
+    values = []
+    for g in GRADIENTS:
+        step_function(variable, accumulator, count, keras.ops.convert_to_tensor(g), 4, 0.1)
+        values.append(np.float32(variable.numpy()))
+    return np.array(values)
+
+
+def test_the_select_form_moves_only_when_a_group_completes():
+    values = one_number_trajectory(select_soft_sgd_step)
+    first = np.float32(1.0) - np.float32(0.1) * np.float32(8.0) / np.float32(4.0)
+    second = first - np.float32(0.1) * np.float32(4.0) / np.float32(4.0)
+    np.testing.assert_array_equal(values, [1.0, 1.0, 1.0, first, first, first, first, second])
+
+
+@pytest.mark.tensorflow_only("ops.cond with assignments in its branch runs on TensorFlow only")
+def test_the_select_form_equals_the_cond_form_bit_for_bit():
+    np.testing.assert_array_equal(
+        one_number_trajectory(select_soft_sgd_step), one_number_trajectory(soft_sgd_step)
+    )
 
 
 # 1. Equal a real large batch -------------------------------------------------------------------
@@ -133,20 +168,13 @@ def _snapshot(variables) -> list[np.ndarray]:
     return [np.array(v.numpy(), copy=True) for v in variables]
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_non_update_steps_leave_model_and_inner_state_bit_identical(compiled):
     model = make_model()
     optimizer = SoftBatch(keras.optimizers.Adam(0.01, weight_decay=0.1), steps=STEPS)
     variables = model.trainable_variables
     optimizer.build(variables)
-
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = keras.losses.mean_squared_error(y, model(x))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-
-    if compiled:
-        step = tf.function(step)
+    step = manual_step(model, optimizer, compiled)
     watched = variables + optimizer.inner.variables
     before = _snapshot(watched)
     for k in range(STEPS - 1):
@@ -278,6 +306,10 @@ def test_config_round_trip_keeps_the_inner_optimizer():
 
 
 # 6. Scale out -----------------------------------------------------------------------------------
+MIRRORED = "MirroredStrategy is TensorFlow's (JAX: tests/test_scale_out_jax.py)"
+
+
+@pytest.mark.tensorflow_only(MIRRORED)
 @pytest.mark.parametrize("name", ["adam", "adam_clipnorm", "sgd_global_clipnorm"])
 def test_mirrored_strategy_equals_one_device(name, two_cpu_strategy):
     big = flat(train(INNER[name](), MICRO * STEPS))
@@ -290,6 +322,7 @@ def test_mirrored_strategy_equals_one_device(name, two_cpu_strategy):
     np.testing.assert_allclose(flat(model), big, rtol=0, atol=1e-6)
 
 
+@pytest.mark.tensorflow_only(MIRRORED)
 def test_keras_clips_per_replica_so_the_clipped_mirrored_test_is_sensitive(two_cpu_strategy):
     """Plain Keras under the strategy clips each replica's half gradient: it drifts from one device.
 
