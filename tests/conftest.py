@@ -35,6 +35,8 @@ RUNS_ON_JAX = {
     "test_backends.py",
     "test_backend_comparison.py",
     "test_checks_nbA2.py",
+    "test_checks_nbA3.py",
+    "test_jax_training_steps.py",
     "test_keras_internals.py",
     "test_lookahead.py",
     "test_optimizers.py",
@@ -44,9 +46,9 @@ RUNS_ON_JAX = {
 
 #: Test modules of mechanisms that run on TensorFlow only, and why.
 TENSORFLOW_ONLY = {
-    "test_adaptive.py": "the adaptive Runge–Kutta step is written for TensorFlow's training step",
-    "test_runge_kutta.py": "the Runge–Kutta training steps are written for TensorFlow",
-    "test_sam.py": "SAM's training step is written for TensorFlow",
+    "test_adaptive.py": "tests the TensorFlow adaptive step (JAX's: test_jax_training_steps.py)",
+    "test_runge_kutta.py": "tests the TensorFlow RK steps (JAX's: test_jax_training_steps.py)",
+    "test_sam.py": "tests the TensorFlow SAM step (JAX's: test_jax_training_steps.py)",
     "test_studies_beyond.py": "the study trains SAM, a TensorFlow training step",
     "test_studies_overfitting.py": "the study trains Runge–Kutta steps, written for TensorFlow",
     "test_handwritten.py": "hand-written gradients are TensorFlow code (notebook 02)",
