@@ -31,12 +31,18 @@ Keras 2 code in ``keras2``.
 
 from __future__ import annotations
 
-from course_lib.environment import quiet_tensorflow, select_backend, set_seed
+from course_lib.environment import (
+    keep_optional_jax_out,
+    quiet_tensorflow,
+    select_backend,
+    set_seed,
+)
 
 import importlib
 from typing import Any
 
 quiet_tensorflow()
+keep_optional_jax_out()
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from course_lib.validation import require_choice, require_integer
 
+import importlib.abc
 import os
 import sys
+from typing import Any
 
 #: Environment variables that make TensorFlow quiet and its CPU arithmetic repeatable.
 TENSORFLOW_ENVIRONMENT: dict[str, str] = {
@@ -41,6 +43,37 @@ def quiet_tensorflow() -> bool:
     for name, value in TENSORFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     return "tensorflow" not in sys.modules
+
+
+class _NoOptionalJax(importlib.abc.MetaPathFinder):
+    """Refuse ``import jax`` to the two modules that load it only because it is installed.
+
+    TensorFlow's ``tensorflow/lite/python/util.py`` (an optional ``jit`` for TFLite's converter)
+    and Keras's ``keras/src/callbacks/orbax_checkpoint.py`` (a shim for JAX's monitoring API)
+    import JAX whenever it is installed, inside ``try: ... except ImportError``, and both load at
+    ``import keras``. Since the course installs JAX for appendices A2 and A3, every TensorFlow
+    kernel would carry JAX along: about 0.14 GB of the 1 GB a Binder session is guaranteed. On
+    the TensorFlow backend this finder makes those two imports fail as if JAX were absent; any
+    other importer, a JAX-backend process, and any process that loaded JAX first get JAX as usual.
+    """
+
+    IMPORTERS = ("tensorflow.lite.python.util", "keras.src.callbacks.orbax_checkpoint")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name != "jax" or os.environ.get("KERAS_BACKEND", "tensorflow") == "jax":
+            return None
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_globals.get("__name__") in self.IMPORTERS:
+                raise ImportError(f"course_lib keeps JAX out of {frame.f_globals['__name__']}")
+            frame = frame.f_back
+        return None
+
+
+def keep_optional_jax_out() -> None:
+    """Install :class:`_NoOptionalJax` once, before TensorFlow and Keras are imported."""
+    if not any(isinstance(finder, _NoOptionalJax) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoOptionalJax())
 
 
 def set_seed(seed: int = 42) -> None:

@@ -155,3 +155,23 @@ def test_an_unsupported_backend_gets_a_clear_error():
     assert done.returncode != 0
     assert "run on the tensorflow and jax backends, but Keras runs on 'numpy'" in done.stderr
     assert "KERAS_BACKEND=tensorflow" in done.stderr
+
+
+_JAX_LOADED = "import sys, keras, tensorflow; print('jax' in sys.modules)"
+
+
+@pytest.mark.tensorflow_only(ONE_PASS)
+def test_a_tensorflow_process_does_not_carry_jax_that_it_does_not_use():
+    """TensorFlow and Keras import the installed JAX by themselves; course_lib stops that."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+
+    def jax_loaded(code: str) -> str:
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.strip()
+
+    assert jax_loaded(_JAX_LOADED) == "True"  # the cost the finder removes exists
+    assert jax_loaded("import course_lib; " + _JAX_LOADED) == "False"
+    assert (
+        jax_loaded("import course_lib, keras, jax; print(jax.numpy.ones(2).sum() == 2)") == "True"
+    )
