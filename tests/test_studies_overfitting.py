@@ -145,6 +145,28 @@ def test_the_replay_control_is_sgd_on_the_same_batches_with_the_source_steps(dig
         train_method(SGD_AT_DP, settings, digits, sources={})
 
 
+def test_every_run_of_a_seed_gets_the_same_batches_and_seeds_differ(digits):
+    settings = StudySettings(seeds=(0, 1), epochs=2, train_size=128)
+    batches = study.shuffled_batches(settings, digits, runs=2)
+
+    def labels(dataset):  # the labels in batch order, epoch after epoch
+        return [np.concatenate([y.numpy() for _, y in dataset]) for _ in range(settings.epochs)]
+
+    first, second = labels(batches[0][0]), labels(batches[0][1])
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0], first[1])  # reshuffled every epoch
+    assert not np.array_equal(first[0], labels(batches[1][0])[0])  # another seed, another order
+
+
+def test_a_study_trains_each_seed_as_a_run_of_its_own_would(digits):
+    settings = StudySettings(methods=("SGD",), seeds=(0, 1), epochs=2, train_size=128)
+    in_study = study.run_overfitting_study(settings, digits)
+    for seed, run in zip(settings.seeds, in_study, strict=True):
+        alone = StudySettings(**{**vars(settings), "seeds": (seed,)})
+        (own,) = train_method("SGD", alone, digits)
+        assert own.train_loss == run.train_loss and own.val_loss == run.val_loss
+
+
 def test_a_study_replays_each_adaptive_run_and_counts_its_gradients(digits):
     settings = StudySettings(
         methods=("SGD", DP, SGD_AT_DP), seeds=(0,), epochs=1, train_size=128, learning_rate=0.3

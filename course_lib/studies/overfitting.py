@@ -506,6 +506,27 @@ def _pad(record: RunRecord, epochs: int) -> None:
         record.gradients.append(record.gradients[-1] if record.gradients else 0)
 
 
+def shuffled_batches(settings: StudySettings, data: Any, runs: int = 1) -> dict[int, list[Any]]:
+    """Per seed, ``runs`` datasets of the training set that all shuffle alike, epoch by epoch.
+
+    Each is ``as_dataset(..., shuffle_seed=seed)`` built after ``set_seed(seed)``: every method
+    trains a seed on the same batches. A dataset keeps the seeds it was built with, so they are
+    all built before any training: seeding TensorFlow clears its kernel caches, and reseeding
+    between runs would re-instantiate every traced function in every run.
+    """
+    from course_lib.environment import set_seed
+
+    size = settings.train_size
+    x, y = data.x_train[:size].astype("float64"), data.y_train[:size]
+    batches = {}
+    for seed in settings.seeds:
+        set_seed(seed)
+        batches[seed] = [
+            as_dataset(x, y, settings.batch_size, shuffle_seed=seed) for _ in range(runs)
+        ]
+    return batches
+
+
 def train_method(
     label: str,
     settings: StudySettings,
@@ -513,19 +534,21 @@ def train_method(
     sources: dict[int, RunRecord] | None = None,
     evaluator: _Evaluator | None = None,
     models: dict | None = None,
+    batches: dict[int, list[Any]] | None = None,
 ) -> list[RunRecord]:
     """Train ``label`` from every seed; a replay needs its source run per seed in ``sources``.
 
     ``models`` caches compiled models by solver, so SGD and its replays share one (each traced
-    training function costs seconds and memory that Keras does not give back).
+    training function costs seconds and memory that Keras does not give back). ``batches``
+    (from :func:`shuffled_batches`) holds the datasets left to train on; each run takes one.
     """
     from course_lib.adaptive import StepSizeError
-    from course_lib.environment import set_seed
     from course_lib.tableaux import get_tableau
 
     method = METHODS[label]
     if method.replays is not None and not set(settings.seeds) <= set(sources or {}):
         raise ValueError(f"{label!r} needs the runs of {method.replays!r} for every seed.")
+    batches = shuffled_batches(settings, data) if batches is None else batches
     steps = _steps_per_epoch(settings, data)
     stages = 1 if method.is_sgd else get_tableau(method.tableau).stages_needed(method.adaptive)
     evaluator = evaluator or _Evaluator(settings, data)
@@ -534,26 +557,20 @@ def train_method(
     if key not in models:
         models[key] = _build_model(method, settings, steps)
     model, schedule = models[key]
-    size = settings.train_size
     records = []
     for seed in settings.seeds:
-        set_seed(seed)  # the batch order below follows the seed, the same for every method
         source = None if method.replays is None else sources[seed]
         _reset(model, schedule, seed, settings, source)
         record = RunRecord(method=label, seed=seed)
-        batches = as_dataset(
-            data.x_train[:size].astype("float64"),
-            data.y_train[:size],
-            settings.batch_size,
-            shuffle_seed=seed,
-        )
         callback = _RecordEpochs(record, evaluator, stages, steps, method.adaptive)
         if method.replays is not None:
             record.step_sizes = list(source.step_sizes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # on_failure="accept" warns per rejected-out step
             try:
-                model.fit(batches, epochs=settings.epochs, verbose=0, callbacks=[callback])
+                model.fit(
+                    batches[seed].pop(), epochs=settings.epochs, verbose=0, callbacks=[callback]
+                )
             except StepSizeError:  # every try was NaN/inf: diverged; _pad marks the rest NaN
                 pass
         _pad(record, settings.epochs)
@@ -569,15 +586,16 @@ def run_overfitting_study(settings: StudySettings, data: Any | None = None) -> l
         data = load_dataset("digits")
     import gc
 
+    order = settings.ordered_methods()
+    batches = shuffled_batches(settings, data, runs=len(order))
     evaluator = _Evaluator(settings, data)
     models: dict = {}
     records: list[RunRecord] = []
-    order = settings.ordered_methods()
     keys = [(METHODS[label].tableau, METHODS[label].adaptive) for label in order]
     for index, label in enumerate(order):
         source = METHODS[label].replays
         sources = {r.seed: r for r in records if r.method == source} if source else None
-        records += train_method(label, settings, data, sources, evaluator, models)
+        records += train_method(label, settings, data, sources, evaluator, models, batches)
         if keys[index] not in keys[index + 1 :]:  # no later method trains this solver
             del models[keys[index]]
             gc.collect()  # lets a notebook's kernel reuse the memory for the next model
