@@ -23,7 +23,10 @@ optimizer variables in ``state`` (a ``StatelessScope`` over them): a schedule is
 state's iteration count, not at the stale Python-side variable.
 
 Under ``keras.distribution.DataParallel`` the step is one program over the global batch, sharded
-over the devices: every gradient is already the whole batch's, so no rule needs an all-reduce.
+over the devices (or the processes): every gradient is already the whole batch's, so no rule
+needs an all-reduce. That holds on both routes below; the intrusive route's ``jax.jit`` infers
+the replicated layout of the state from its inputs (tests/test_jax_training_steps.py trains
+both routes over 2 devices and over 2 processes, equal to one device).
 
 Both ways in are supported: the clean route's models (their ``train_step`` dispatches here) and
 the intrusive route (:func:`make_train_function` builds Keras's train function around a jitted

@@ -15,9 +15,6 @@ from course_lib.sam import SAMModel, SAMSequential, inject_sam
 from course_lib.tableaux import TABLEAUX, stability_function
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -25,6 +22,14 @@ import numpy as np
 import pytest
 from scipy.integrate import RK23, RK45
 
+from jax_workers import (
+    finish,
+    free_loopback_port,
+    one_device_environment,
+    start,
+    two_device_flags,
+    worker_environment,
+)
 from multi_gradient_routes import (
     Method,
     assert_batchnorm_moves_once_from_the_start,
@@ -285,33 +290,68 @@ def test_jax_private_apis_are_there(x64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. DataParallel over two devices equals one device
+# 5. DataParallel over two devices or two processes equals one device, on both routes
 # ---------------------------------------------------------------------------------------------
 
 
-def test_data_parallel_over_two_devices_equals_one_device():
-    """Heun and the adaptive step (its step sizes and rejections included), in float64."""
-    root = Path(__file__).resolve().parents[1]
-    environment = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        JAX_ENABLE_X64="1",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    )
-    completed = subprocess.run(
-        [sys.executable, str(root / "tests" / "jax_data_parallel_steps.py"), "heun", "adaptive"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=root,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    runs = json.loads(completed.stdout.strip().splitlines()[-1])
-    for name in ("heun", "adaptive"):
-        single, parallel = runs["single"][name], runs["parallel"][name]
-        for got, want in zip(parallel["weights"], single["weights"], strict=True):
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-        for key, values in single["logs"].items():
-            np.testing.assert_allclose(parallel["logs"][key], values, rtol=1e-9, err_msg=key)
-    assert max(runs["single"]["adaptive"]["logs"]["rejections"]) >= 1, "no rejection was tested"
+#: Every method of the worker: both routes of Heun and SAM, and the adaptive step.
+SCALED_OUT = ["heun", "heun_injected", "sam", "sam_injected", "adaptive"]
+DATA_PARALLEL_WORKER = Path(__file__).with_name("jax_data_parallel_steps.py")
+
+
+def _runs_of(output: str) -> dict:
+    """The JSON object a worker prints on its last line."""
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def two_devices() -> dict:
+    """Every method on one device, then under DataParallel over two, in float64."""
+    environment = worker_environment(JAX_ENABLE_X64="1", XLA_FLAGS=two_device_flags())
+    (output,) = finish([start(DATA_PARALLEL_WORKER, ["devices", *SCALED_OUT], environment)])
+    return _runs_of(output)
+
+
+@pytest.fixture(scope="module")
+def two_processes() -> list[dict]:
+    """Every method under DataParallel over two processes (gloo on loopback), in float64."""
+    coordinator = f"127.0.0.1:{free_loopback_port()}"
+    environment = one_device_environment(JAX_ENABLE_X64="1")
+    workers = [
+        start(DATA_PARALLEL_WORKER, ["process", coordinator, str(i), *SCALED_OUT], environment)
+        for i in range(2)
+    ]
+    return [_runs_of(output)["parallel"] for output in finish(workers)]
+
+
+def _assert_same_run(got: dict, want: dict, name: str) -> None:
+    for a, b in zip(got["weights"], want["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12, err_msg=name)
+    assert got["logs"].keys() == want["logs"].keys()
+    for key, values in want["logs"].items():
+        np.testing.assert_allclose(got["logs"][key], values, rtol=1e-9, err_msg=f"{name}: {key}")
+
+
+def test_the_runs_train_and_the_adaptive_one_rejects(two_devices):
+    """Guards: equal runs mean something only if they moved, and a retry was taken."""
+    single = two_devices["single"]
+    first, last = single["heun"]["logs"]["loss"]
+    assert last < 0.5 * first
+    assert max(single["adaptive"]["logs"]["rejections"]) >= 1, "no rejection was tested"
+    # Both routes run the same rule: the injected step is the clean one.
+    for name in ("heun", "sam"):
+        _assert_same_run(single[f"{name}_injected"], single[name], name)
+
+
+@pytest.mark.parametrize("name", SCALED_OUT)
+def test_data_parallel_over_two_devices_equals_one_device(two_devices, name):
+    """Every stage's gradient is the global batch's: weights and logs as on one device."""
+    _assert_same_run(two_devices["parallel"][name], two_devices["single"][name], name)
+
+
+@pytest.mark.parametrize("name", SCALED_OUT)
+def test_data_parallel_over_two_processes_equals_one_device(two_processes, two_devices, name):
+    """Each process feeds half of every global batch; both end with the one-device weights."""
+    first, second = two_processes
+    assert first[name]["weights"] == second[name]["weights"], f"{name}: the processes disagree"
+    _assert_same_run(first[name], two_devices["single"][name], name)

@@ -4,17 +4,13 @@ Each scale-out run is a worker process (``tests/jax_scale_out.py``): JAX fixes i
 start-up, and ``jax.distributed`` must be initialised before any computation. The workers train
 the cases of :data:`jax_scale_out.DEVICE_CASES` or ``PROCESS_CASES``; this process trains every
 case of ``CASES`` (with the big-batch references) on one device and
-compares. Multi-process workers meet on a free loopback port (bound to port 0, then released),
-talk through gloo's CPU collectives, each feeds its own half of every global batch, and are
-killed if they outlive :data:`TIMEOUT`.
+compares. Multi-process workers meet on a free loopback port, talk through gloo's CPU
+collectives, each feeds its own half of every global batch, and are killed if they outlive
+:data:`jax_workers.TIMEOUT`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,57 +18,21 @@ import pytest
 
 import jax_scale_out
 from jax_scale_out import CASES, DEVICE_CASES, PROCESS_CASES, STEPS
+from jax_workers import (
+    finish,
+    free_loopback_port,
+    one_device_environment,
+    start,
+    two_device_flags,
+    worker_environment,
+)
 
 pytestmark = pytest.mark.jax_only("keras.distribution with JAX's devices and jax.distributed")
 
 WORKER = Path(__file__).with_name("jax_scale_out.py")
-#: Seconds a worker may run: a start of JAX and a few small trainings, with room for a busy CPU.
-TIMEOUT = 240
 #: float32 round-off of two epochs of a 6-8-2 MLP (summation order differs between layouts).
 ROUND_OFF = 1e-6
 CLIPPED = ["adam_clipnorm", "sgd_global_clipnorm"]
-
-
-def _worker_environment(**extra: str) -> dict[str, str]:
-    environment = dict(os.environ, KERAS_BACKEND="jax", **extra)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(WORKER.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    return environment
-
-
-def _start(arguments: list[str], environment: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), *arguments],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _finish(workers: list[subprocess.Popen]) -> list[str]:
-    """Wait for every worker (at most TIMEOUT s in all), kill any left; their outputs."""
-    outputs = []
-    try:
-        for worker in workers:
-            outputs.append(worker.communicate(timeout=TIMEOUT)[0])
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"a JAX scale-out worker ran longer than {TIMEOUT} s")
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate()
-    for worker, output in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, f"worker failed:\n{output[-3000:]}"
-    return outputs
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +47,8 @@ def one_device() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def two_devices(tmp_path_factory) -> dict[str, np.ndarray]:
     outfile = tmp_path_factory.mktemp("devices") / "weights.npz"
-    flags = " ".join(
-        [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=2"]
-    ).strip()
-    _finish([_start(["devices", str(outfile)], _worker_environment(XLA_FLAGS=flags))])
+    environment = worker_environment(XLA_FLAGS=two_device_flags())
+    finish([start(WORKER, ["devices", str(outfile)], environment)])
     with np.load(outfile) as saved:
         return {name: saved[name] for name in saved.files}
 
@@ -98,14 +56,13 @@ def two_devices(tmp_path_factory) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> list[dict[str, np.ndarray]]:
     folder = tmp_path_factory.mktemp("processes")
-    coordinator = f"127.0.0.1:{_free_loopback_port()}"
-    environment = _worker_environment()
-    environment.pop("XLA_FLAGS", None)  # one CPU device per process
+    coordinator = f"127.0.0.1:{free_loopback_port()}"
+    environment = one_device_environment()
     workers = [
-        _start(["process", coordinator, str(i), str(folder / f"{i}.npz")], environment)
+        start(WORKER, ["process", coordinator, str(i), str(folder / f"{i}.npz")], environment)
         for i in range(jax_scale_out.PROCESSES)
     ]
-    _finish(workers)
+    finish(workers)
     results = []
     for i in range(jax_scale_out.PROCESSES):
         with np.load(folder / f"{i}.npz") as saved:
@@ -119,8 +76,8 @@ def _gap(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_reference_trainings_move_and_differ(one_device):
     """Guards: every case trains, and clipping changes the result, so equalities mean something."""
-    start = np.concatenate([w.ravel() for w in jax_scale_out.INITIAL_WEIGHTS])
-    moved = {case: _gap(weights, start) for case, weights in one_device.items()}
+    initial = np.concatenate([w.ravel() for w in jax_scale_out.INITIAL_WEIGHTS])
+    moved = {case: _gap(weights, initial) for case, weights in one_device.items()}
     assert min(moved.values()) > 1000 * ROUND_OFF, moved
     assert _gap(one_device["soft_batch:adam_clipnorm"], one_device["soft_batch:adam"]) > 1e-3
 
