@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from course_lib.validation import require_choice, require_integer
 
+import contextlib
 import importlib.abc
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 #: Environment variables that make TensorFlow quiet and its CPU arithmetic repeatable.
@@ -74,6 +77,32 @@ def keep_optional_jax_out() -> None:
     """Install :class:`_NoOptionalJax` once, before TensorFlow and Keras are imported."""
     if not any(isinstance(finder, _NoOptionalJax) for finder in sys.meta_path):
         sys.meta_path.insert(0, _NoOptionalJax())
+
+
+class _DropRetracingWarning(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def no_retracing_warning() -> Iterator[None]:
+    """Silence TensorFlow's retracing warning inside the block; every other message still shows.
+
+    TensorFlow counts traces per Python function, not per ``tf.function`` object: code that
+    builds many small functions from one definition, each traced once (a check running several
+    optimizers, a benchmark building dozens of models), looks to it like one function retracing.
+    There the warning is a false positive; a real retrace outside such code still warns.
+    """
+    import tensorflow as tf
+
+    logger, quiet = tf.get_logger(), _DropRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def set_seed(seed: int = 42) -> None:

@@ -25,11 +25,9 @@ paper's Algorithm 1) get a message that names them. The solutions are :class:`Si
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.environment import no_retracing_warning
 
-import contextlib
 import functools
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -49,28 +47,6 @@ def _start_and_gradients() -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     return start, gradients
 
 
-class _DropRetracingWarning(logging.Filter):
-    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one.
-
-    A check builds a small ``tf.function`` for every optimizer it runs (the learner's, Keras's,
-    the known mistakes): each traces once, but TensorFlow counts traces per Python function, so
-    after a few it warns about retracing. Here that warning is noise for the learner.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _no_retracing_warning() -> Iterator[None]:
-    logger, quiet = tf.get_logger(), _DropRetracingWarning()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
-
-
 def _run(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
     """Apply the four gradient sets, the first eagerly, the rest inside a tf.function.
 
@@ -85,7 +61,7 @@ def _run(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
     def apply(grads):
         optimizer.apply(grads, variables)
 
-    with _no_retracing_warning():
+    with no_retracing_warning():
         for grads in gradients[1:]:
             apply([tf.constant(g) for g in grads])
     return [v.numpy() for v in variables]
@@ -496,7 +472,7 @@ def _train_adam_problem(optimizer: keras.optimizers.Optimizer, steps: int = 12) 
 
     compiled = tf.function(train_step)
     history = []
-    with _no_retracing_warning():
+    with no_retracing_warning():
         for index in range(steps):
             (train_step if index == 0 else compiled)()
             history.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))

@@ -18,12 +18,10 @@ general version is :class:`course_lib.runge_kutta.RungeKuttaModel`, and
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.environment import no_retracing_warning
 from course_lib.landscapes import Quadratic, Rosenbrock
 
-import contextlib
 import functools
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -180,28 +178,6 @@ def _check_two_stage_step(answer: Any) -> str:
     )
 
 
-class _DropRetracingWarning(logging.Filter):
-    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one.
-
-    A check trains several small models in a row (the learner's, ours, the known mistakes);
-    each traces its train function once, but TensorFlow counts traces per Python function and
-    warns after a few. For the learner that warning is noise.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _no_retracing_warning() -> Iterator[None]:
-    logger, quiet = tf.get_logger(), _DropRetracingWarning()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
-
-
 def _nonlinear_problem() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """A fixed batch and fixed initial weights for a tiny tanh network."""
     rng = np.random.default_rng(4)
@@ -231,7 +207,7 @@ def _train_nonlinear(
     model.compile(optimizer=optimizer, loss="mse")
     for variable, value in zip(model.trainable_variables, weights, strict=True):
         variable.assign(value)
-    with _no_retracing_warning():
+    with no_retracing_warning():
         history = model.fit(x, y, batch_size=len(x), epochs=steps, verbose=0, shuffle=False)
     return model, history.history["loss"]
 

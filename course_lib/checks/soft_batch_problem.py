@@ -2,11 +2,16 @@
 
 Eight micro-batch gradients of one scalar weight, accumulated four at a time: the weight must
 move only on every fourth micro-batch, by the learning rate times the mean of the four. With
-momentum (notebook 03), the velocity too changes only on those micro-batches. NumPy only, so
-that the Keras 2 appendix (a graph-mode kernel) can use it without loading Keras 3.
+momentum (notebooks 03 and A2), the velocity too changes only on those micro-batches. NumPy only,
+so that the Keras 2 appendix (a graph-mode kernel) can use it without loading Keras 3.
 """
 
 from __future__ import annotations
+
+from course_lib.checks import Incorrect, expect_close
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +50,45 @@ def expected_momentum_trajectory(momentum: float = MOMENTUM) -> tuple[list[float
     return weights, velocities
 
 
+def judge_soft_momentum_step(
+    run_micro_batch: Callable[[float], None],
+    weight: Any,
+    velocity: Any,
+    accumulator: Any,
+    count: Any,
+) -> None:
+    """Feed :data:`GRADIENTS` to ``run_micro_batch`` one by one and judge the four variables.
+
+    ``run_micro_batch(gradient)`` runs the learner's soft-batch momentum step once, compiled as
+    the notebook compiles it (a ``tf.function``, a JAX-compiled function); the variables are
+    read with ``.numpy()`` after each. Weight and velocity must stay bit-identical between
+    updates, follow :func:`expected_momentum_trajectory`, and end with the accumulator and
+    counter reset.
+    """
+    weights, velocities = [], []
+    for gradient in GRADIENTS:
+        run_micro_batch(gradient)
+        weights.append(float(weight.numpy()))
+        velocities.append(float(velocity.numpy()))
+    before = list(zip([1.0, *weights[:-1]], [0.0, *velocities[:-1]], strict=True))
+    for k, ((w0, v0), w1, v1) in enumerate(zip(before, weights, velocities, strict=True)):
+        if (k + 1) % STEPS and (w1, v1) != (w0, v0):
+            what = "velocity" if v1 != v0 else "weight"
+            raise Incorrect(
+                f"micro-batch {k + 1} changed the {what} (weight {w0:.6f} → {w1:.6f}, velocity "
+                f"{v0:.6f} → {v1:.6f}); both must stay bit-identical until {STEPS} gradients "
+                "are in."
+            )
+    expected_weights, expected_velocities = expected_momentum_trajectory()
+    expect_close("the velocity after each micro-batch", velocities, expected_velocities)
+    expect_close("the weight after each micro-batch", weights, expected_weights)
+    if int(count.numpy()) != 0 or float(accumulator.numpy()) != 0.0:
+        raise Incorrect(
+            "after an update the accumulator and the counter must be reset to 0, got "
+            f"accumulator={float(accumulator.numpy()):.4f}, count={int(count.numpy())}."
+        )
+
+
 __all__ = [
     "GRADIENTS",
     "LEARNING_RATE",
@@ -52,4 +96,5 @@ __all__ = [
     "STEPS",
     "expected_momentum_trajectory",
     "expected_trajectory",
+    "judge_soft_momentum_step",
 ]
