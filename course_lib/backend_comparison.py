@@ -16,15 +16,11 @@ Importing this module imports only NumPy; Keras is imported when a training runs
 
 from __future__ import annotations
 
-from course_lib.environment import SUPPORTED_BACKENDS, TENSORFLOW_ENVIRONMENT
+from course_lib.environment import SUPPORTED_BACKENDS, run_module_in_subprocess
 from course_lib.validation import require_choice
 
-import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -139,34 +135,9 @@ def train_on_backend(
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     for kind in kinds:
         require_choice(kind, "kind", KINDS)
-    root = str(Path(__file__).resolve().parent.parent)
-    environment = dict(os.environ, **TENSORFLOW_ENVIRONMENT, KERAS_BACKEND=backend)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return run_module_in_subprocess(
+        "course_lib.backend_comparison", kinds, timeout, environment={"KERAS_BACKEND": backend}
     )
-    command = [sys.executable, "-m", "course_lib.backend_comparison", ",".join(kinds)]
-    with tempfile.TemporaryDirectory() as folder:
-        outfile = Path(folder) / "weights.npz"
-        done = subprocess.run(
-            [*command, str(outfile)],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode != 0 or not outfile.exists():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise RuntimeError(
-                f"training {','.join(kinds)} on {backend} failed (exit code {done.returncode}); "
-                f"its last output lines:\n{tail}"
-            )
-        results: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in kinds}
-        with np.load(outfile) as saved:
-            for key in saved.files:
-                kind, name = key.split("/", 1)
-                results[kind][name] = saved[key]
-    return results
 
 
 def max_abs_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:

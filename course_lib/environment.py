@@ -18,8 +18,11 @@ import contextlib
 import importlib.abc
 import logging
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 #: Environment variables that make TensorFlow quiet and its CPU arithmetic repeatable.
@@ -144,3 +147,48 @@ def select_backend(backend: str) -> str:
             )
     os.environ["KERAS_BACKEND"] = backend
     return backend
+
+
+def run_module_in_subprocess(
+    module: str,
+    kinds: Sequence[str],
+    timeout: float = 300.0,
+    environment: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m module KIND[,KIND...] OUTFILE`` in a fresh process and load its results.
+
+    For what one process cannot host twice: Keras 2's graph mode next to Keras 3, a second Keras
+    backend. The module saves one ``.npz`` with keys ``"KIND/NAME"``; this returns
+    ``{kind: {name: array}}``. The child gets this interpreter, the course's quiet TensorFlow
+    settings, ``environment`` on top, and this checkout of ``course_lib`` first on its path. A
+    failure raises ``RuntimeError`` with the child's last lines of output, not a bare exit code.
+    """
+    import numpy as np
+
+    kinds = list(kinds)
+    root = str(Path(__file__).resolve().parent.parent)
+    child = dict(os.environ, **TENSORFLOW_ENVIRONMENT, **(environment or {}))
+    child["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    with tempfile.TemporaryDirectory() as folder:
+        outfile = Path(folder) / "weights.npz"
+        completed = subprocess.run(
+            [sys.executable, "-m", module, ",".join(kinds), str(outfile)],
+            env=child,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if completed.returncode != 0 or not outfile.exists():
+            tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
+            settings = "".join(f"{name}={value} " for name, value in (environment or {}).items())
+            raise RuntimeError(
+                f"`{settings}python -m {module} {','.join(kinds)}` failed (exit code "
+                f"{completed.returncode}); its last output lines:\n{tail}"
+            )
+        results: dict[str, Any] = {kind: {} for kind in kinds}
+        with np.load(outfile) as saved:
+            for key in saved.files:
+                kind, name = key.split("/", 1)
+                results[kind][name] = saved[key]
+    return results

@@ -6,6 +6,7 @@ The pytest process runs eagerly, so the Keras 2 side trains in one graph-mode su
 
 from __future__ import annotations
 
+from course_lib.environment import run_module_in_subprocess
 from course_lib.keras2 import time_capsule
 from course_lib.keras2.time_capsule import KERAS2_KINDS, KINDS, max_abs_difference, weights_of
 
@@ -77,7 +78,7 @@ def test_bad_kinds_and_problems_are_refused_clearly():
 
 def test_a_failing_child_reports_its_own_error():
     with pytest.raises(RuntimeError, match="unknown kind 'nonsense'"):
-        time_capsule.run_module_in_subprocess("course_lib.keras2.reference", ["nonsense"])
+        run_module_in_subprocess("course_lib.keras2.reference", ["nonsense"])
 
 
 def test_keras2_builders_refuse_eager_mode_with_a_clear_message():

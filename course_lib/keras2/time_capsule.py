@@ -20,14 +20,13 @@ kexue.fm 2018; the code is our own.
 
 from __future__ import annotations
 
+from course_lib.environment import run_module_in_subprocess
+
 import ast
 import importlib.util
-import os
-import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,7 +42,6 @@ __all__ = [
     "keras3_reference_weights",
     "keras3_source",
     "max_abs_difference",
-    "run_module_in_subprocess",
     "shared_problem",
     "train_keras3",
     "weights_of",
@@ -214,49 +212,6 @@ def train_keras3(kind: str, problem: SharedProblem | None = None) -> dict[str, n
     result = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     result["loss"] = np.asarray(history.history["loss"], dtype=np.float64)
     return result
-
-
-def run_module_in_subprocess(
-    module: str, kinds: Sequence[str], timeout: float = 300.0
-) -> dict[str, dict[str, np.ndarray]]:
-    """Run ``python -m module KIND[,KIND...] OUTFILE`` in a fresh process and load its results.
-
-    The module saves one ``.npz`` with keys ``"KIND/NAME"``; this returns
-    ``{kind: {name: array}}``. The child gets this interpreter, the course's quiet TensorFlow
-    settings and this checkout of ``course_lib`` first on its path. A failure raises
-    ``RuntimeError`` with the child's last lines of output, not a bare exit code.
-    """
-    kinds = list(kinds)
-    from course_lib.environment import TENSORFLOW_ENVIRONMENT
-
-    root = str(Path(__file__).resolve().parent.parent)
-    environment = dict(os.environ)
-    environment.update(TENSORFLOW_ENVIRONMENT)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [root, *filter(None, [environment.get("PYTHONPATH")])]
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        outfile = Path(folder) / "weights.npz"
-        completed = subprocess.run(
-            [sys.executable, "-m", module, ",".join(kinds), str(outfile)],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if completed.returncode != 0 or not outfile.exists():
-            tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
-            raise RuntimeError(
-                f"`python -m {module} {','.join(kinds)}` failed (exit code "
-                f"{completed.returncode}); its last output lines:\n{tail}"
-            )
-        with np.load(outfile) as saved:
-            results: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in kinds}
-            for key in saved.files:
-                kind, name = key.split("/", 1)
-                results[kind][name] = saved[key]
-    return results
 
 
 def keras3_reference_weights(
