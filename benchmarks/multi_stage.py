@@ -1,23 +1,27 @@
-"""Cost of the Runge–Kutta training steps (notebooks 04 and 05): median time per step.
+"""Cost of the Runge–Kutta training steps (notebooks 04, 05, A3): median time per step.
 
-For a small (overhead-bound) and a larger (compute-bound) MLP, in one process with the
-configurations alternated round by round, it measures the median step time (from a callback) of:
+For a small (overhead-bound) and a larger (compute-bound) MLP, on Keras's TensorFlow backend
+(``jit_compile=False``) and then on its JAX backend (jitted, in a child process, since a process
+keeps one backend), with the configurations alternated round by round within each, it measures
+the median step time (from a callback) of:
 
 * Keras's standard ``train_step`` with SGD;
 * a bare reference step that takes k gradients of the same batch, one after the other, and
-  applies their mean: the floor for any k-stage method (k = 2, 3, 4, 6);
+  applies their mean: the floor for any k-stage method (k = 2, 3, 4, 6); on JAX a stateless
+  ``train_step(state, data)`` written with Keras's public API only;
 * every named tableau through :class:`course_lib.runge_kutta.RungeKuttaModel`, Heun also through
   :func:`course_lib.runge_kutta.inject_runge_kutta`;
-* adaptive Dormand–Prince, with its gradient evaluations per accepted step;
+* adaptive Dormand–Prince, with its gradient evaluations per accepted step (TensorFlow only);
 * an ablation, Dormand–Prince's six stages with one-term trial points (see
   :func:`one_term_dormand_prince`): what the step costs without the weighted sums that build
   Dormand–Prince's trial points.
 
 Goals: Heun within 5% of the 2-gradient reference, intrusive within 5% of clean, every tableau
-within 10% of the reference with as many gradients. Steps are timed by the shared
-:class:`course_lib.studies.timing.StepTimer`. The result goes to ``docs/results/multi_stage.json``
-(notebook 04 claims against it) and its table into ``docs/benchmarks.md``; the script prints the
-same table.
+within 10% of the reference with as many gradients on TensorFlow and within 5% on JAX (where XLA
+can fuse the arithmetic of the trial points); the JAX table also gives each method's time over
+its TensorFlow time. Steps are timed by the shared :class:`course_lib.studies.timing.StepTimer`.
+The result goes to ``docs/results/multi_stage.json`` (notebook 04 claims against it) and its
+tables into ``docs/benchmarks.md``; the script prints the same tables.
 
     python benchmarks/multi_stage.py [--rounds 5] [--steps 16]
 """
@@ -36,12 +40,15 @@ from course_lib.studies.timing import StepTimer
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau
 
 import argparse
-import logging
+import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 MODELS = {
     # name: (input width, hidden widths, batch size)
@@ -63,6 +70,8 @@ class BareMultiGradient(keras.Model):
         self.gradients = gradients
 
     def train_step(self, data):
+        import tensorflow as tf
+
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_variables
         total, link, first_pred, first_loss = None, 0.0, None, None
@@ -86,6 +95,56 @@ class BareMultiGradient(keras.Model):
         return self.compute_metrics(x, y, first_pred)
 
 
+class BareMultiGradientJax(keras.Model):
+    """:class:`BareMultiGradient` on JAX: a stateless ``train_step(state, data)``.
+
+    Written with Keras's public stateless API only (``compute_loss_and_updates``,
+    ``stateless_apply``, a ``StatelessScope`` for the metrics), as Keras's own JAX step is, so
+    that it is the floor the library's stateless steps are measured against.
+    """
+
+    def __init__(self, *args, gradients: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gradients = gradients
+
+    def train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metric_values = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
+        total, link, first = None, 0.0, None
+        for _ in range(self.gradients):
+            (_, aux), gradients = grad_fn(
+                trainable,
+                non_trainable,
+                metric_values,
+                x + link,
+                y,
+                sample_weight,
+                training=True,
+                optimizer_variables=optimizer_values,
+            )
+            link = jax.lax.stop_gradient(1e-30 * keras.ops.sum(gradients[0]))
+            total = (
+                gradients
+                if total is None
+                else [t + g for t, g in zip(total, gradients, strict=True)]
+            )
+            first = aux if first is None else first
+        loss, y_pred, non_trainable, metric_values = first
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            optimizer_values, [t / self.gradients for t in total], trainable
+        )
+        mapping = list(zip(self.metrics_variables, metric_values, strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            loss_metric = next(metric for metric in self.metrics if metric.name == "loss")
+            loss_metric.update_state(loss, sample_weight=x.shape[0])
+            logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        metric_values = [scope.get_current_value(v) for v in self.metrics_variables]
+        return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+
 def one_term_dormand_prince() -> ButcherTableau:
     """Dormand–Prince's six stages and weights b, with stage i at p − h·1e-30·g_(i−1).
 
@@ -102,7 +161,12 @@ def one_term_dormand_prince() -> ButcherTableau:
     )
 
 
+def on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def build(kind: str, spec, **kwargs) -> keras.Model:
+    """A compiled model: on TensorFlow without XLA, on JAX jitted (``fit`` always jits there)."""
     width, hidden, _ = spec
     course_lib.set_seed(0)
     inputs = keras.Input((width,))
@@ -111,7 +175,8 @@ def build(kind: str, spec, **kwargs) -> keras.Model:
         h = keras.layers.Dense(units, activation="relu")(h)
     outputs = keras.layers.Dense(10)(h)
     if kind == "bare":
-        model = BareMultiGradient(inputs, outputs, gradients=kwargs["gradients"])
+        bare = BareMultiGradient if on_tensorflow() else BareMultiGradientJax
+        model = bare(inputs, outputs, gradients=kwargs["gradients"])
     elif kind == "rk":
         model = RungeKuttaModel(inputs=inputs, outputs=outputs, **kwargs)
     else:
@@ -119,7 +184,7 @@ def build(kind: str, spec, **kwargs) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.SGD(0.01),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False,
+        jit_compile=not on_tensorflow(),
     )
     if kind == "intrusive":
         inject_runge_kutta(model, kwargs["tableau"])
@@ -127,7 +192,11 @@ def build(kind: str, spec, **kwargs) -> keras.Model:
 
 
 def configurations():
-    """(label, builder kind, kwargs, gradients per step, reference label)."""
+    """(label, builder kind, kwargs, gradients per step, reference label).
+
+    On JAX the adaptive step is left out: its controller needs JAX's x64 mode, which changes
+    the whole process's default precision; per gradient it costs what the fixed step costs.
+    """
     rows = [("SGD (standard train_step)", "standard", {}, 1, None)]
     for k in (2, 3, 4, 6):
         rows.append((f"bare {k}-gradient reference", "bare", {"gradients": k}, k, None))
@@ -146,15 +215,16 @@ def configurations():
             "bare 6-gradient reference",
         )
     )
-    rows.append(
-        (
-            "dormand_prince adaptive (clean)",
-            "rk",
-            {"tableau": "dormand_prince", "adaptive": AdaptiveStepSize(rtol=1e-2, atol=1e-4)},
-            None,
-            "bare 6-gradient reference",
+    if on_tensorflow():
+        rows.append(
+            (
+                "dormand_prince adaptive (clean)",
+                "rk",
+                {"tableau": "dormand_prince", "adaptive": AdaptiveStepSize(rtol=1e-2, atol=1e-4)},
+                None,
+                "bare 6-gradient reference",
+            )
         )
-    )
     return rows
 
 
@@ -209,33 +279,22 @@ def measure(rounds: int, steps: int) -> list[dict]:
     return results
 
 
-def goal(row: dict) -> str:
+def goal(row: dict, limit: float = 1.10) -> str:
+    """Intrusive within 5% of clean, Heun within 5% and every other tableau within ``limit``
+    of the bare reference with as many gradients (no goal for references and studies)."""
     if row["vs_clean"] is not None:
         return (
             f"≤ 1.05× clean: {'yes' if row['vs_clean'] <= 1.05 else 'no'} ({row['vs_clean']:.2f}×)"
         )
     if row["vs_reference"] is None or "adaptive" in row["method"] or "ablation" in row["method"]:
         return ""
-    limit = 1.05 if row["method"].startswith("heun") else 1.10
+    limit = 1.05 if row["method"].startswith("heun") else limit
     met = "yes" if row["vs_reference"] <= limit else "no"
     return f"≤ {limit:.2f}× reference: {met}"
 
 
-class _DropRetracingWarning(logging.Filter):
-    """Drop TensorFlow's "triggered tf.function retracing" warning, and only that one.
-
-    Every model here builds its own train function, and each traces exactly once (its warm-up
-    ``fit``). TensorFlow's detector counts traces per Python code object, shared by all the
-    models' functions, so building dozens of models in a row looks to it like one function
-    retracing. The warning is a false positive here; any other TensorFlow message still shows.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
 def table_of(results: list[dict]) -> Table:
-    """The rows as raw numbers; the docs round them per column."""
+    """The TensorFlow rows as raw numbers; the docs round them per column."""
     return Table(
         columns=[
             ("model", ""),
@@ -261,26 +320,89 @@ def table_of(results: list[dict]) -> Table:
     )
 
 
+def jax_table_of(results: list[dict], tensorflow: list[dict]) -> Table:
+    """The JAX rows, with each method's time over its TensorFlow time (goal: 5% everywhere)."""
+    on_tensorflow = {(row["model"], row["method"]): row["ms"] for row in tensorflow}
+    return Table(
+        columns=[
+            ("model", ""),
+            ("method", ""),
+            ("gradients / step", ".3g"),
+            ("ms / step", ".2f"),
+            ("× SGD", ".2f"),
+            ("× bare reference", ".2f"),
+            ("× TensorFlow", ".2f"),
+            ("goal", ""),
+        ],
+        rows=[
+            [
+                row["model"],
+                row["method"],
+                row["gradients"],
+                row["ms"],
+                row["vs_sgd"],
+                row["vs_reference"],
+                row["ms"] / on_tensorflow[(row["model"], row["method"])],
+                goal(row, limit=1.05),
+            ]
+            for row in results
+        ],
+    )
+
+
+def measure_on_jax(rounds: int, steps: int) -> list[dict]:
+    """:func:`measure` in a child process on Keras's JAX backend (a process keeps one backend)."""
+    environment = dict(os.environ, KERAS_BACKEND="jax")
+    command = [sys.executable, str(Path(__file__).resolve()), "--rounds", str(rounds)]
+    command += ["--steps", str(steps), "--jax-worker"]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"the JAX measurement failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
     parser.add_argument("--steps", type=int, default=16, help="steps per round (default 16)")
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    tf.get_logger().addFilter(_DropRetracingWarning())
+    if args.jax_worker:  # the child process of measure_on_jax: print the rows as JSON
+        print(json.dumps(measure(args.rounds, args.steps)))
+        return
+    if not on_tensorflow():
+        raise SystemExit(
+            "Run this benchmark on the TensorFlow backend (unset KERAS_BACKEND): it measures "
+            "the JAX rows in a child process of its own."
+        )
+    from course_lib.environment import no_retracing_warning
+
+    import tensorflow as tf
+
     run = BenchmarkRun(
         "multi_stage",
         "benchmarks/multi_stage.py",
         f"python benchmarks/multi_stage.py --rounds {args.rounds} --steps {args.steps}",
     )
-    table = table_of(measure(args.rounds, args.steps))
-    path = run.write({"steps": table}, {"rounds": args.rounds, "steps": args.steps})
+    with no_retracing_warning():
+        tensorflow_rows = measure(args.rounds, args.steps)
+    jax_rows = measure_on_jax(args.rounds, args.steps)
+    tables = {
+        "steps": table_of(tensorflow_rows),
+        "jax_steps": jax_table_of(jax_rows, tensorflow_rows),
+    }
+    path = run.write(tables, {"rounds": args.rounds, "steps": args.steps})
     load, seconds = run.recorded["load_average_before"], run.recorded["seconds"]
+    import jax
+
     print(
         f"Multi-stage training steps: median ms per step over {args.rounds} alternated rounds of "
-        f"{args.steps} steps; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"jit_compile=False; 1-minute load average {load} before the run.\n"
+        f"{args.steps} steps; Keras {keras.__version__}; 1-minute load average {load} before the "
+        f"run.\n\nTensorFlow {tf.__version__}, jit_compile=False:\n"
     )
-    print(markdown_table(table))
+    print(markdown_table(tables["steps"]))
+    print(f"\nJAX {jax.__version__}, jitted (XLA):\n")
+    print(markdown_table(tables["jax_steps"]))
     print(f"total benchmark time {seconds:.0f} s; written to {path.relative_to(path.parents[2])}")
 
 
