@@ -7,7 +7,10 @@ enough. ``make lab``, ``make test`` and ``binder/start`` export the same variabl
 that imports TensorFlow first is quiet too.
 
 TensorFlow is the course's backend; appendix A2 runs the same optimizers on JAX, and its kernel
-calls :func:`select_backend` before Keras is imported.
+calls :func:`select_backend` before Keras is imported. What a process cannot host twice (Keras 2's
+graph mode beside Keras 3, a second backend) runs in a child process through
+:func:`run_module_in_subprocess`; :func:`no_retracing_warning` silences one false alarm of
+TensorFlow's where many small functions are built on purpose.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def run_module_in_subprocess(
 
     kinds = list(kinds)
     root = str(Path(__file__).resolve().parent.parent)
-    child = dict(os.environ, **TENSORFLOW_ENVIRONMENT, **(environment or {}))
+    child = {**os.environ, **TENSORFLOW_ENVIRONMENT, **(environment or {})}
     child["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory() as folder:
         outfile = Path(folder) / "weights.npz"
