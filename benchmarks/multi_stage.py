@@ -18,10 +18,11 @@ the median step time (from a callback) of:
 
 Goals: Heun within 5% of the 2-gradient reference, intrusive within 5% of clean, every tableau
 within 10% of the reference with as many gradients on TensorFlow and within 5% on JAX (where XLA
-can fuse the arithmetic of the trial points); the JAX table also gives each method's time over
-its TensorFlow time. Steps are timed by the shared :class:`course_lib.studies.timing.StepTimer`.
-The result goes to ``docs/results/multi_stage.json`` (notebook 04 claims against it) and its
-tables into ``docs/benchmarks.md``; the script prints the same tables.
+fuses the arithmetic of the trial points, though each still reads the earlier stages'
+gradients); the JAX table also gives each method's time over its TensorFlow time. Steps are
+timed by the shared :class:`course_lib.studies.timing.StepTimer`. The result goes to
+``docs/results/multi_stage.json`` (notebook 04 claims against it) and its tables into
+``docs/benchmarks.md``; the script prints the same tables.
 
     python benchmarks/multi_stage.py [--rounds 5] [--steps 16]
 """
