@@ -21,12 +21,13 @@ from course_lib.runge_kutta import RungeKuttaModel, inject_runge_kutta
 from course_lib.sam import SAMModel, inject_sam
 
 import json
-import os
 import sys
 
+import jax
+import keras
 import numpy as np
 
-os.environ["KERAS_BACKEND"] = "jax"
+from jax_scale_out import PROCESSES, process_shard
 
 #: The methods the test compares, by name: (model class, settings, injection after compile).
 METHODS = {
@@ -40,7 +41,6 @@ METHODS = {
     "heun_injected": (None, {}, lambda model: inject_runge_kutta(model, "heun")),
     "sam_injected": (None, {}, lambda model: inject_sam(model, rho=0.05)),
 }
-PROCESSES = 2
 BATCH = 8
 _rng = np.random.default_rng(1)
 X = _rng.normal(size=(32, 5))
@@ -54,14 +54,11 @@ def train(name: str, process_id: int | None = None) -> dict:
     BatchNormalization: under ``DataParallel`` on JAX, Keras's own step with it already differs
     from one device (by 5e-3 here), so it would test Keras, not the step.
     """
-    import keras
-
     cls, settings, inject = METHODS[name]
     x, y, batch = X, Y, BATCH
     if process_id is not None:
-        half = BATCH // PROCESSES
-        rows = np.arange(len(X)).reshape(-1, BATCH)[:, process_id * half : (process_id + 1) * half]
-        x, y, batch = X[rows.ravel()], Y[rows.ravel()], half
+        shard = process_shard(process_id)
+        x, y, batch = shard(X, BATCH), shard(Y, BATCH), BATCH // PROCESSES
     course_lib.set_seed(11)
     inputs = keras.Input((5,))
     hidden = keras.layers.Dense(8, activation="tanh")(inputs)
@@ -79,9 +76,6 @@ def train(name: str, process_id: int | None = None) -> dict:
 
 
 def _devices(names: list[str]) -> dict:
-    import jax
-    import keras
-
     assert len(jax.devices()) == 2, "start with XLA_FLAGS=--xla_force_host_platform_device_count=2"
     single = {name: train(name) for name in names}
     keras.backend.clear_session()
@@ -90,11 +84,7 @@ def _devices(names: list[str]) -> dict:
 
 
 def _processes(coordinator: str, process_id: int, names: list[str]) -> dict:
-    import jax
-
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    import keras
-
     keras.distribution.initialize(coordinator, num_processes=PROCESSES, process_id=process_id)
     distribution = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
     keras.distribution.set_distribution(distribution)
@@ -103,8 +93,6 @@ def _processes(coordinator: str, process_id: int, names: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    import keras
-
     keras.config.set_floatx("float64")
     if argv[:1] == ["devices"] and len(argv) > 1:
         runs = _devices(argv[1:])
