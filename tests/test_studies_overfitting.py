@@ -156,6 +156,9 @@ def test_every_run_of_a_seed_gets_the_same_batches_and_seeds_differ(digits):
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert not np.array_equal(first[0], first[1])  # reshuffled every epoch
     assert not np.array_equal(first[0], labels(batches[1][0])[0])  # another seed, another order
+    used = {0: [], 1: batches[1]}
+    with pytest.raises(ValueError, match=r"no dataset left for seeds \[0\].*runs="):
+        train_method("SGD", settings, digits, batches=used)
 
 
 def test_a_study_trains_each_seed_as_a_run_of_its_own_would(digits):

@@ -549,6 +549,12 @@ def train_method(
     if method.replays is not None and not set(settings.seeds) <= set(sources or {}):
         raise ValueError(f"{label!r} needs the runs of {method.replays!r} for every seed.")
     batches = shuffled_batches(settings, data) if batches is None else batches
+    short = [seed for seed in settings.seeds if not batches.get(seed)]
+    if short:
+        raise ValueError(
+            f"batches has no dataset left for seeds {short}: build one per run and seed with "
+            "shuffled_batches(settings, data, runs=...)."
+        )
     steps = _steps_per_epoch(settings, data)
     stages = 1 if method.is_sgd else get_tableau(method.tableau).stages_needed(method.adaptive)
     evaluator = evaluator or _Evaluator(settings, data)
