@@ -267,6 +267,37 @@ def external_assets(folder: Path, skip: tuple[str, ...] = ("_static/mathjax",)) 
     return found
 
 
+# A folded cell (the hide-output tag): myst-nb renders it as <details class="hide"> whose
+# <summary> a reader clicks. Read each one's state, click it, read it again.
+_READ_FOLDS = r"""() => [...document.querySelectorAll('article.bd-article details.hide')].map(d => {
+  const body = d.querySelector('.cell_output');
+  const seen = () => !!body && body.getClientRects().length > 0 && body.offsetHeight > 0;
+  return {open: d.open, shown: seen(), text: body ? body.innerText.slice(0, 200) : ''};
+})"""
+
+
+def folded_cells(context: BrowserContext, url: str, origin: str) -> list[dict]:
+    """Each folded cell of a page: ``before`` and ``after`` a click on its toggle.
+
+    Each state is ``{open, shown, text}``: whether the ``<details>`` is open, whether its output
+    takes up room on the page, and the start of the output's text.
+    """
+    page = context.new_page()
+    page.route(
+        "**/*",
+        lambda route: route.continue_() if _is_local(route.request.url, origin) else route.abort(),
+    )
+    try:
+        page.goto(url, wait_until="load", timeout=LOAD_TIMEOUT_MS)
+        before = page.evaluate(_READ_FOLDS)
+        for summary in page.locator("article.bd-article details.hide > summary").all():
+            summary.click()
+        after = page.evaluate(_READ_FOLDS)
+    finally:
+        page.close()
+    return [{"before": b, "after": a} for b, a in zip(before, after, strict=True)]
+
+
 def search_results(context: BrowserContext, origin: str, query: str) -> list[str]:
     """The pages that the site's own search (Sphinx's, in the browser) lists for ``query``."""
     page = context.new_page()

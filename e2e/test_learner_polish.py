@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from course_map import INDEX, NOTEBOOKS, ROOT, course_notebooks, linked_from_index  # noqa: E402
 from offline_guard import GUARD_FILES  # noqa: E402
@@ -241,6 +242,42 @@ def test_the_figure_audit_catches_lines_that_cannot_be_seen():
     empty = figure.add_subplot(2, 1, 2)
     empty.set(title="nothing", xlabel="x", ylabel="y")
     assert audit.figure_problems(figure) == ["axes 2 shows nothing"]
+    plt.close("all")
+
+
+def test_the_figure_audit_catches_markers_covered_by_a_later_artist():
+    audit = _load_figure_audit()
+    figure, ax = plt.subplots()
+    ax.set(title="iterates", xlabel="step", ylabel="loss")
+    steps = np.linspace(0.0, 1.0, 30)
+    ax.plot(steps, steps, "o", ms=3, color="tab:orange", label="Heun")
+    ax.plot(steps, steps, lw=8, color="black", label="reference flow")
+    assert audit.figure_problems(figure) == [
+        "axes 1: 'Heun' is almost hidden by what is drawn after it (0% of it visible)"
+    ]
+    ax.lines[1].set_linewidth(1)  # thin and on top: the iterates stay visible
+    assert audit.figure_problems(figure) == []
+    ax.lines[1].set(linewidth=8, alpha=0.3)  # a wide but faint band: seen through
+    assert audit.figure_problems(figure) == []
+    plt.close("all")
+
+
+def test_the_figure_audit_holds_the_course_conventions():
+    audit = _load_figure_audit()
+    figure, ax = plt.subplots()
+    ax.set(title="bowl", xlabel="$p_1$", ylabel="$p_2$")
+    grid = np.linspace(-1.0, 1.0, 20)
+    ax.contour(grid, grid, np.add.outer(grid**2, 4 * grid**2))
+    ax.plot([0, 1], [0, 1], color="tab:red", label="Heun")
+    ax.plot([0, 1], [1, 0], color="tab:red", label="SGD replaying RK23's steps")  # not judged
+    ax.legend(fontsize=8)
+    assert audit.figure_problems(figure) == [
+        "axes 1: 'Heun' is a heun line: draw it in 'tab:orange', the course's colour for it",
+        "axes 1 draws contours without equal aspect (ax.set_aspect('equal'))",
+        "text under 9 pt: 'Heun', \"SGD replaying RK23's steps\"",
+    ]
+    ax.lines[0].set_color("tab:orange"), ax.set_aspect("equal"), ax.legend(fontsize=9)
+    assert audit.figure_problems(figure) == []
     plt.close("all")
 
 

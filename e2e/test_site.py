@@ -32,11 +32,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser_pass import stored_images
 from course_map import INDEX, ROOT, lessons_on_disk, linked_from_index
 from offline_guard import prepare_guard
-from site_pages import PageVisit, dead_links, external_assets, search_results, serving, visit
+from site_pages import (
+    PageVisit,
+    dead_links,
+    external_assets,
+    folded_cells,
+    search_results,
+    serving,
+    visit,
+)
 
 BUILD_BUDGET_S = 60.0
 
@@ -307,6 +316,37 @@ def test_the_search_finds_a_lesson_by_a_word_of_its_title(browser, site, site_vi
     word = max(re.findall(r"[A-Za-z]{4,}", title), key=len)
     found = [_page_of(url, origin) for url in search_results(browser, origin, word)]
     assert lesson in found, f"searching {word!r} found {found}, not {lesson}"
+
+
+def _stored_solution_cells(page: str) -> int:
+    notebook = nbformat.read(ROOT / page, as_version=4)
+    return sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code" and cell.source.strip().endswith(".solution()")
+    )
+
+
+LESSONS_WITH_SOLUTIONS = [
+    page for page in SITE_PAGES if page.endswith(".ipynb") and _stored_solution_cells(page)
+]
+
+
+def test_lessons_fold_the_solutions_of_what_the_learner_writes():
+    """The parametrisation below needs pages to test: the learner writes in several lessons."""
+    assert len(LESSONS_WITH_SOLUTIONS) >= 5, LESSONS_WITH_SOLUTIONS
+
+
+@pytest.mark.parametrize("page", LESSONS_WITH_SOLUTIONS)
+def test_a_solution_is_folded_and_opens_on_a_click(browser, site, page):
+    """A lesson's solution is one step away on the website: a folded cell its toggle opens."""
+    folder, origin = site
+    folds = folded_cells(browser, f"{origin}/{html_path(page)}", origin)
+    assert len(folds) == _stored_solution_cells(page), f"{page}: {len(folds)} folded cells"
+    for fold in folds:
+        assert not fold["before"]["open"] and not fold["before"]["shown"], (page, fold)
+        assert fold["after"]["open"] and fold["after"]["shown"], (page, fold)
+        assert fold["after"]["text"].startswith("Solution:"), (page, fold)
 
 
 @pytest.mark.parametrize("page", [p for p in SITE_PAGES if p.endswith(".ipynb")])

@@ -6,7 +6,7 @@ import course_lib
 from course_lib.checks import Exercise, Incorrect, nb00
 from course_lib.data import DATASETS, load_dataset, train_batches
 from course_lib.landscapes import Quadratic, Rosenbrock, gradient_descent
-from course_lib.plots import plot_trajectories
+from course_lib.plots import METHOD_COLOURS, method_colour, methods_named_in, plot_trajectories
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -113,6 +113,38 @@ def test_plot_trajectories_marks_the_minimum_only_inside_the_frame():
     plt.close("all")
 
 
+def test_plot_trajectories_keeps_the_course_colours_and_draws_references_on_top():
+    bowl = Quadratic.diagonal()
+    ax = plot_trajectories(
+        bowl,
+        {
+            "SGD, η = 0.1": gradient_descent(bowl, [-5.0, -2.0], 0.1, 10),
+            "reference flow": bowl.exact_flow([-5.0, -2.0], np.linspace(0, 1, 50)),
+            "unnamed": gradient_descent(bowl, [-5.0, -2.0], 0.2, 10),
+        },
+    )
+    sgd, reference, unnamed = ax.get_lines()[:3]
+    assert sgd.get_color() == METHOD_COLOURS["gradient descent"]
+    assert reference.get_color() == "black" and reference.get_marker() in ("None", None, "")
+    assert reference.get_zorder() > sgd.get_zorder()
+    assert unnamed.get_color() not in METHOD_COLOURS.values()  # matplotlib's cycle
+    assert ax.get_aspect() == 1.0
+    plt.close("all")
+
+
+def test_a_method_is_recognised_in_a_label_most_specific_first():
+    assert method_colour("heun") == METHOD_COLOURS["heun"]
+    assert method_colour("Heun, h = 0.1") == METHOD_COLOURS["heun"]
+    assert method_colour("momentum SGD") == METHOD_COLOURS["momentum"]
+    assert method_colour("reference (Heun, h/10)") == "black"
+    replaying = methods_named_in("SGD replaying RK23's steps")
+    assert replaying == ["bogacki_shampine", "gradient descent"]
+    assert methods_named_in("the same step, twice") == []  # "same" is not SAM
+    assert methods_named_in("SAM, ρ = 0.2") == ["sam"]
+    with pytest.raises(ValueError, match="METHOD_COLOURS"):
+        method_colour("batch 64")
+
+
 def test_check_contract_has_three_outcomes_and_never_raises():
     def checker(answer):
         if answer != 42:
@@ -137,6 +169,34 @@ def test_check_contract_has_three_outcomes_and_never_raises():
 
     result = Exercise("x", buggy, "", None).check(1)
     assert result.status == "incorrect" and "ZeroDivisionError" in result.message
+
+
+def test_use_hands_later_cells_the_learners_version_only_once_it_passes(capsys):
+    def checker(answer):
+        if answer() != 42:
+            raise Incorrect(f"expected 42, got {answer()}")
+        return "right"
+
+    def library():
+        return 42
+
+    def blank():
+        raise NotImplementedError
+
+    exercise = Exercise("Answer", checker, hint="", solution=library)
+    assert exercise.use(blank) is library
+    shown = capsys.readouterr().out
+    assert "Not attempted" in shown and "test_foundation" in shown and "until yours passes" in shown
+    assert exercise.use(lambda: 41) is library
+    assert "expected 42, got 41" in capsys.readouterr().out
+
+    def mine():
+        return 42
+
+    assert exercise.use(mine) is mine
+    assert "Later cells use your version." in capsys.readouterr().out
+    drop_in = object()
+    assert Exercise("Answer", checker, "", library, fallback=drop_in).use(blank) is drop_in
 
 
 def test_warm_up_check_passes_the_solution_and_fails_known_wrong_answers():

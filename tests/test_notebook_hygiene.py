@@ -72,7 +72,38 @@ def test_metadata_is_clean(notebook):
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", path.name
     assert set(nb.metadata) <= {"kernelspec", "language_info"}, f"{path.name}: run make notebooks"
     for cell in nb.cells:
-        assert set(cell.metadata) <= {"tags"}, f"{path.name}: stray cell metadata"
+        assert set(cell.metadata) <= {"tags", "jupyter"}, f"{path.name}: stray cell metadata"
+        assert set(cell.metadata.get("jupyter", {})) <= {"outputs_hidden"}, (
+            f"{path.name}: only a solution's output is stored collapsed"
+        )
+
+
+SOLUTION_CALL = re.compile(r"^([\w.]+)\.solution\(\)$")
+USE_CALL = re.compile(r"([\w.]+)\.use\(")
+
+
+def test_a_solution_in_a_lesson_is_one_click_away(notebook):
+    """A ``.solution()`` cell is stored folded: in JupyterLab and on the website (hide-output).
+
+    And a skeleton the learner fills in (``exercise.use(...)``, whose later cells fall back to
+    the library) is followed at once by that exercise's solution cell.
+    """
+    path, nb = notebook
+    cells = _code_cells(nb)
+    for index, cell in enumerate(cells):
+        source = cell.source.strip()
+        if SOLUTION_CALL.match(source):
+            assert "hide-output" in cell.metadata.get("tags", []), (
+                f"{path.name}: tag the cell `{source}` hide-output (folded on the website)"
+            )
+            assert cell.metadata.get("jupyter", {}).get("outputs_hidden") is True, (
+                f"{path.name}: store `{source}` with its output collapsed (outputs_hidden)"
+            )
+        for exercise in USE_CALL.findall(source):
+            following = cells[index + 1].source.strip() if index + 1 < len(cells) else ""
+            assert following == f"{exercise}.solution()", (
+                f"{path.name}: after `{exercise}.use(...)` put a cell `{exercise}.solution()`"
+            )
 
 
 def test_lesson_structure(notebook):

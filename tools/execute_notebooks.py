@@ -30,7 +30,9 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
         {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     )
     for cell in notebook.cells:
-        kept = {key: cell.metadata[key] for key in ("tags",) if key in cell.metadata}
+        # Tags (nbval, the website's hide-output) and JupyterLab's collapsed state (a solution's
+        # output stored folded, one click away).
+        kept = {key: cell.metadata[key] for key in ("tags", "jupyter") if key in cell.metadata}
         cell.metadata = nbformat.from_dict(kept)
         cell.pop("id", None)
     notebook.nbformat, notebook.nbformat_minor = 4, 4

@@ -9,7 +9,14 @@ Each exercise is an :class:`Exercise` with three calls a learner makes in a note
   untouched starter code.
 
 ``check`` never raises inside the notebook: an exception from the learner's code becomes an
-"incorrect" result that names the exception. The per-notebook modules (``nb02``, ``nb03``...)
+"incorrect" result that names the exception.
+
+Where a lesson has the learner write a mechanism that later cells build on (a skeleton with
+blanks, checked right after), ``use(answer)`` checks it and returns what those cells should
+run: the learner's version once it passes, the library's until then, saying which. So Run All
+works whether or not the blanks are filled. The cell with ``solution()`` after it is stored with
+its output collapsed (``jupyter.outputs_hidden`` for JupyterLab, the ``hide-output`` tag for the
+website), one click away. The per-notebook modules (``nb02``, ``nb03``...)
 define the exercises; ``tests/test_checks_*.py`` assert that each check passes on the library
 solution *and* fails on known-wrong answers.
 """
@@ -66,6 +73,10 @@ class Exercise:
         A nudge that does not give the answer away.
     solution:
         The object in ``course_lib`` that solves the exercise; ``solution()`` prints its source.
+    fallback:
+        What ``use`` hands to later cells while the learner's answer does not pass: by default
+        the solution itself. Give another object where the printed solution is not a drop-in
+        (for instance a notebook-shaped function whose drop-in is a library class).
     """
 
     def __init__(
@@ -74,11 +85,14 @@ class Exercise:
         checker: Callable[[Any], str],
         hint: str,
         solution: Any,
+        *,
+        fallback: Any = None,
     ) -> None:
         self.title = title
         self._checker = checker
         self._hint = hint
         self._solution = solution
+        self._fallback = solution if fallback is None else fallback
 
     def check(self, answer: Any = None) -> CheckResult:
         """Check ``answer``; never raises."""
@@ -102,19 +116,39 @@ class Exercise:
             )
         return CheckResult("correct", message)
 
+    def use(self, answer: Any = None) -> Any:
+        """Check ``answer`` and return what later cells should use; print the check and the choice.
+
+        The learner's ``answer`` once it passes; until then the library's version, so that the
+        rest of the notebook runs either way. Never raises.
+        """
+        result = self.check(answer)
+        print(result)
+        if result.correct:
+            print("Later cells use your version.")
+            return answer
+        library = _qualified_name(self._fallback)
+        print(f"Later cells use the library's {library} until yours passes.")
+        return self._fallback
+
     def hint(self) -> None:
         """Print the hint."""
         print(f"Hint: {self._hint}")
 
     def solution(self) -> None:
         """Print the source of the library's solution."""
-        name = getattr(self._solution, "__qualname__", repr(self._solution))
-        module = getattr(self._solution, "__module__", "course_lib")
-        print(f"Solution: {module}.{name}\n")
+        print(f"Solution: {_qualified_name(self._solution)}\n")
         print(inspect.getsource(self._solution))
 
     def __repr__(self) -> str:
         return f"Exercise({self.title!r}): call .check(answer), .hint() or .solution()"
+
+
+def _qualified_name(value: Any) -> str:
+    """``module.QualifiedName`` of a class or function, for messages."""
+    name = getattr(value, "__qualname__", None) or type(value).__qualname__
+    module = getattr(value, "__module__", None) or "course_lib"
+    return f"{module}.{name}"
 
 
 def expect_close(name: str, got: Any, expected: Any, atol: float = 1e-6) -> float:

@@ -12,14 +12,29 @@ and a y label (its own, a shared neighbour's, or the figure's ``supxlabel``/``su
 title (its own or the figure's ``suptitle``); the panel shows something (a line, a collection, an
 image or a patch); every plotted line has a point inside the axes' limits, and no line is hidden
 under a later one that draws the same points solid and at least as wide (give one of two
-coinciding lines a dashed style or markers, and say in the text that they coincide).
+coinciding lines a dashed style or markers, and say in the text that they coincide). Nor is a
+labelled line or marker set covered almost entirely by whatever is drawn after it: the figure is
+rendered with the line painted in two colours in turn, and the pixels that change are the part
+of it a reader can see. A panel with contours (a landscape) has equal aspect; no text is smaller
+than 9 pt; a line whose label names one of the course's methods has that method's colour
+(``course_lib.plots.METHOD_COLOURS``, one colour per method across the course).
 """
 
 import json
 import os
 
 import matplotlib.backend_bases
+import matplotlib.colors
+import matplotlib.text
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+#: Smallest font size a reader can take in, in points.
+SMALLEST_TEXT_PT = 9
+#: Below this fraction of its own pixels left visible, a line counts as hidden.
+VISIBLE_AT_LEAST = 0.25
+#: Resolution of the audit's own renders (dots per inch): enough to see a 1-pt line.
+AUDIT_DPI = 72
 
 
 def _text(artist):
@@ -63,6 +78,11 @@ def _covers(upper, lower, upper_data, lower_data):
 
 def line_problems(ax, number):
     """Lines that cannot be seen: outside the limits, or drawn over by a later line."""
+    return [problem for problem, _ in _line_problems(ax, number)]
+
+
+def _line_problems(ax, number):
+    """(problem, line) pairs, so that the pixel check can skip a line already reported."""
     problems = []
     lines = [(line, _line_data(line)) for line in ax.get_lines() if line.get_visible()]
     lines = [(line, data) for line, data in lines if data is not None and data[0].size]
@@ -71,13 +91,129 @@ def line_problems(ax, number):
         line, data = lines[i]
         name = line.get_label() if not line.get_label().startswith("_") else f"line {i + 1}"
         if not _inside_limits(ax, data):
-            problems.append(f"axes {number}: {name!r} has no point inside the axes' limits")
+            problems.append((f"axes {number}: {name!r} has no point inside the axes' limits", line))
         for j in order[rank + 1 :]:
             if _covers(lines[j][0], line, lines[j][1], data):
                 upper = lines[j][0].get_label()
-                problems.append(f"axes {number}: {name!r} is hidden under {upper!r}")
+                problems.append((f"axes {number}: {name!r} is hidden under {upper!r}", line))
                 break
     return problems
+
+
+# ---- what a reader sees: pixels ----------------------------------------------------------------
+
+_PAINT = ("color", "markerfacecolor", "markeredgecolor", "alpha", "zorder", "antialiased")
+
+
+def _render(figure):
+    """The figure drawn by Agg at the audit's resolution, as an RGB array of floats."""
+    original_canvas, original_dpi = figure.canvas, figure.dpi
+    try:
+        figure.set_dpi(AUDIT_DPI)
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].astype(float) / 255.0
+    finally:
+        figure.set_dpi(original_dpi)
+        figure.set_canvas(original_canvas)
+
+
+def _painted(figure, line, colour, on_top):
+    """Render with ``line`` (and its markers) painted opaque in ``colour``, in place or on top."""
+    saved = {key: getattr(line, f"get_{key}")() for key in _PAINT}
+    try:
+        line.set(color=colour, markerfacecolor=colour, markeredgecolor=colour, alpha=1.0)
+        line.set_antialiased(False)
+        if on_top:
+            line.set_zorder(1e9)
+        return _render(figure)
+    finally:
+        line.set(**saved)
+
+
+def visible_fraction(figure, line):
+    """Which share of the pixels ``line`` paints a reader can still see (None: it paints none).
+
+    A pixel counts as seen where repainting the line from red to blue changes it by more than
+    60 % of what it changes with nothing on top: under an artist more than 40 % opaque, a line
+    is not seen.
+    """
+    in_place = np.abs(_painted(figure, line, "red", False) - _painted(figure, line, "blue", False))
+    on_top = np.abs(_painted(figure, line, "red", True) - _painted(figure, line, "blue", True))
+    footprint = on_top.sum(axis=-1) > 0.5
+    if not footprint.any():
+        return None
+    seen = in_place.sum(axis=-1) > 0.6 * on_top.sum(axis=-1)
+    return float((seen & footprint).sum() / footprint.sum())
+
+
+def covered_problems(figure, number, ax, already_reported):
+    """Labelled lines that later artists cover almost entirely."""
+    problems = []
+    for line in ax.get_lines():
+        label = line.get_label()
+        if not line.get_visible() or label.startswith("_") or line in already_reported:
+            continue
+        fraction = visible_fraction(figure, line)
+        if fraction is not None and fraction < VISIBLE_AT_LEAST:
+            problems.append(
+                f"axes {number}: {label!r} is almost hidden by what is drawn after it "
+                f"({fraction:.0%} of it visible)"
+            )
+    return problems
+
+
+# ---- the course's conventions ------------------------------------------------------------------
+
+
+def _method_colours():
+    """course_lib's table of method colours, or None outside the course's environment."""
+    try:
+        from course_lib.plots import METHOD_COLOURS, methods_named_in
+    except ImportError:
+        return None
+    return METHOD_COLOURS, methods_named_in
+
+
+def colour_problems(ax, number):
+    """Lines whose label names one method but that are drawn in another method's colour."""
+    table = _method_colours()
+    if table is None:
+        return []
+    colours, methods_named_in = table
+    problems = []
+    for line in ax.get_lines():
+        label = line.get_label()
+        named = [] if label.startswith("_") else methods_named_in(label)
+        if not (len(named) == 1 or named[:1] == ["reference"]):
+            continue  # names no method, or several ("SGD replaying RK23's steps"): not judged
+        expected = matplotlib.colors.to_rgb(colours[named[0]])
+        if not np.allclose(matplotlib.colors.to_rgb(line.get_color()), expected, atol=0.01):
+            problems.append(
+                f"axes {number}: {label!r} is a {named[0]} line: draw it in "
+                f"{colours[named[0]]!r}, the course's colour for it"
+            )
+    return problems
+
+
+def aspect_problems(ax, number):
+    """A landscape (a panel with contours) must keep equal aspect, or a bowl looks round."""
+    has_contours = any(type(c).__name__ in ("QuadContourSet", "ContourSet") for c in ax.collections)
+    if has_contours and ax.get_aspect() != 1.0:
+        return [f"axes {number} draws contours without equal aspect (ax.set_aspect('equal'))"]
+    return []
+
+
+def small_text_problems(figure):
+    """Visible text smaller than :data:`SMALLEST_TEXT_PT`."""
+    small = sorted(
+        {
+            text.get_text().strip()[:30]
+            for text in figure.findobj(matplotlib.text.Text)
+            if text.get_visible() and text.get_text().strip() and text.get_size() < SMALLEST_TEXT_PT
+        }
+    )
+    return [f"text under {SMALLEST_TEXT_PT} pt: {', '.join(map(repr, small))}"] if small else []
 
 
 def _shows_something(ax):
@@ -102,7 +238,12 @@ def figure_problems(figure):
             problems.append(f"axes {number} has no y label")
         if not _shows_something(ax):
             problems.append(f"axes {number} shows nothing")
-        problems.extend(line_problems(ax, number))
+        reported = _line_problems(ax, number)
+        problems.extend(problem for problem, _ in reported)
+        problems.extend(covered_problems(figure, number, ax, {line for _, line in reported}))
+        problems.extend(colour_problems(ax, number))
+        problems.extend(aspect_problems(ax, number))
+    problems.extend(small_text_problems(figure))
     return problems
 
 
