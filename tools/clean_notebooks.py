@@ -1,6 +1,7 @@
 """Drop machine-specific metadata from notebooks, keeping outputs and execution counts.
 
-Usage: ``python tools/clean_notebooks.py notebooks/NN_topic.ipynb ...`` (the pre-commit hook).
+Usage: ``python tools/clean_notebooks.py notebooks/NN_topic.ipynb ...`` (e.g. from a pre-commit
+hook).
 nbval compares stored outputs, so unlike nbstripout this keeps them; it applies the same
 cleaning as ``make notebooks`` (tools/execute_notebooks.py) without re-running anything.
 Exits 1 when it changed a file, so pre-commit shows the change before it is committed.
@@ -14,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from execute_notebooks import clean_metadata  # noqa: E402
+from execute_notebooks import stored_text  # noqa: E402
 
 
 def main(paths: list[str]) -> int:
@@ -22,9 +23,7 @@ def main(paths: list[str]) -> int:
     for name in paths:
         path = Path(name)
         before = path.read_text(encoding="utf-8")
-        notebook = nbformat.reads(before, as_version=4)
-        clean_metadata(notebook)
-        after = nbformat.writes(notebook)
+        after = stored_text(nbformat.reads(before, as_version=4))
         if after != before:
             path.write_text(after, encoding="utf-8")
             print(f"cleaned {path}")

@@ -38,6 +38,13 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
     notebook.nbformat, notebook.nbformat_minor = 4, 4
 
 
+def stored_text(notebook: nbformat.NotebookNode) -> str:
+    """The notebook as the repository stores it: clean metadata, one trailing newline (as
+    editors and nbformat-based scripts leave it, so that diffs do not churn)."""
+    clean_metadata(notebook)
+    return nbformat.writes(notebook).rstrip("\n") + "\n"
+
+
 def machine_paths() -> list[str]:
     """Absolute paths that must never appear in a stored output."""
     return sorted({str(ROOT), str(Path.home()), sys.prefix}, key=len, reverse=True)
@@ -55,15 +62,13 @@ def execute(path: Path, timeout: int) -> float:
     started = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - started
-    clean_metadata(notebook)
-    text = nbformat.writes(notebook)
+    text = stored_text(notebook)
     leaked = [p for p in machine_paths() if p in text and p != "/"]
     if leaked:
         raise SystemExit(
             f"{path.name}: outputs contain machine paths {leaked}; print relative ones."
         )
-    # One trailing newline, as editors and nbformat-based scripts leave it: no churn in diffs.
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return seconds
 
 
