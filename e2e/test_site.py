@@ -42,6 +42,7 @@ from site_pages import (
     dead_links,
     external_assets,
     folded_cells,
+    fonts_drawing,
     search_results,
     serving,
     visit,
@@ -379,6 +380,38 @@ def test_the_search_finds_a_name_of_the_library_in_the_reference(browser, site):
     folder, origin = site
     found = search_results(browser, origin, "SoftBatch")
     assert f"{origin}/{html_path(API_PAGE)}#course_lib.SoftBatch" in found, found
+
+
+# ---- the article's title, in Chinese ------------------------------------------------------------
+
+ARTICLE_TITLE = "Keras之小众需求:自定义优化器"
+CJK_SUBSET = "_static/fonts/noto-sans-sc-course-subset.woff"
+
+
+def _glyphs(fonts: list[dict], custom: bool) -> int:
+    return sum(font["glyphCount"] for font in fonts if font["isCustomFont"] == custom)
+
+
+def test_the_article_title_is_drawn_with_real_glyphs(browser, site):
+    """The home page names Su Jianlin's article in Chinese. Debian's Chromium here has no CJK
+    font: each of the title's Chinese characters must come from the subset the site serves
+    (a web font), not from a system font's empty box; the rest from the theme's fonts."""
+    folder, origin = site
+    assert (folder / CJK_SUBSET).is_file()
+    fonts = fonts_drawing(browser, f"{origin}/{html_path(contents.INDEX)}", origin, ARTICLE_TITLE)
+    assert fonts is not None, f"the home page does not show {ARTICLE_TITLE!r}"
+    chinese = sum(1 for character in ARTICLE_TITLE if ord(character) > 0x2FFF)
+    assert _glyphs(fonts, custom=True) == chinese, fonts
+    assert _glyphs(fonts, custom=False) == len(ARTICLE_TITLE) - chinese, fonts
+
+
+def test_without_the_served_subset_the_title_check_sees_empty_boxes(browser, site):
+    """The check above can fail: with the subset's request refused, no web font draws the title."""
+    folder, origin = site
+    url = f"{origin}/{html_path(contents.INDEX)}"
+    fonts = fonts_drawing(browser, url, origin, ARTICLE_TITLE, block=r"\.woff2?$")
+    assert fonts is not None and _glyphs(fonts, custom=True) == 0, fonts
+    assert _glyphs(fonts, custom=False) == len(ARTICLE_TITLE), fonts
 
 
 def _stored_solution_cells(page: str) -> int:
