@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,12 @@ def jupyter_book_command(source: Path, output: Path) -> list[str]:
     ]
 
 
+def _build_environment() -> dict[str, str]:
+    """Sphinx documents this checkout's course_lib (docs/api.md), on the course's backend."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "KERAS_BACKEND": "tensorflow"}
+
+
 def build(output: Path = DEFAULT_OUTPUT) -> BuiltSite:
     """Build the website under ``output`` (emptied first); raise if Jupyter Book fails."""
     started = time.perf_counter()
@@ -111,7 +118,7 @@ def build(output: Path = DEFAULT_OUTPUT) -> BuiltSite:
     source = output / "source"
     source.mkdir(parents=True)
     stage(source, parts)
-    done = subprocess.run(jupyter_book_command(source, output), cwd=ROOT)
+    done = subprocess.run(jupyter_book_command(source, output), cwd=ROOT, env=_build_environment())
     if done.returncode != 0:
         raise SystemExit(f"jupyter-book build failed (exit code {done.returncode}); see above")
     return BuiltSite(

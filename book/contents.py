@@ -3,10 +3,12 @@
 The index notebook is the map: its lesson links, first link first, are the book's chapters
 (``e2e/course_map.py`` reads them; the browser tests use the same function). Lessons whose name
 starts with a digit are "Lessons", those starting with a letter (``A1_...``) the "Appendix".
-Pages under ``docs/`` that a chapter links to (directly or through another such page) follow as
-"Measured results", so a link such as ``../docs/overfitting.md`` in a lesson leads to a page of
-the site instead of nowhere. Nothing here is written by hand: a new lesson that the index links
-joins the site in its place.
+The library's own pages, the recipes and the API reference (:data:`LIBRARY_PAGES`), follow as
+"course_lib in your project". Pages under ``docs/`` that a chapter or a library page links to
+(directly or through another such page) close the book as "Measured results", so a link such as
+``../docs/overfitting.md`` in a lesson leads to a page of the site instead of nowhere. Apart from
+the library's pages nothing here is written by hand: a new lesson that the index links joins the
+site in its place.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ INDEX = f"{NOTEBOOKS}/00_index.ipynb"
 
 LESSONS_CAPTION = "Lessons"
 APPENDIX_CAPTION = "Appendix"
+LIBRARY_CAPTION = "course_lib in your project"
 RESULTS_CAPTION = "Measured results"
+#: The library's pages in reading order: how to use it, then every name (the API reference).
+LIBRARY_PAGES = (f"{DOCS}/recipes.md", f"{DOCS}/api.md")
 
 # A markdown link or image target: the part before an optional "#anchor" or "title".
 _LINK_TARGET = re.compile(r"\]\(\s*<?([^)\s>#]+)")
@@ -104,12 +109,25 @@ def _grouped(pages: list[str]) -> list[Part]:
     return parts
 
 
-def book_parts(lessons: list[str], docs: list[str]) -> list[Part]:
-    """The sidebar after the home page: lessons, appendix, then the measured results."""
+def book_parts(lessons: list[str], docs: list[str], library: list[str] = ()) -> list[Part]:
+    """The sidebar after the home page: lessons, appendix, the library, the measured results.
+
+    A library page is never a measured result, even where a lesson links it.
+    """
     parts = _grouped(lessons)
-    if docs:
-        parts.append(Part(RESULTS_CAPTION, list(docs)))
+    if library:
+        parts.append(Part(LIBRARY_CAPTION, list(library)))
+    results = [page for page in docs if page not in library]
+    if results:
+        parts.append(Part(RESULTS_CAPTION, results))
     return parts
+
+
+def site_parts(lessons: list[str], root: Path = ROOT) -> list[Part]:
+    """The parts of a site made of ``lessons``: with the library's pages that exist, and every
+    docs page that those or the index link to."""
+    library = [page for page in LIBRARY_PAGES if (root / page).is_file()]
+    return book_parts(lessons, linked_docs([INDEX, *lessons, *library], root), library)
 
 
 def reading_order(parts: list[Part]) -> list[str]:
@@ -137,4 +155,4 @@ def course_parts() -> list[Part]:
     """The parts of this repository's course, as the index and the lessons link them today."""
     course_map = load_course_map()
     lessons = lesson_paths(course_map.linked_from_index(), course_map.NOTEBOOKS)
-    return book_parts(lessons, linked_docs([INDEX, *lessons]))
+    return site_parts(lessons)

@@ -90,9 +90,12 @@ class ButcherTableau:
     embedded_order:
         The order of ``b_hat``; given exactly when ``b_hat`` is.
 
-    Validation raises :class:`InvalidTableauError` with the problem and the fix: shapes,
-    finiteness, explicitness, Σb = 1, row sums of A equal c, and the order conditions up to
-    order 4 for the claimed ``order`` (and ``embedded_order``).
+    Raises
+    ------
+    InvalidTableauError
+        With the problem and the fix, when a check fails: shapes, finiteness, explicitness,
+        Σb = 1, row sums of A equal c, and the order conditions up to order 4 for the claimed
+        ``order`` (and ``embedded_order``).
     """
 
     name: str
@@ -203,7 +206,7 @@ class ButcherTableau:
 
     @property
     def error_weights(self) -> tuple[float, ...]:
-        """b − b̂: the weights whose combination of stage slopes estimates the local error."""
+        """The weights b − b̂, whose combination of stage slopes estimates the local error."""
         if self.b_hat is None:
             raise ValueError(f"tableau {self.name!r} has no embedded pair (b_hat is None).")
         return tuple(x - y for x, y in zip(self.b, self.b_hat, strict=True))

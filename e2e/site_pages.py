@@ -5,7 +5,8 @@ which every request that does not go to that server is refused and recorded, wai
 MathJax has typeset, and returns a :class:`PageVisit`: what the console said, which requests
 failed or tried to leave the machine, which formulas were or were not typeset, which images
 rendered, and where the links lead. :func:`dead_links` checks those links against the built
-files, anchors included. The functions only report; the tests decide.
+files, anchors included; :func:`fonts_drawing` asks Chromium which fonts drew a piece of text.
+The functions only report; the tests decide.
 """
 
 from __future__ import annotations
@@ -316,5 +317,63 @@ def search_results(context: BrowserContext, origin: str, query: str) -> list[str
             "() => [...document.querySelectorAll('#search-results ul.search li a')]"
             ".map(a => a.href)"
         )
+    finally:
+        page.close()
+
+
+# Wrap the first occurrence of a text in the article in a span of its own, so that the fonts
+# Chromium used for exactly that text can be asked for.
+_WRAP_TEXT = r"""text => {
+  const article = document.querySelector('article.bd-article') || document.body;
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, at = node.textContent.indexOf(text);
+    if (at < 0) continue;
+    const range = document.createRange();
+    range.setStart(node, at);
+    range.setEnd(node, at + text.length);
+    const span = document.createElement('span');
+    span.setAttribute('data-font-probe', '');
+    range.surroundContents(span);
+    return true;
+  }
+  return false;
+}"""
+
+
+def fonts_drawing(
+    context: BrowserContext, url: str, origin: str, text: str, block: str | None = None
+) -> list[dict] | None:
+    """The fonts Chromium drew ``text`` with, on the page at ``url`` (its first occurrence).
+
+    Each font is ``{"familyName", "isCustomFont", "glyphCount"}`` as Chromium's DevTools
+    protocol reports them (``CSS.getPlatformFontsForNode``): a character that no font has is
+    drawn as an empty box by the last fallback font, so counting the glyphs of a web font tells
+    real glyphs from boxes. ``block`` (a URL pattern) refuses those requests, to see the page
+    without them. ``None`` when the page does not show the text.
+    """
+    page = context.new_page()
+
+    def route(route: Route) -> None:
+        local = _is_local(route.request.url, origin)
+        blocked = block is not None and re.search(block, route.request.url)
+        route.continue_() if local and not blocked else route.abort()
+
+    page.route("**/*", route)
+    try:
+        page.goto(url, wait_until="load", timeout=LOAD_TIMEOUT_MS)
+        if not page.evaluate(_WRAP_TEXT, text):
+            return None
+        page.evaluate("async () => { await document.fonts.ready; }")
+        devtools = context.new_cdp_session(page)
+        devtools.send("DOM.enable")
+        devtools.send("CSS.enable")
+        root = devtools.send("DOM.getDocument")["root"]["nodeId"]
+        found = devtools.send(
+            "DOM.querySelector", {"nodeId": root, "selector": "[data-font-probe]"}
+        )
+        fonts = devtools.send("CSS.getPlatformFontsForNode", {"nodeId": found["nodeId"]})["fonts"]
+        devtools.detach()
+        return fonts
     finally:
         page.close()

@@ -42,6 +42,7 @@ from site_pages import (
     dead_links,
     external_assets,
     folded_cells,
+    fonts_drawing,
     search_results,
     serving,
     visit,
@@ -66,8 +67,7 @@ def _site_pages() -> list[str]:
     """The pages in reading order (book/contents.py), from the lessons that exist: a lesson the
     index links but nobody has written yet fails the build test, not the collection."""
     lessons = [f"notebooks/{name}" for name in lessons_on_disk()]
-    docs = contents.linked_docs([contents.INDEX, *lessons])
-    return contents.reading_order(contents.book_parts(lessons, docs))
+    return contents.reading_order(contents.site_parts(lessons))
 
 
 SITE_PAGES = _site_pages()
@@ -316,6 +316,102 @@ def test_the_search_finds_a_lesson_by_a_word_of_its_title(browser, site, site_vi
     word = max(re.findall(r"[A-Za-z]{4,}", title), key=len)
     found = [_page_of(url, origin) for url in search_results(browser, origin, word)]
     assert lesson in found, f"searching {word!r} found {found}, not {lesson}"
+
+
+# ---- the library's pages ------------------------------------------------------------------------
+
+API_PAGE = "docs/api.md"
+
+
+def _exported_names() -> dict[str, str]:
+    """``course_lib``'s re-exported names -> the module that defines each (imports no Keras)."""
+    import course_lib
+
+    found = {}
+    for name in course_lib.__all__:
+        if name in course_lib._MODULES or name.startswith("__"):
+            continue
+        module = course_lib._EXPORTS.get(name)
+        found[name] = f"course_lib.{module}" if module else vars(course_lib)[name].__module__
+    return found
+
+
+def test_the_reference_has_an_anchor_for_every_public_name_and_module(built_site):
+    """``api.html#course_lib.SoftBatch`` and ``#course_lib.soft_batch.SoftBatch`` both lead to
+    SoftBatch: the anchors that lessons and recipes link to, as their imports name it."""
+    import course_lib
+
+    html = (built_site.html / html_path(API_PAGE)).read_text(encoding="utf-8")
+    anchors = set(re.findall(r'\bid="([^"]+)"', html))
+    wanted = [f"course_lib.{name}" for name in _exported_names()]
+    wanted += [f"{module}.{name}" for name, module in _exported_names().items()]
+    wanted += [f"module-course_lib.{name}" for name in course_lib._MODULES if name != "keras2"]
+    missing = [anchor for anchor in wanted if anchor not in anchors]
+    assert not missing, f"{API_PAGE}: no anchor for {missing}"
+
+
+_LESSON_LINKS = r"""names => Object.fromEntries(names.map(name => {
+  const entry = document.getElementById(name);
+  const body = entry && entry.nextElementSibling;
+  const line = body && [...body.children].find(p => /^Lessons?:/.test(p.textContent.trim()));
+  return [name, line ? [...line.querySelectorAll('a')].map(a => a.href) : []];
+}))"""
+
+
+def test_the_reference_links_every_public_name_to_a_lesson_that_builds_it(browser, site):
+    folder, origin = site
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(origin)
+               else route.abort())  # fmt: skip
+    try:
+        page.goto(f"{origin}/{html_path(API_PAGE)}", wait_until="load")
+        links = page.evaluate(_LESSON_LINKS, [f"course_lib.{n}" for n in _exported_names()])
+    finally:
+        page.close()
+    lessons = {f"{origin}/{html_path(p)}" for p in SITE_PAGES if p.startswith("notebooks/")}
+    without = [name for name, hrefs in links.items() if not hrefs]
+    assert not without, f"{API_PAGE}: no lesson linked for {without}"
+    elsewhere = {name: h for name, h in links.items() if not set(h) <= lessons}
+    assert not elsewhere, f"lesson links that lead to no lesson page: {elsewhere}"
+    assert links["course_lib.SoftBatch"] == [f"{origin}/notebooks/03_soft_batch.html"]
+
+
+def test_the_search_finds_a_name_of_the_library_in_the_reference(browser, site):
+    folder, origin = site
+    found = search_results(browser, origin, "SoftBatch")
+    assert f"{origin}/{html_path(API_PAGE)}#course_lib.SoftBatch" in found, found
+
+
+# ---- the article's title, in Chinese ------------------------------------------------------------
+
+ARTICLE_TITLE = "Keras之小众需求:自定义优化器"
+CJK_SUBSET = "_static/fonts/noto-sans-sc-course-subset.woff"
+
+
+def _glyphs(fonts: list[dict], custom: bool) -> int:
+    return sum(font["glyphCount"] for font in fonts if font["isCustomFont"] == custom)
+
+
+def test_the_article_title_is_drawn_with_real_glyphs(browser, site):
+    """The home page names Su Jianlin's article in Chinese. Debian's Chromium here has no CJK
+    font: each of the title's Chinese characters must come from the subset the site serves
+    (a web font), not from a system font's empty box; the rest from the theme's fonts."""
+    folder, origin = site
+    assert (folder / CJK_SUBSET).is_file()
+    fonts = fonts_drawing(browser, f"{origin}/{html_path(contents.INDEX)}", origin, ARTICLE_TITLE)
+    assert fonts is not None, f"the home page does not show {ARTICLE_TITLE!r}"
+    chinese = sum(1 for character in ARTICLE_TITLE if ord(character) > 0x2FFF)
+    assert _glyphs(fonts, custom=True) == chinese, fonts
+    assert _glyphs(fonts, custom=False) == len(ARTICLE_TITLE) - chinese, fonts
+
+
+def test_without_the_served_subset_the_title_check_sees_empty_boxes(browser, site):
+    """The check above can fail: with the subset's request refused, no web font draws the title."""
+    folder, origin = site
+    url = f"{origin}/{html_path(contents.INDEX)}"
+    fonts = fonts_drawing(browser, url, origin, ARTICLE_TITLE, block=r"\.woff2?$")
+    assert fonts is not None and _glyphs(fonts, custom=True) == 0, fonts
+    assert _glyphs(fonts, custom=False) == len(ARTICLE_TITLE), fonts
 
 
 def _stored_solution_cells(page: str) -> int:

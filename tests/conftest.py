@@ -40,6 +40,7 @@ RUNS_ON_JAX = {
     "test_keras_internals.py",
     "test_lookahead.py",
     "test_optimizers.py",
+    "test_recipes.py",
     "test_scale_out_jax.py",
     "test_soft_batch.py",
 }

@@ -88,6 +88,45 @@ def test_a_new_lesson_takes_its_place_and_the_appendix_and_results_follow():
     ]
 
 
+def test_the_library_pages_follow_the_appendix_and_are_never_measured_results():
+    parts = contents.book_parts(
+        ["notebooks/01_a.ipynb", "notebooks/A1_b.ipynb"],
+        ["docs/api.md", "docs/overfitting.md"],  # a lesson links the reference
+        ["docs/recipes.md", "docs/api.md"],
+    )
+    assert [(part.caption, part.pages) for part in parts] == [
+        ("Lessons", ["notebooks/01_a.ipynb"]),
+        ("Appendix", ["notebooks/A1_b.ipynb"]),
+        ("course_lib in your project", ["docs/recipes.md", "docs/api.md"]),
+        ("Measured results", ["docs/overfitting.md"]),
+    ]
+
+
+def test_this_site_has_the_recipes_then_the_reference_after_the_appendix():
+    parts = contents.course_parts()
+    order = contents.reading_order(parts)
+    assert [page for page in order if page in contents.LIBRARY_PAGES] == [
+        "docs/recipes.md",
+        "docs/api.md",
+    ]
+    captions = [part.caption for part in parts]
+    assert captions.index(contents.LIBRARY_CAPTION) == captions.index("Appendix") + 1
+
+
+def test_docs_that_the_library_pages_link_join_the_site(tmp_path):
+    _write_notebook(tmp_path / "notebooks" / "00_index.ipynb", "no links")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "recipes.md").write_text("[every name](api.md), [numbers](bench.md)", encoding="utf-8")
+    (docs / "api.md").write_text("[recipes](recipes.md)", encoding="utf-8")
+    (docs / "bench.md").write_text("a table", encoding="utf-8")
+    parts = contents.site_parts([], tmp_path)
+    assert [(part.caption, part.pages) for part in parts] == [
+        ("course_lib in your project", ["docs/recipes.md", "docs/api.md"]),
+        ("Measured results", ["docs/bench.md"]),
+    ]
+
+
 def test_no_results_part_without_linked_docs():
     parts = contents.book_parts(["notebooks/01_a.ipynb"], [])
     assert [part.caption for part in parts] == ["Lessons"]
