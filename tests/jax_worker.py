@@ -119,19 +119,17 @@ def _step_model(case: str) -> tuple:
 
     import keras
 
+    from multi_gradient_routes import on_route
+
     module, route, settings = STEP_CASES[case]
-    routes = importlib.import_module(module).ROUTES
     course_lib.set_seed(11)
     inputs = keras.Input((5,))
     hidden = keras.layers.Dense(8, activation="tanh")(inputs)
     outputs = keras.layers.Dense(1)(hidden)
-    if route == "clean":
-        model = routes.model(inputs=inputs, outputs=outputs, **settings)
-    else:
-        model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(0.2), loss="mse", metrics=["mae"])
-    if route == "intrusive":
-        routes.inject(model, **settings)
+    compile_settings = {"optimizer": keras.optimizers.SGD(0.2), "loss": "mse", "metrics": ["mae"]}
+    model = on_route(
+        importlib.import_module(module).ROUTES, route, inputs, outputs, compile_settings, **settings
+    )
     return model, STEP_X, STEP_Y, STEP_BATCH
 
 

@@ -22,6 +22,32 @@ import numpy as np
 from quadratic_problem import P0, A, quadratic_loss_for
 
 
+def on_route(
+    routes: Routes | None,
+    route: str,
+    inputs: Any,
+    outputs: Any,
+    compile_settings: dict[str, Any],
+    **settings: Any,
+) -> keras.Model:
+    """A compiled model from ``inputs`` to ``outputs`` with the method of ``routes`` on ``route``.
+
+    "clean": the method's functional class; "sequential": its Sequential class over the same
+    layers; "intrusive": injected into a compiled standard model; "plain": a standard model.
+    ``compile_settings`` go to ``compile``, ``settings`` to the method.
+    """
+    if route == "clean":
+        model = routes.model(inputs=inputs, outputs=outputs, **settings)
+    elif route == "sequential":
+        model = routes.sequential([inputs, *keras.Model(inputs, outputs).layers[1:]], **settings)
+    else:
+        model = keras.Model(inputs, outputs)
+    model.compile(**compile_settings)
+    if route == "intrusive":
+        routes.inject(model, **settings)
+    return model
+
+
 def quadratic_model(
     routes: Routes,
     route: str,
@@ -40,23 +66,15 @@ def quadratic_model(
     """
     inputs = keras.Input((1,))
     layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
-    outputs = layer(inputs)
-    if route == "clean":
-        model = routes.model(inputs=inputs, outputs=outputs, **settings)
-    elif route == "sequential":
-        model = routes.sequential([inputs, layer], **settings)
-    else:
-        model = keras.Model(inputs, outputs)
-    model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(
-        optimizer=keras.optimizers.SGD(h) if optimizer is None else optimizer,
-        loss=quadratic_loss_for(A) if loss is None else loss,
-        metrics=metrics,
-        jit_compile=jit,
-    )
+    compile_settings = {
+        "optimizer": keras.optimizers.SGD(h) if optimizer is None else optimizer,
+        "loss": quadratic_loss_for(A) if loss is None else loss,
+        "metrics": metrics,
+        "jit_compile": jit,
+    }
+    model = on_route(routes, route, inputs, layer(inputs), compile_settings, **settings)
     assert model.jit_compile == jit, "XLA silently off: use the xla_allowed fixture"
-    if route == "intrusive":
-        routes.inject(model, **settings)
+    layer.kernel.assign(P0[None, :])
     return model
 
 
@@ -89,15 +107,10 @@ def least_squares_epoch(routes: Routes, route: str, learning_rate: float, **sett
     """One epoch of a Dense(1) at batch 4, unshuffled: returns the weights before and after."""
     x, y = least_squares_data()
     inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(1, name="dense")(inputs)
-    if route == "clean":
-        model = routes.model(inputs=inputs, outputs=outputs, **settings)
-    else:
-        model = keras.Model(inputs, outputs)
-    before = np.concatenate([v.numpy().ravel() for v in model.get_layer("dense").weights])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
-    if route == "intrusive":
-        routes.inject(model, **settings)
+    dense = keras.layers.Dense(1, name="dense")
+    compile_settings = {"optimizer": keras.optimizers.SGD(learning_rate), "loss": "mse"}
+    model = on_route(routes, route, inputs, dense(inputs), compile_settings, **settings)
+    before = np.concatenate([v.numpy().ravel() for v in dense.weights])
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     after = np.concatenate([v.numpy().ravel() for v in model.get_layer("dense").weights])
     return before, after
@@ -134,13 +147,8 @@ def mlp_run(
         else:
             hidden = keras.layers.Dense(8, activation="tanh")(inputs)
         outputs = keras.layers.Dense(1)(hidden)
-        if route == "clean":
-            model = routes.model(inputs=inputs, outputs=outputs, **settings)
-        else:
-            model = keras.Model(inputs, outputs)
-        model.compile(optimizer=optimizer(), loss="mse", metrics=["mae"])
-        if route == "intrusive":
-            routes.inject(model, **settings)
+        compile_settings = {"optimizer": optimizer(), "loss": "mse", "metrics": ["mae"]}
+        model = on_route(routes, route, inputs, outputs, compile_settings, **settings)
     history = model.fit(
         x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks)
     )
@@ -158,3 +166,16 @@ def assert_mirrored_equals_one_device(
         np.testing.assert_allclose(got, want, rtol=0, atol=atol)
     for key in ("loss", "mae"):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=0, atol=atol)
+
+
+def assert_equals_kerass_own_step(routes: Routes, **settings: Any) -> None:
+    """Settings that make the method one plain gradient step give Keras's step, bit for bit.
+
+    Momentum included, over two epochs of a small MLP: weights and logged losses.
+    """
+    momentum = lambda: keras.optimizers.SGD(0.05, momentum=0.9)  # noqa: E731
+    weights_method, logs_method = mlp_run(routes, "clean", optimizer=momentum, **settings)
+    weights_keras, logs_keras = mlp_run(None, "plain", optimizer=momentum)
+    for got, want in zip(weights_method, weights_keras, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert logs_method["loss"] == logs_keras["loss"]

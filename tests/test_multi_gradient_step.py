@@ -26,12 +26,12 @@ from probe_method import ROUTES as PROBE
 from probe_method import ProbeSettings
 
 from multi_gradient_routes import (
+    assert_equals_kerass_own_step,
     assert_mirrored_equals_one_device,
     fit_steps,
     least_squares_data,
     least_squares_epoch,
     least_squares_gradient,
-    mlp_run,
     p_of,
     quadratic_model,
 )
@@ -81,16 +81,8 @@ def test_with_and_without_xla(xla_allowed, jit):
 
 
 def test_a_second_pass_at_p_is_kerass_own_step():
-    """reach = 0: the rule's gradient is ∇L(p) again, and the step Keras's, bit for bit.
-
-    Momentum included, over two epochs of a small MLP: weights and logged losses.
-    """
-    momentum = lambda: keras.optimizers.SGD(0.05, momentum=0.9)  # noqa: E731
-    weights_probe, logs_probe = mlp_run(PROBE, "clean", optimizer=momentum, reach=0.0)
-    weights_keras, logs_keras = mlp_run(None, "plain", optimizer=momentum)
-    for got, want in zip(weights_probe, weights_keras, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert logs_probe["loss"] == logs_keras["loss"]
+    """reach = 0: the rule's gradient is ∇L(p) again, and the step Keras's, bit for bit."""
+    assert_equals_kerass_own_step(PROBE, reach=0.0)
 
 
 @pytest.mark.parametrize("route", ["clean", "intrusive"])

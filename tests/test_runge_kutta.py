@@ -26,11 +26,11 @@ import pytest
 import scipy.linalg
 
 from multi_gradient_routes import (
+    assert_equals_kerass_own_step,
     fit_steps,
     least_squares_data,
     least_squares_epoch,
     least_squares_gradient,
-    mlp_run,
     p_of,
     quadratic_model,
 )
@@ -176,12 +176,7 @@ def test_every_stage_uses_the_same_mini_batch(float64):
 
 def test_euler_tableau_equals_keras_standard_step():
     """One stage, b = (1): the Runge–Kutta step must be Keras's own, bit for bit (momentum too)."""
-    momentum = lambda: keras.optimizers.SGD(0.05, momentum=0.9)  # noqa: E731
-    weights_rk, logs_rk = mlp_run(RUNGE_KUTTA, "clean", optimizer=momentum, tableau="euler")
-    weights_keras, logs_keras = mlp_run(None, "plain", optimizer=momentum)
-    for got, want in zip(weights_rk, weights_keras, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert logs_rk["loss"] == logs_keras["loss"]
+    assert_equals_kerass_own_step(RUNGE_KUTTA, tableau="euler")
 
 
 # ---------------------------------------------------------------------------------------------

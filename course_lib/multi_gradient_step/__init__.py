@@ -25,9 +25,9 @@ The idea of taking over the training step comes from Su Jianlin, "Keras之小众
 
 from __future__ import annotations
 
+from course_lib.environment import backend_module
 from course_lib.multi_gradient_step.records import Method
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -42,18 +42,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def _implementation() -> Any:
-    backend = keras.backend.backend()
-    if backend not in BACKENDS:
-        raise ImportError(
-            "course_lib's multi-gradient training steps run on the "
-            f"{' and '.join(BACKENDS)} backends, but Keras runs on {backend!r}. Set the "
-            "environment variable KERAS_BACKEND=tensorflow (or jax) before Keras is imported."
-        )
-    return importlib.import_module(BACKENDS[backend])
-
-
-_backend = _implementation()
+_backend = backend_module(BACKENDS, "multi-gradient training steps")
 
 
 def train_step(model: keras.Model, method: Method, *args: Any) -> Any:
