@@ -87,8 +87,9 @@ def test_soft_batch_clips_as_keras_does(setting):
         ), "the setting must clip these gradients, or the comparison shows nothing"
 
 
-#: Private attributes of Keras objects that course_lib has used or may be tempted to use: flagged
-#: on any object, ``self`` included (a subclass of a Keras class inherits them).
+#: Attributes of Keras objects that course_lib has used or may be tempted to use, private or
+#: undocumented: flagged on any object, ``self`` included (a subclass of a Keras class inherits
+#: them).
 KERAS_PRIVATE_ATTRIBUTES = {
     "_make_function",
     "_get_variable_index",
@@ -103,6 +104,10 @@ KERAS_PRIVATE_ATTRIBUTES = {
     "_tracker",
     "_jax_state",
     "_var_key",
+    # Public by its name but undocumented: the JAX trainer's own loss-and-gradient helper, which
+    # hands layer losses over through the private _losses_override. The JAX skeleton runs
+    # Keras's public forward pass and compute_loss under a StatelessScope instead.
+    "compute_loss_and_updates",
 }
 #: Namespaces whose modules are private: Keras 3's and Keras 2's sources, TensorFlow's.
 PRIVATE_NAMESPACES = ("keras.src", "tf_keras.src", "tensorflow.python")
@@ -117,12 +122,11 @@ def private_uses(path: Path) -> list[tuple[int, str]]:
     """
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            if node.attr.startswith("__"):
-                continue
+        if isinstance(node, ast.Attribute) and not node.attr.startswith("__"):
             value = node.value
             on_self = isinstance(value, ast.Name) and value.id in ("self", "cls")
-            if node.attr in KERAS_PRIVATE_ATTRIBUTES or not on_self:
+            private = node.attr.startswith("_") and not on_self
+            if node.attr in KERAS_PRIVATE_ATTRIBUTES or private:
                 owner = f"{value.id}." if isinstance(value, ast.Name) and value.id == "sys" else ""
                 found.append((node.lineno, owner + node.attr))
         modules = []
