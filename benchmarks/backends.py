@@ -1,6 +1,6 @@
 """Benchmark: the same optimizer steps on Keras's TensorFlow and JAX backends, side by side.
 
-Usage: ``python benchmarks/backends.py [--rounds 5] [--batches 10]``
+Usage: ``python benchmarks/backends.py [--rounds 7] [--batches 10]``
 
 One MLP (784-512-512-10, 0.67 M parameters) trains with each optimizer of the course that runs on
 both backends, and with Keras's own counterparts:
@@ -14,9 +14,13 @@ A process runs on one backend only (Keras fixes it at import), so every measurem
 fresh child process with ``KERAS_BACKEND`` set. **Memory**: one process per backend and
 configuration reports its peak RSS after a short ``fit``. **Time**: one process per backend
 builds every configuration, runs one untimed ``fit`` each (tracing and compiling), then
-alternates short timed ``fit`` calls round after round, so that load from other programs hits
-them all alike; the shared :class:`course_lib.studies.timing.StepTimer` times each step, and the
-table shows medians. Both backends compile the step with XLA (``jit_compile=True``).
+alternates short timed ``fit`` calls round after round, each round starting one configuration
+later (over 7 rounds every configuration runs once in every position), so that load from other
+programs and the cost of a position hit them all alike; the shared
+:class:`course_lib.studies.timing.StepTimer` times each step, and the table shows medians. Both
+backends compile the step with XLA (``jit_compile=True``). ``PlainSGD`` and Keras's ``SGD``
+compile to the same program (tests/test_optimizers.py counts the operations of their traced
+steps), so their ratio shows what is left of noise.
 
 The result goes to ``docs/results/backends.json`` and its tables into ``docs/benchmarks.md``.
 """
@@ -122,8 +126,13 @@ def time_worker(rounds: int, batches: int) -> dict[str, float]:
         model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
         assert model.jit_compile, "Keras fell back to no XLA: the backends would run unlike steps"
     seconds: dict[str, list[float]] = {config: [] for config in CONFIGS}
-    for _ in range(rounds):
-        for config, (model, x, y, batch) in built.items():
+    for round_ in range(rounds):
+        # Each round starts one configuration later, so that over len(CONFIGS) rounds every
+        # configuration runs once in every position: a position's cost (the fit that follows
+        # another's, the collector's timing) falls on all of them alike.
+        shift = round_ % len(CONFIGS)
+        for config in CONFIGS[shift:] + CONFIGS[:shift]:
+            model, x, y, batch = built[config]
             timer = StepTimer(skip=0)
             model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
             seconds[config] += timer.seconds
@@ -198,7 +207,9 @@ def accumulation_table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternated timing rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="alternated timing rounds (7: one per position)"
+    )
     parser.add_argument("--batches", type=int, default=10, help="batches per fit call")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

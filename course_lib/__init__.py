@@ -14,13 +14,14 @@ Modules by notebook:
 * 01: ``landscapes``, ``plots``
 * 02: ``optimizers``, ``handwritten``
 * 03: ``optimizer_wrapper``, ``soft_batch``
-* 04: ``runge_kutta``, ``multi_gradient_step``
-* 05: ``tableaux``, ``adaptive``
+* 04: ``runge_kutta``, ``multi_gradient_step`` (the skeleton every training-step method shares)
+* 05: ``tableaux``, ``adaptive``, ``adaptive_step``
 * 06: ``studies.overfitting``
 * 07: ``lookahead``, ``sam``, ``studies.beyond``
 * A2: ``environment.select_backend``, ``stateless``, ``backend_comparison`` (the same optimizers
   on JAX)
-* A3: ``jax_training_step`` (Heun, Runge–Kutta and SAM as stateless training steps on JAX)
+* A3: ``multi_gradient_step.jax_backend`` (Heun, Runge–Kutta and SAM as stateless training
+  steps on JAX)
 * A1: ``keras2.time_capsule``, ``keras2.reference`` (graph mode only: import it explicitly)
 
 Shared by the mechanisms: ``distribution`` (the cross-replica helpers), ``validation`` (argument
@@ -92,7 +93,7 @@ _MODULES = ("adaptive", "checks", "claims", "data", "handwritten", "landscapes",
 _MODULES += ("plots", "runge_kutta", "soft_batch", "tableaux", "lookahead", "sam")
 _MODULES += ("multi_gradient_step", "optimizer_wrapper", "studies", "keras2")
 _MODULES += ("distribution", "keras_internals", "validation", "stateless", "backend_comparison")
-_MODULES += ("jax_training_step",)
+_MODULES += ("adaptive_step",)
 # keras2.reference is not importable here: it needs a graph-mode (Keras 2) process.
 
 __all__ = ["__version__", "quiet_tensorflow", "select_backend", "set_seed", *_EXPORTS, *_MODULES]

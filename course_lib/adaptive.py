@@ -13,40 +13,29 @@ The controller here follows SciPy's ``scipy.integrate.RK23`` / ``RK45`` conventi
   (no growth right after a failure), as SciPy does.
 
 A rejected step restores the weights exactly and is retried on the *same* mini-batch with the
-smaller step: the error estimate compares two solutions of one function, so every stage of every
-try must see the same data. After ``max_rejections`` failed retries the policy ``on_failure``
-decides: ``"raise"`` leaves the weights at the start of the step and raises
-:class:`StepSizeError`; ``"accept"`` applies the last (smallest) try and warns.
+smaller step (:func:`retry_until_accepted`): the error estimate compares two solutions of one
+function, so every stage of every try must see the same data. After ``max_rejections`` failed
+retries the policy ``on_failure`` decides: ``"raise"`` leaves the weights at the start of the
+step and raises :class:`StepSizeError`; ``"accept"`` applies the last (smallest) try and warns.
 
 A try whose error estimate is not finite (the trial points overflowed, or the loss is NaN) is
 rejected and the step shrinks by ``min_factor``, as SciPy does. If every try is non-finite the
 step raises :class:`StepSizeError` under both policies: accepting it would write NaN weights.
 
-The controller knows nothing of Runge–Kutta stages: :func:`controlled_step` runs the retry loop
-around a method's ``attempt(scale)`` (:class:`ControlledMethod`). Under a distribution strategy
-every try all-reduces gradients, which TensorFlow cannot do inside control flow that runs in a
-replica context; so the loop runs once, in cross-replica context, and each try runs on every
-replica from there (:mod:`course_lib.distribution`). Every replica computes the same error norm
-from the same all-reduced gradients, so the decisions are taken on replica 0's copy.
-
-How the step size relates to the optimizer: the training step (:mod:`course_lib.runge_kutta`)
-keeps a dimensionless *scale* in a variable (1 at the start) and uses
-``h = learning_rate × scale``. So ``SGD(learning_rate=h0)`` starts the adaptive method at step
-``h0``, and with ``SGD(learning_rate=1.0)`` the scale *is* the step size. The logs report the
-step size ``h`` that was accepted (``"step_size"``) and the retries (``"rejections"``).
+These are pure functions of arrays or tensors, testable with NumPy; the controller that runs
+them inside a training step is :mod:`course_lib.adaptive_step`. How the step size relates to the
+optimizer: the training step keeps a dimensionless *scale* in a variable (1 at the start) and
+uses ``h = learning_rate × scale``. So ``SGD(learning_rate=h0)`` starts the adaptive method at
+step ``h0``, and with ``SGD(learning_rate=1.0)`` the scale *is* the step size. The logs report
+the step size ``h`` that was accepted (``"step_size"``) and the retries (``"rejections"``),
+which :class:`StepSizeLog` records step by step.
 """
 
 from __future__ import annotations
 
-from course_lib.distribution import (
-    first_replica,
-    for_each_replica,
-    in_cross_replica_context,
-)
 from course_lib.validation import require_choice, require_integer, require_number
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -56,25 +45,19 @@ from keras import ops
 
 __all__ = [
     "AdaptiveStepSize",
-    "ControlledMethod",
-    "StepOutcome",
+    "RetryOutcome",
     "StepSizeError",
     "StepSizeLog",
     "as_adaptive",
-    "controlled_step",
-    "enforce_failure_policy",
     "error_norm",
     "growth_factor",
     "retry_until_accepted",
     "shrink_factor",
-    "step_logs",
 ]
 
 _POLICIES = ("raise", "accept")
 #: Stands in for a zero error norm where it is raised to a negative power.
 _TINY = 1e-300
-#: Log entry that tells the Python side a step used up its retries (removed before Keras sees it).
-FAILED_LOG = "_adaptive_step_failed"
 
 
 class StepSizeError(RuntimeError):
@@ -288,137 +271,6 @@ def retry_until_accepted(
     return RetryOutcome(
         *ops.while_loop(condition, body, initial, maximum_iterations=settings.max_rejections + 1)
     )
-
-
-class ControlledMethod(NamedTuple):
-    """What a method hands :func:`controlled_step`; each function runs on every replica.
-
-    ``attempt(scale, inputs)`` tries the step with ``h = learning_rate·scale`` and returns
-    ``(error_norm, payload)``; it may leave the weights anywhere. ``restore(inputs)`` puts them
-    back where the step started. ``apply(payload, scale, inputs)`` takes the step that try
-    computed. ``initial_payload()`` is a payload of the right structure (zeros).
-    """
-
-    attempt: Callable[[Any, Any], tuple[Any, Any]]
-    restore: Callable[[Any], None]
-    apply: Callable[[Any, Any, Any], None]
-    initial_payload: Callable[[], Any]
-
-
-class StepOutcome(NamedTuple):
-    """The controlled step's result, as the logs report it."""
-
-    rejections: Any
-    scale: Any
-    accepted: Any
-    norm: Any
-
-
-def controlled_step(
-    method: ControlledMethod,
-    inputs: Any,
-    scale: keras.Variable,
-    settings: AdaptiveStepSize,
-    exponent: float,
-) -> StepOutcome:
-    """Try, shrink and retry on the same batch, then apply the step or keep the weights.
-
-    Called per replica with that replica's ``inputs`` (a structure of tensors, handed to the
-    method's functions). ``scale`` is the variable holding h / learning_rate: the first try uses
-    it, and an applied step leaves there the scale for the next batch.
-    """
-
-    def decide(distribution, inputs):
-        def attempt_everywhere(try_scale):
-            tried = for_each_replica(distribution, method.attempt, try_scale, inputs)
-            return first_replica(distribution, tried)
-
-        last = retry_until_accepted(
-            attempt_everywhere, ops.copy(scale.value), method.initial_payload(), settings, exponent
-        )
-        for_each_replica(distribution, method.restore, inputs)
-        rejections = last.tries - 1
-        grow = growth_factor(last.norm, rejections > 0, settings, exponent)
-
-        def apply_step():
-            for_each_replica(distribution, method.apply, last.payload, last.scale, inputs)
-            scale.assign(last.scale * grow)
-
-        if settings.on_failure == "accept":
-            # A failed last try is applied, unless it is not finite: that would be NaN weights.
-            ops.cond(ops.isfinite(last.norm), apply_step, lambda: None)
-        else:
-            ops.cond(last.accepted, apply_step, lambda: None)
-        return StepOutcome(rejections, last.scale, last.accepted, last.norm)
-
-    return StepOutcome(*in_cross_replica_context(decide, inputs))
-
-
-# --------------------------------------------------------------------------------------------
-# Logs and the failure policy
-# --------------------------------------------------------------------------------------------
-
-
-def step_logs(outcome: StepOutcome, step_size: Any) -> dict[str, Any]:
-    """The logs an adaptive step adds: ``step_size``, ``rejections``, ``error_norm``."""
-    return {
-        "step_size": step_size,
-        "rejections": outcome.rejections,
-        "error_norm": outcome.norm,
-        # A number, not a bool: under a strategy Keras averages every log across replicas.
-        FAILED_LOG: ops.cast(ops.logical_not(outcome.accepted), "float32"),
-    }
-
-
-def enforce_failure_policy(
-    train_function: Callable[..., Any],
-    settings: AdaptiveStepSize,
-    keep_state: Callable[[Any], None] | None = None,
-) -> Callable[..., Any]:
-    """Wrap a train function so that a step that used up its retries raises or warns.
-
-    TensorFlow's train function maps an iterator to the logs. JAX's maps ``(state, iterator)``
-    to ``(logs, state)``: the new state lives outside the model until ``fit`` writes it back,
-    so before raising, ``keep_state(state)`` hands the failed step's state (the weights at its
-    start) to the model.
-    """
-
-    def function(*args):
-        result = train_function(*args)
-        stateless = isinstance(result, tuple)
-        logs, state = (dict(result[0]), result[1]) if stateless else (dict(result), None)
-        if float(logs.pop(FAILED_LOG)) > 0:
-            if stateless and keep_state is not None:
-                keep_state(state)
-            _fail(logs, settings)
-        return (logs, state) if stateless else logs
-
-    return function
-
-
-def _fail(logs: dict[str, Any], settings: AdaptiveStepSize) -> None:
-    """Raise :class:`StepSizeError` for a failed step, or warn under ``on_failure="accept"``."""
-    tries = settings.max_rejections + 1
-    step_size = float(logs["step_size"])
-    if not math.isfinite(float(logs["error_norm"])):
-        raise StepSizeError(
-            f"adaptive step: the error estimate was not finite (NaN or inf) in all {tries} tries, "
-            f"down to step size {step_size:.3g}: the loss or its gradient is not finite at the "
-            "start of the step or at every trial point. The weights were left at the start of "
-            "the step. Check the data and the loss for NaN/inf values, or lower the learning "
-            "rate (the first step size)."
-        )
-    message = (
-        f"adaptive step rejected {tries} times (error norm {float(logs['error_norm']):.3g}, "
-        f"last step size {step_size:.3g}, rtol={settings.rtol}, atol={settings.atol})"
-    )
-    if settings.on_failure == "raise":
-        raise StepSizeError(
-            f"{message}; the weights were left at the start of the step. Loosen rtol/atol, raise "
-            "max_rejections, lower the learning rate, or pass "
-            "AdaptiveStepSize(on_failure='accept')."
-        )
-    warnings.warn(f"{message}; applied the last try anyway (on_failure='accept').", stacklevel=3)
 
 
 class StepSizeLog(keras.callbacks.Callback):

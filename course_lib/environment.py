@@ -7,7 +7,8 @@ enough. ``make lab``, ``make test`` and ``binder/start`` export the same variabl
 that imports TensorFlow first is quiet too.
 
 TensorFlow is the course's backend; appendix A2 runs the same optimizers on JAX, and its kernel
-calls :func:`select_backend` before Keras is imported. What a process cannot host twice (Keras 2's
+calls :func:`select_backend` before Keras is imported, and a mechanism written per backend picks
+its module with :func:`backend_module`. What a process cannot host twice (Keras 2's
 graph mode beside Keras 3, a second backend) runs in a child process through
 :func:`run_module_in_subprocess`; :func:`no_retracing_warning` silences one false alarm of
 TensorFlow's where many small functions are built on purpose.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from course_lib.validation import require_choice, require_integer
 
 import contextlib
+import importlib
 import importlib.abc
 import logging
 import os
@@ -150,6 +152,25 @@ def select_backend(backend: str) -> str:
             )
     os.environ["KERAS_BACKEND"] = backend
     return backend
+
+
+def backend_module(modules: Mapping[str, str], what: str) -> Any:
+    """Import the module of ``modules`` (backend name -> module) for the backend Keras runs on.
+
+    Keras fixes its backend at its first import, so a mechanism with one implementation per
+    backend chooses it once, at its own import, with this. ``what`` names the mechanism in the
+    error raised for a backend the course does not support.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in modules:
+        raise ImportError(
+            f"course_lib's {what} run on the {' and '.join(modules)} backends, but Keras runs on "
+            f"{backend!r}. Set the environment variable KERAS_BACKEND=tensorflow (or jax) before "
+            "Keras is imported."
+        )
+    return importlib.import_module(modules[backend])
 
 
 def run_module_in_subprocess(

@@ -10,7 +10,7 @@ training steps are compared with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,26 +136,6 @@ def runge_kutta_step(
         )
         gradients.append(np.asarray(gradient(trial), dtype=np.float64))
     return p - learning_rate * sum(b_i * g_i for b_i, g_i in zip(b, gradients, strict=True))
-
-
-def runge_kutta_path(
-    gradient: Callable[[np.ndarray], np.ndarray],
-    p0: np.ndarray | Sequence[float],
-    tableau: Any,
-    learning_rate: float,
-    steps: int,
-) -> np.ndarray:
-    """All ``steps + 1`` points of :func:`runge_kutta_step` from ``p0`` (one row per point)."""
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(
-            f"learning_rate={learning_rate!r} must be a positive finite number (the step size h)."
-        )
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps={steps!r} must be a non-negative integer.")
-    points = [np.asarray(p0, dtype=np.float64)]
-    for _ in range(steps):
-        points.append(runge_kutta_step(gradient, points[-1], tableau, learning_rate))
-    return np.array(points)
 
 
 @dataclass(frozen=True)

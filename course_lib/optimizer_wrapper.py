@@ -15,27 +15,41 @@ weights back towards a slow copy every k steps. Both are Keras optimizers themse
 
 :class:`OptimizerWrapper` does those, and its :meth:`~OptimizerWrapper.apply` is a template:
 it resolves and checks the variables, finds their indices, calls the subclass's
-:meth:`~OptimizerWrapper.apply_wrapped` with them, and counts the call. A subclass supplies its
-own state (:meth:`build`), that one method, and its config.
+:meth:`~OptimizerWrapper.apply_wrapped` with them, and counts the call. The indices come from the
+wrapper's own map of the variables it was built on (a variable's position in that list), so it
+needs no private Keras API to find a slot. A subclass supplies its own state (:meth:`build`),
+that one method, and its config.
 """
 
 from __future__ import annotations
 
 from course_lib.distribution import require_replica_context
-from course_lib.keras_internals import (
-    built_variables,
-    check_variables_are_known,
-    micro_step_counter,
-    variable_index,
-)
+from course_lib.keras_internals import micro_step_counter
 from course_lib.validation import require_fresh_optimizer
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import keras
 
 __all__ = ["OptimizerWrapper"]
+
+
+@dataclass(frozen=True, eq=False)
+class _Slots:
+    """The variables a wrapper was built on, and each one's slot: its position among them.
+
+    A plain record on purpose: a list of variables set as an optimizer's attribute would be
+    tracked by Keras as the optimizer's own variables, and saved with them.
+    """
+
+    variables: tuple
+    index: Mapping[int, int]
+
+    @classmethod
+    def of(cls, variables: Sequence[keras.Variable]) -> _Slots:
+        return cls(tuple(variables), {id(v): i for i, v in enumerate(variables)})
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):
@@ -59,9 +73,10 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         self.inner = inner
 
     def build(self, variables: Sequence[keras.Variable]) -> None:
-        """Build the base optimizer and ``inner`` on the same variables."""
+        """Build the base optimizer and ``inner`` on the same variables, and index them."""
         super().build(variables)
         self.inner.build(variables)
+        self._slots = _Slots.of(variables)
 
     @property
     def variables(self) -> list[keras.Variable]:
@@ -88,7 +103,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             return
         variables = self._resolve_variables(trainable_variables)
         require_replica_context(f"{type(self).__name__}.apply()")
-        indices = [variable_index(self, v) for v in variables]
+        indices = [self._slots.index[id(v)] for v in variables]
         self.apply_wrapped(grads, variables, indices)
         micro_step_counter(self).assign_add(1)
 
@@ -108,13 +123,18 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
                     f"{type(self).__name__}.apply(grads) needs trainable_variables on its first "
                     "call (or call optimizer.build(model.trainable_variables) first)."
                 )
-            return built_variables(self)
+            return list(self._slots.variables)
         variables = list(trainable_variables)
         if not self.built:
             with keras.name_scope(self.name):
                 self.build(variables)
             self.built = True
-        check_variables_are_known(self, variables)
+        unknown = [v.path for v in variables if id(v) not in self._slots.index]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} was built on other variables than {unknown}: it keeps "
+                "one slot per variable it was built on. Create a new optimizer for a new model."
+            )
         return variables
 
     def scale_loss(self, loss: Any) -> Any:

@@ -12,45 +12,25 @@ With ``SGD(h)`` that is p ← p − h·∇L(p + ρ·g/‖g‖). In a sharp, narr
 steep wall and the step pushes out; in a flat one p̂ is still low and SAM settles.
 
 Two gradients per step do not fit ``update_step`` (it sees one), so SAM owns the training step,
-as Heun and Runge–Kutta do in notebooks 04–05, with the same machinery
-(:mod:`course_lib.multi_gradient_step`) and the same guarantees, each a test in
-``tests/test_sam.py``:
-
-* **The formula**, exactly, on a quadratic (float64, against NumPy).
-* **One mini-batch** for both gradients; **loss and metrics at p**, as a standard step logs.
-* **Non-trainable state moves once**: BatchNorm's moving statistics (and dropout's seed state)
-  are put back before the second pass and left as the first pass set them.
-* ``jit_compile`` on or off; saving and loading (:class:`SAMModel`, :class:`SAMSequential`).
-* **MirroredStrategy equals one device**: g is all-reduced before p̂ is built (each replica holds
-  only part of the batch), and ĝ goes to the optimizer per replica, which sums it as usual.
-
-On Keras's JAX backend :func:`stateless_sam_direction` builds the same p̂ from values, for the
-stateless step of :mod:`course_lib.jax_training_step`.
+as Heun and Runge–Kutta do in notebooks 04–05, with the same skeleton
+(:mod:`course_lib.multi_gradient_step`: one mini-batch for both gradients, logs at p, BatchNorm's
+statistics moved once, distribution equal to one device, on TensorFlow and JAX). This module is
+SAM's rule (:func:`sam_direction`, written once in ``keras.ops``) and its setting ρ; the models
+and the injection come from the skeleton's factory.
 
 Keras 3 ships no SAM (the legacy tf-keras has
 ``keras.models.experimental.SharpnessAwareMinimization``).
 The denominator is ‖g‖ + 1e-12, as in the paper's code, so a zero gradient gives p̂ = p.
 ``rho=0`` is allowed: then SAM is the compiled optimizer at twice the cost (a useful check).
-Two ways in, as for Runge–Kutta: the clean models, or :func:`inject_sam` on a compiled standard
-model (``compile`` and :func:`eject_sam` undo it; saving an injected model saves the standard
-model).
+Two ways in, as for Runge–Kutta: :class:`SAMModel`, :class:`SAMSequential`, or :func:`inject_sam`
+on a compiled standard model (``compile`` and :func:`eject_sam` undo it; saving an injected
+model saves the standard model).
 """
 
 from __future__ import annotations
 
-from course_lib.distribution import sum_replicas
-from course_lib.multi_gradient_step import (
-    Direction,
-    MultiGradientTrainStep,
-    StepConfig,
-    StepMethod,
-    StepStart,
-    TrialPoints,
-    eject,
-    inject,
-    is_injected,
-    multi_gradient_train_step,
-)
+from course_lib.multi_gradient_step.records import Direction, Method, StepStart, TrialPoints
+from course_lib.multi_gradient_step.routes import MethodFamily, MethodSettings, routes
 from course_lib.validation import require_number
 
 import functools
@@ -61,23 +41,19 @@ from typing import Any
 import keras
 from keras import ops
 
-if keras.backend.backend() == "tensorflow":
-    # The TensorFlow step; on JAX the stateless one (jax_training_step) runs without it.
-    import tensorflow as tf
-
 __all__ = [
     "NORM_EPSILON",
-    "SAMConfig",
+    "ROUTES",
+    "SAM",
     "SAMModel",
     "SAMSequential",
+    "SAMSettings",
     "SAMTrainStep",
     "eject_sam",
     "inject_sam",
     "is_sam_injected",
     "sam_direction",
     "sam_perturbation",
-    "sam_train_step",
-    "stateless_sam_direction",
 ]
 
 #: Added to ‖g‖ so that a zero gradient does not divide by zero (the value of the paper's code).
@@ -88,47 +64,33 @@ def sam_perturbation(gradients: Sequence[Any], rho: float) -> list[Any]:
     """The step to the worst nearby point: ρ·g/(‖g‖ + ε), with ‖g‖ the norm over all tensors.
 
     ``gradients`` is one array or tensor per variable (``None`` entries stay ``None``); returns
-    tensors. :func:`sam_direction` adds the result to the weights; notebook 07 builds it first.
+    tensors of this backend. :func:`sam_direction` adds the result to the weights; notebook 07
+    builds it first.
     """
-    present = [tf.convert_to_tensor(g) for g in gradients if g is not None]
+    tensors = [None if g is None else ops.convert_to_tensor(g) for g in gradients]
+    present = [g for g in tensors if g is not None]
     if not present:
-        return [None for _ in gradients]
+        return list(tensors)
     dtype = present[0].dtype
-    norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, dtype))) for g in present]))
-    scale = tf.constant(rho, dtype) / (norm + tf.constant(NORM_EPSILON, dtype))
-    return [None if g is None else tf.cast(scale, g.dtype) * g for g in map(_as_tensor, gradients)]
+    squares = [ops.sum(ops.square(ops.cast(g, dtype))) for g in present]
+    norm = ops.sqrt(functools.reduce(ops.add, squares))
+    scale = ops.convert_to_tensor(rho, dtype) / (norm + ops.convert_to_tensor(NORM_EPSILON, dtype))
+    return [None if g is None else ops.cast(scale, g.dtype) * g for g in tensors]
 
 
-def _as_tensor(value: Any) -> Any:
-    return None if value is None else tf.convert_to_tensor(value)
+def sam_direction(trial: TrialPoints, start: StepStart, step_size: Any, *, rho: float) -> Direction:
+    """SAM's rule: the gradient at p̂ = p + ρ·g/‖g‖, g the whole batch's gradient at p.
 
-
-def sam_direction(trial: TrialPoints, start: StepStart, rho: float) -> Direction:
-    """SAM's rule: the gradient at p̂ = p + ρ·g/‖g‖, with g the whole batch's gradient at p."""
-    perturbation = sam_perturbation(sum_replicas(start.gradients), rho)
+    The step size is the optimizer's business: SAM only chooses where the gradient is taken.
+    """
+    del step_size
+    perturbation = sam_perturbation(start.gradients, rho)
     point = [p if e is None else p + e for p, e in zip(start.weights, perturbation, strict=True)]
     return Direction(trial.gradients_at(start, point))
 
 
-def stateless_sam_direction(trial: Any, start: StepStart, rho: float) -> Any:
-    """SAM's rule on JAX (:mod:`course_lib.jax_training_step`): the same point p̂, pure values.
-
-    ``trial`` is a ``StatelessTrialPoints``; the gradient at p is already the whole batch's.
-    """
-    from course_lib.jax_training_step import StatelessDirection
-
-    gradients = start.gradients
-    dtype = gradients[0].dtype
-    squares = [ops.sum(ops.square(ops.cast(g, dtype))) for g in gradients]
-    scale = rho / (ops.sqrt(functools.reduce(ops.add, squares)) + ops.cast(NORM_EPSILON, dtype))
-    point = [
-        p + ops.cast(scale, g.dtype) * g for p, g in zip(start.weights, gradients, strict=True)
-    ]
-    return StatelessDirection(trial.gradients_at(start, point))
-
-
 @dataclass(frozen=True)
-class SAMConfig(StepConfig):
+class SAMSettings(MethodSettings):
     """SAM's one setting: ρ, the radius of the neighbourhood (checked: a finite number ≥ 0)."""
 
     rho: float = 0.05
@@ -143,93 +105,21 @@ class SAMConfig(StepConfig):
         )
         object.__setattr__(self, "rho", rho)
 
-    def direction_rule(self):
-        return functools.partial(sam_direction, rho=self.rho)
-
-    def stateless_direction_rule(self):
-        return functools.partial(stateless_sam_direction, rho=self.rho)
-
-    def to_config(self) -> dict[str, Any]:
-        return {"rho": self.rho}
+    def method(self, model: keras.Model, intrusive: bool, where: str) -> Method:
+        del model, intrusive, where  # SAM has no state of its own.
+        return Method(functools.partial(sam_direction, rho=self.rho))
 
 
-SAM = StepMethod(
+SAM = MethodFamily(
     name="SAM",
-    tag="_sam_config",
+    class_prefix="SAM",
+    function_suffix="sam",
+    settings=SAMSettings,
     setting="rho",
     needs_optimizer="SAM hands the gradient at the perturbed point to the compiled optimizer.",
+    compile_hint="any optimizer; it receives the gradient at the perturbed point",
 )
 
-
-def sam_train_step(model: keras.Model, data: Any, rho: float = 0.05) -> dict[str, Any]:
-    """One SAM step of ``model`` on the mini-batch ``data``; returns the logs (taken at p).
-
-    It must run inside Keras's train function (a replica context).
-    """
-    return multi_gradient_train_step(model, data, SAMConfig(rho).direction_rule())
-
-
-# --------------------------------------------------------------------------------------------
-# The clean route
-# --------------------------------------------------------------------------------------------
-
-
-class SAMTrainStep(MultiGradientTrainStep):
-    """Mixin: a ``train_step`` that takes the SAM step. Put it before the Keras model class."""
-
-    step_method = SAM
-    step_defaults = {"rho": 0.05}
-
-    def _step_config_for(self, rho: float = 0.05) -> SAMConfig:
-        return SAMConfig(rho)
-
-    @property
-    def sam_rho(self) -> float:
-        """ρ, the radius of the neighbourhood."""
-        return self.step_config.rho
-
-
-@keras.saving.register_keras_serializable(package="course_lib")
-class SAMModel(SAMTrainStep, keras.Model):
-    """A functional model trained by SAM: ``SAMModel(inputs=..., outputs=..., rho=0.05)``.
-
-    Compile it with any optimizer; it receives the gradient at the perturbed point. Saves to
-    ``.keras`` with its ``rho``.
-    """
-
-    def __init__(self, *args: Any, rho: float = 0.05, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._configure_step(rho=rho)
-
-
-@keras.saving.register_keras_serializable(package="course_lib")
-class SAMSequential(SAMTrainStep, keras.Sequential):
-    """A Sequential model trained by SAM: ``SAMSequential(layers, rho=0.05)``."""
-
-    def __init__(self, layers: list | None = None, rho: float = 0.05, **kwargs: Any) -> None:
-        super().__init__(layers, **kwargs)
-        self._configure_step(rho=rho)
-
-
-# --------------------------------------------------------------------------------------------
-# The intrusive route
-# --------------------------------------------------------------------------------------------
-
-
-def inject_sam(model: keras.Model, rho: float = 0.05) -> keras.Model:
-    """Make a compiled standard model's ``fit`` take SAM steps; returns the model.
-
-    Only ``model.train_function`` is replaced; ``evaluate`` and ``predict`` are unchanged.
-    ``compile`` (which resets ``train_function``) or :func:`eject_sam` undoes it.
-    """
-    return inject(model, SAM, SAMConfig(rho), "inject_sam")
-
-
-def is_sam_injected(model: keras.Model) -> bool:
-    """Whether ``model.train_function`` is one installed by :func:`inject_sam`."""
-    return is_injected(model, SAM)
-
-
-def eject_sam(model: keras.Model) -> keras.Model:
-    """Undo :func:`inject_sam`: the next ``fit`` builds Keras's standard step again."""
-    return eject(model, SAM)
+#: The mixin, the two model classes and the injection, made by the skeleton's factory.
+ROUTES = routes(SAM)
+SAMTrainStep, SAMModel, SAMSequential, inject_sam, is_sam_injected, eject_sam = ROUTES

@@ -48,9 +48,8 @@ from course_lib.keras_internals import micro_step_counter
 from course_lib.optimizer_wrapper import OptimizerWrapper
 from course_lib.validation import require_integer
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -66,6 +65,7 @@ LEFTOVER_POLICY = (
     "of `steps` to avoid that."
 )
 
+#: The inner optimizer's clipping settings, which SoftBatch applies itself (see ``__init__``).
 _CLIPPING_ATTRIBUTES = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
@@ -105,6 +105,11 @@ class SoftBatch(OptimizerWrapper):
     ) -> None:
         super().__init__(inner, name=name or "soft_batch", **kwargs)
         self.steps = _validate_steps(steps)
+        # SoftBatch clips once, the mean gradient after aggregation, with inner's settings;
+        # inner, which sees only that clipped mean, must not clip it again.
+        self._clipping = {name: getattr(inner, name) for name in _CLIPPING_ATTRIBUTES}
+        for name in _CLIPPING_ATTRIBUTES:
+            setattr(inner, name, None)
 
     # ------------------------------------------------------------------ state
     def build(self, variables: Sequence[keras.Variable]) -> None:
@@ -135,6 +140,11 @@ class SoftBatch(OptimizerWrapper):
     def pending_micro_batches(self) -> keras.Variable:
         """Micro-batches in the accumulators, waiting for their group to complete (0..steps-1)."""
         return self._pending
+
+    @property
+    def clipping(self) -> dict[str, Any]:
+        """The inner optimizer's clipping settings, which SoftBatch applies to the mean gradient."""
+        return dict(self._clipping)
 
     @property
     def accumulators(self) -> list[keras.Variable]:
@@ -168,12 +178,7 @@ class SoftBatch(OptimizerWrapper):
         update(distribution, self._pending, lambda count: count.assign_add(1))
 
         def real_step() -> None:
-            # Switched off here, once, not in the per-replica function: MirroredStrategy runs
-            # that function in one thread per replica, and they would race on the attributes.
-            with _clipping_switched_off(self.inner) as clip:
-                for_each_replica(
-                    distribution, self._apply_mean_gradient, clip, indices, grads, variables
-                )
+            for_each_replica(distribution, self._apply_mean_gradient, indices, grads, variables)
             for accumulator in self._accumulators:
                 update(distribution, accumulator, lambda a: a.assign(ops.zeros(a.shape, a.dtype)))
             update(distribution, self._pending, lambda count: count.assign(0))
@@ -182,16 +187,12 @@ class SoftBatch(OptimizerWrapper):
         run_if(ops.greater_equal(self._pending.value, self.steps), real_step, written)
 
     def _apply_mean_gradient(
-        self,
-        clip: Callable[[list[Any]], list[Any]],
-        indices: Sequence[int],
-        grads: Sequence[Any],
-        trainable_variables: Sequence[Any],
+        self, indices: Sequence[int], grads: Sequence[Any], trainable_variables: Sequence[Any]
     ) -> None:
         """One real step of ``inner`` with the clipped mean of the accumulated gradients.
 
-        Runs per replica. ``clip`` applies ``inner``'s clipping here, on the global mean gradient,
-        while it is switched off inside ``inner``: it happens exactly once, after aggregation.
+        Runs per replica. ``inner``'s clipping happens here, on the global mean gradient, and
+        only here (``inner`` was handed over without it): exactly once, after aggregation.
         ``inner`` sums the gradients across replicas again, so each replica hands it
         ``mean / replicas``.
         """
@@ -201,7 +202,7 @@ class SoftBatch(OptimizerWrapper):
             for g, a in zip(grads, accumulators, strict=True)
         ]
         present = [k for k, g in enumerate(mean) if g is not None]
-        clipped = clip([mean[k] for k in present])
+        clipped = clip_gradients([mean[k] for k in present], **self._clipping)
         for k, g in zip(present, clipped, strict=True):
             mean[k] = g
         replicas = replicas_in_sync()
@@ -211,7 +212,10 @@ class SoftBatch(OptimizerWrapper):
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        return {**self._inner_config(), "steps": self.steps}
+        """The inner optimizer as it was handed over (its clipping included) and ``steps``."""
+        config = self._inner_config()
+        config["inner"]["config"].update(self._clipping)
+        return {**config, "steps": self.steps}
 
 
 def soft_sgd_step(
@@ -267,19 +271,6 @@ def select_soft_sgd_step(
     count.assign(ops.where(is_update, 0, count.value))
 
 
-def scheduled_learning_rate(
-    schedule: Callable[[Any], Any], micro_batches_seen: int, steps: int
-) -> float:
-    """The rate a schedule gives the real update that holds micro-batch ``micro_batches_seen``.
-
-    A schedule is written in real updates; fed the micro-batch count (as Keras's built-in
-    accumulation does) it runs ``steps`` times too fast. Micro-batches 0..steps-1 belong to
-    update 0, the next ``steps`` to update 1, and so on.
-    """
-    _validate_steps(steps)
-    return float(schedule(micro_batches_seen // steps))
-
-
 def _validate_steps(steps: Any) -> int:
     return require_integer(
         steps,
@@ -331,28 +322,11 @@ def clip_by_norm(values: Any, clipnorm: float) -> Any:
     return scaled / ops.maximum(l2norm, clipnorm)
 
 
-@contextlib.contextmanager
-def _clipping_switched_off(
-    optimizer: keras.optimizers.Optimizer,
-) -> Iterator[Callable[[list[Any]], list[Any]]]:
-    """Trace ``optimizer.apply`` without its clipping; yield a function that clips as it would."""
-    saved = {name: getattr(optimizer, name) for name in _CLIPPING_ATTRIBUTES}
-    clip = functools.partial(clip_gradients, **saved)
-    try:
-        for name in _CLIPPING_ATTRIBUTES:
-            setattr(optimizer, name, None)
-        yield clip
-    finally:
-        for name, value in saved.items():
-            setattr(optimizer, name, value)
-
-
 __all__ = [
     "LEFTOVER_POLICY",
     "SoftBatch",
     "clip_by_norm",
     "clip_gradients",
-    "scheduled_learning_rate",
     "select_soft_sgd_step",
     "soft_sgd_step",
 ]

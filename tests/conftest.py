@@ -12,7 +12,7 @@ TensorFlow pass. Inside a module, ``@pytest.mark.tensorflow_only("why")`` and
 On TensorFlow the CPU is split into two logical devices here, before any test runs: the
 MirroredStrategy tests need two replicas, and every other test runs on the default device as it
 would on one CPU. JAX's multi-device and multi-process tests start worker processes of their own
-(``tests/jax_scale_out.py``), since JAX fixes its devices when it starts.
+(``tests/jax_worker.py``), since JAX fixes its devices when it starts.
 """
 
 from __future__ import annotations
@@ -32,26 +32,26 @@ BACKEND = keras.backend.backend()
 
 #: Test modules that also run on the JAX backend.
 RUNS_ON_JAX = {
+    "test_adaptive.py",
     "test_backends.py",
     "test_backend_comparison.py",
     "test_checks_nbA2.py",
     "test_checks_nbA3.py",
-    "test_jax_training_steps.py",
     "test_keras_internals.py",
     "test_lookahead.py",
+    "test_multi_gradient_step.py",
     "test_optimizers.py",
     "test_recipes.py",
+    "test_runge_kutta.py",
+    "test_sam.py",
     "test_scale_out_jax.py",
     "test_soft_batch.py",
 }
 
 #: Test modules of mechanisms that run on TensorFlow only, and why.
 TENSORFLOW_ONLY = {
-    "test_adaptive.py": "tests the TensorFlow adaptive step (JAX's: test_jax_training_steps.py)",
-    "test_runge_kutta.py": "tests the TensorFlow RK steps (JAX's: test_jax_training_steps.py)",
-    "test_sam.py": "tests the TensorFlow SAM step (JAX's: test_jax_training_steps.py)",
-    "test_studies_beyond.py": "the study trains SAM, a TensorFlow training step",
-    "test_studies_overfitting.py": "the study trains Runge–Kutta steps, written for TensorFlow",
+    "test_studies_beyond.py": "the study behind notebook 07, a TensorFlow lesson",
+    "test_studies_overfitting.py": "the study behind notebook 06, a TensorFlow lesson",
     "test_handwritten.py": "hand-written gradients are TensorFlow code (notebook 02)",
     "test_keras2_time_capsule.py": "Keras 2 (tf_keras) runs on TensorFlow only",
     "test_checks_nbA1.py": "the Keras 2 appendix runs on TensorFlow only",

@@ -1,67 +1,80 @@
-"""What the Runge–Kutta and SAM tests share: models on each route, data, and the common checks.
+"""Models and problems for the tests of the multi-gradient training steps, on either backend.
 
-Both methods own the training step through the same skeleton and come in three routes: a
-functional model class ("clean"), a Sequential class ("sequential"), and injection into a
-compiled standard model ("intrusive"). A :class:`Method` names the three for one method; the
-helpers build the same models and run the same checks for either.
+Every method comes in three routes: a functional model class ("clean"), a Sequential class
+("sequential"), and injection into a compiled standard model ("intrusive"). A method's
+:class:`~course_lib.multi_gradient_step.routes.Routes` (``course_lib.runge_kutta.ROUTES``,
+``course_lib.sam.ROUTES``, ``probe_method.ROUTES``) names the three; the helpers here build the
+same models and problems for any of them.
 """
 
 from __future__ import annotations
 
 import course_lib
+from course_lib.multi_gradient_step.routes import Routes
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
-import pytest
 
 from quadratic_problem import P0, A, quadratic_loss_for
 
 
-@dataclass(frozen=True)
-class Method:
-    """The three ways to train with one multi-gradient method."""
+def on_route(
+    routes: Routes | None,
+    route: str,
+    inputs: Any,
+    outputs: Any,
+    compile_settings: dict[str, Any],
+    **settings: Any,
+) -> keras.Model:
+    """A compiled model from ``inputs`` to ``outputs`` with the method of ``routes`` on ``route``.
 
-    clean: type
-    sequential: type
-    inject: Callable[..., keras.Model]
+    "clean": the method's functional class; "sequential": its Sequential class over the same
+    layers; "intrusive": injected into a compiled standard model; "plain": a standard model.
+    ``compile_settings`` go to ``compile``, ``settings`` to the method.
+    """
+    if route == "clean":
+        model = routes.model(inputs=inputs, outputs=outputs, **settings)
+    elif route == "sequential":
+        model = routes.sequential([inputs, *keras.Model(inputs, outputs).layers[1:]], **settings)
+    else:
+        model = keras.Model(inputs, outputs)
+    model.compile(**compile_settings)
+    if route == "intrusive":
+        routes.inject(model, **settings)
+    return model
 
 
 def quadratic_model(
-    method: Method,
+    routes: Routes,
     route: str,
     *,
     h: float = 0.1,
     jit: bool = False,
     loss: Callable | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    metrics: list | None = None,
     **settings: Any,
 ) -> keras.Model:
     """A compiled model whose only weight is p = P0 (a bias-free Dense on an input of ones).
 
-    Its loss is ½ pᵀAp unless ``loss`` is given; ``settings`` go to the method (tableau, rho...).
+    Its loss is ½ pᵀAp unless ``loss`` is given, its optimizer ``SGD(h)`` unless ``optimizer``
+    is; ``settings`` go to the method (tableau, rho...). The route "plain" is a standard model.
     """
     inputs = keras.Input((1,))
     layer = keras.layers.Dense(2, use_bias=False, kernel_initializer="zeros", name="p")
-    outputs = layer(inputs)
-    if route == "clean":
-        model = method.clean(inputs=inputs, outputs=outputs, **settings)
-    elif route == "sequential":
-        model = method.sequential([inputs, layer], **settings)
-    else:
-        model = keras.Model(inputs, outputs)
-    model.get_layer("p").kernel.assign(P0[None, :])
-    model.compile(
-        optimizer=keras.optimizers.SGD(h),
-        loss=quadratic_loss_for(A) if loss is None else loss,
-        jit_compile=jit,
-    )
+    compile_settings = {
+        "optimizer": keras.optimizers.SGD(h) if optimizer is None else optimizer,
+        "loss": quadratic_loss_for(A) if loss is None else loss,
+        "metrics": metrics,
+        "jit_compile": jit,
+    }
+    model = on_route(routes, route, inputs, layer(inputs), compile_settings, **settings)
     assert model.jit_compile == jit, "XLA silently off: use the xla_allowed fixture"
-    if route == "intrusive":
-        method.inject(model, **settings)
+    layer.kernel.assign(P0[None, :])
     return model
 
 
@@ -90,96 +103,34 @@ def least_squares_gradient(params: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
     return np.concatenate([(2 * x.T @ residual / len(x)).ravel(), [2 * residual.mean()]])
 
 
-def least_squares_epoch(method: Method, route: str, learning_rate: float, **settings: Any):
+def least_squares_epoch(routes: Routes, route: str, learning_rate: float, **settings: Any):
     """One epoch of a Dense(1) at batch 4, unshuffled: returns the weights before and after."""
     x, y = least_squares_data()
     inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(1, name="dense")(inputs)
-    if route == "clean":
-        model = method.clean(inputs=inputs, outputs=outputs, **settings)
-    else:
-        model = keras.Model(inputs, outputs)
-    before = np.concatenate([v.numpy().ravel() for v in model.get_layer("dense").weights])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
-    if route == "intrusive":
-        method.inject(model, **settings)
+    dense = keras.layers.Dense(1, name="dense")
+    compile_settings = {"optimizer": keras.optimizers.SGD(learning_rate), "loss": "mse"}
+    model = on_route(routes, route, inputs, dense(inputs), compile_settings, **settings)
+    before = np.concatenate([v.numpy().ravel() for v in dense.weights])
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     after = np.concatenate([v.numpy().ravel() for v in model.get_layer("dense").weights])
     return before, after
 
 
-def assert_logs_describe_the_start_point(method: Method, route: str, **settings: Any) -> None:
-    """The logged loss and metric are those at p, as a standard step logs them."""
-    model = quadratic_model(method, route, **settings)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=quadratic_loss_for(A), metrics=["mae"])
-    if route == "intrusive":
-        method.inject(model, **settings)
-    ones, zeros = np.ones((1, 1)), np.zeros((1, 2))
-    before = model.evaluate(ones, zeros, verbose=0, return_dict=True)
-    history = model.fit(ones, zeros, epochs=1, verbose=0)
-    assert before["loss"] == pytest.approx(0.5 * P0 @ A @ P0, rel=1e-6)
-    assert history.history["loss"][0] == pytest.approx(before["loss"], rel=1e-6)
-    assert history.history["mae"][0] == pytest.approx(before["mae"], rel=1e-6)
-    after = model.evaluate(ones, zeros, verbose=0, return_dict=True)
-    assert after["loss"] < before["loss"] - 10
-
-
-def assert_batchnorm_moves_once_from_the_start(method: Method, **settings: Any) -> None:
-    """BatchNorm's moving statistics take one step (momentum 0.5), from p's batch statistics."""
-    x, y = least_squares_data(8)
-    course_lib.set_seed(3)
-    inputs = keras.Input((3,))
-    hidden = keras.layers.Dense(4, name="features")(inputs)
-    normalized = keras.layers.BatchNormalization(momentum=0.5, name="bn")(hidden)
-    model = method.clean(inputs=inputs, outputs=keras.layers.Dense(1)(normalized), **settings)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    features = keras.ops.convert_to_numpy(keras.Model(inputs, hidden)(x))
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    bn = model.get_layer("bn")
-    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * features.mean(axis=0), atol=1e-6)
-    np.testing.assert_allclose(
-        bn.moving_variance.numpy(), 0.5 + 0.5 * features.var(axis=0), rtol=1e-5
-    )
-
-
-def assert_equals_keras_own_step(method: Method, **settings: Any) -> None:
-    """A setting that makes the method one plain gradient step equals Keras's step, bit for bit.
-
-    Momentum included, over two epochs of a small MLP: weights and logged losses.
-    """
-    x, y = least_squares_data()
-
-    def train(with_method: bool):
-        course_lib.set_seed(7)
-        inputs = keras.Input((3,))
-        outputs = keras.layers.Dense(1)(keras.layers.Dense(8, activation="tanh")(inputs))
-        if with_method:
-            model = method.clean(inputs=inputs, outputs=outputs, **settings)
-        else:
-            model = keras.Model(inputs, outputs)
-        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
-        history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-        return [v.numpy() for v in model.weights], history.history["loss"]
-
-    (weights_method, loss_method), (weights_keras, loss_keras) = train(True), train(False)
-    for got, want in zip(weights_method, weights_keras, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert loss_method == loss_keras
-
-
 def mlp_run(
-    method: Method,
+    routes: Routes | None,
     route: str,
     strategy=None,
     *,
     callbacks=(),
     batch_norm: bool = False,
+    optimizer: Callable[[], keras.optimizers.Optimizer] = lambda: keras.optimizers.SGD(0.1),
     **settings: Any,
 ) -> tuple[list[np.ndarray], dict]:
     """Train a small MLP for 2 epochs of 4 batches; return its layers' weights and the logs.
 
-    The weights are the layers' own (BatchNorm statistics included), so a method's own state
-    (the adaptive step scale) is left out: tests compare that through the logs.
+    ``routes=None`` trains the standard model. The weights are the layers' own (BatchNorm
+    statistics included), so a method's own state (the adaptive step scale) is left out: tests
+    compare that through the logs.
     """
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 5)).astype("float32")
@@ -196,13 +147,8 @@ def mlp_run(
         else:
             hidden = keras.layers.Dense(8, activation="tanh")(inputs)
         outputs = keras.layers.Dense(1)(hidden)
-        if route == "clean":
-            model = method.clean(inputs=inputs, outputs=outputs, **settings)
-        else:
-            model = keras.Model(inputs, outputs)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
-        if route == "intrusive":
-            method.inject(model, **settings)
+        compile_settings = {"optimizer": optimizer(), "loss": "mse", "metrics": ["mae"]}
+        model = on_route(routes, route, inputs, outputs, compile_settings, **settings)
     history = model.fit(
         x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks)
     )
@@ -210,27 +156,26 @@ def mlp_run(
 
 
 def assert_mirrored_equals_one_device(
-    strategy, method: Method, route: str, atol: float = 1e-6, **settings: Any
+    strategy, routes: Routes, route: str, atol: float = 1e-6, **settings: Any
 ) -> None:
     """Weights and logged loss and metric under a two-replica strategy equal one device's."""
-    single_weights, single_logs = mlp_run(method, route, **settings)
+    single_weights, single_logs = mlp_run(routes, route, **settings)
     keras.backend.clear_session()
-    mirrored_weights, mirrored_logs = mlp_run(method, route, strategy, **settings)
+    mirrored_weights, mirrored_logs = mlp_run(routes, route, strategy, **settings)
     for got, want in zip(mirrored_weights, single_weights, strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=atol)
     for key in ("loss", "mae"):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=0, atol=atol)
 
 
-def assert_refuses_models_without_an_optimizer(method: Method) -> None:
-    """Both routes say that the model must be compiled first; injection needs a keras.Model."""
-    inputs = keras.Input((1,))
-    with pytest.raises(ValueError, match="has no optimizer.*compile"):
-        method.inject(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
-    with pytest.raises(TypeError, match="must be a keras.Model"):
-        method.inject("not a model")
-    model = method.clean(inputs=inputs, outputs=keras.layers.Dense(2)(inputs))
-    with pytest.raises((ValueError, RuntimeError), match="compile"):
-        model.fit(np.ones((2, 1)), np.zeros((2, 2)), verbose=0)
-    with pytest.raises(TypeError, match=f"already a {method.clean.__name__}"):
-        method.inject(model)
+def assert_equals_kerass_own_step(routes: Routes, **settings: Any) -> None:
+    """Settings that make the method one plain gradient step give Keras's step, bit for bit.
+
+    Momentum included, over two epochs of a small MLP: weights and logged losses.
+    """
+    momentum = lambda: keras.optimizers.SGD(0.05, momentum=0.9)  # noqa: E731
+    weights_method, logs_method = mlp_run(routes, "clean", optimizer=momentum, **settings)
+    weights_keras, logs_keras = mlp_run(None, "plain", optimizer=momentum)
+    for got, want in zip(weights_method, weights_keras, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert logs_method["loss"] == logs_keras["loss"]

@@ -1,9 +1,11 @@
-"""Adaptive step size for embedded pairs (course_lib.adaptive through course_lib.runge_kutta).
+"""Adaptive step size for embedded pairs (course_lib.adaptive, course_lib.adaptive_step).
 
 The reference is SciPy itself: on a linear gradient flow, ``RK45`` / ``RK23`` with the same first
 step and tolerances must choose the same step sizes, reject the same tries and land on the same
 point as the controller's functions in a NumPy loop, and as the Keras training step. A NumPy
-re-implementation covers changing mini-batches.
+re-implementation covers changing mini-batches. Runs on TensorFlow and on JAX (in JAX's x64
+mode, which the controller needs); under MirroredStrategy the controller's decisions run in
+cross-replica context (DataParallel on JAX: tests/test_scale_out_jax.py).
 """
 
 from __future__ import annotations
@@ -17,23 +19,30 @@ from course_lib.adaptive import (
     retry_until_accepted,
     shrink_factor,
 )
-from course_lib.runge_kutta import RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta
+from course_lib.runge_kutta import ROUTES as RUNGE_KUTTA
+from course_lib.runge_kutta import RungeKuttaModel, inject_runge_kutta
 from course_lib.tableaux import get_tableau
+
+import contextlib
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 from scipy.integrate import RK23, RK45
 
-from multi_gradient_routes import Method, fit_steps, p_of, quadratic_model
+from multi_gradient_routes import fit_steps, mlp_run, p_of, quadratic_model
 from quadratic_problem import P0, quadratic_loss_for
+from quadratic_problem import A as MILD
 
 # A stiff-ish quadratic: the first step (0.2) is far too large, so the controller must reject.
 A = np.array([[2.0, 0.5], [0.5, 40.0]])
 SETTINGS = AdaptiveStepSize(rtol=1e-4, atol=1e-6)
-RUNGE_KUTTA = Method(RungeKuttaModel, RungeKuttaSequential, inject_runge_kutta)
-
-pytestmark = pytest.mark.usefixtures("float64")
+#: The controller's functions and the float64 models: float64 on both backends (x64 on JAX).
+float64 = pytest.mark.usefixtures("float64")
+INTRUSIVE_ON_TENSORFLOW = pytest.mark.tensorflow_only(
+    "an injected adaptive step is refused on JAX (test_adaptive_step_cannot_be_injected_on_jax)"
+)
 
 
 quadratic_loss = quadratic_loss_for(A)
@@ -83,6 +92,7 @@ def numpy_controller_steps(tableau, steps, h, settings, flow=lambda y: -A @ y):
     return np.array(sizes), y
 
 
+@float64
 @pytest.mark.parametrize(
     ("tableau", "solver"), [("dormand_prince", RK45), ("bogacki_shampine", RK23)]
 )
@@ -96,6 +106,7 @@ def test_controller_functions_choose_scipys_step_sizes(tableau, solver):
     assert np.ptp(sizes[1:]) > 0, "accepted steps must change h, or growth_factor is not tested"
 
 
+@float64
 def test_error_norm_is_the_rms_over_all_parameters():
     rng = np.random.default_rng(0)
     start = [rng.normal(size=(3, 2)), rng.normal(size=4), rng.normal(size=2)]
@@ -111,6 +122,7 @@ def test_error_norm_is_the_rms_over_all_parameters():
     assert float(error_norm(start[2:], new[2:], [None], SETTINGS)) == 0.0
 
 
+@float64
 def test_factors_at_the_edges():
     exponent = -0.2
     assert float(shrink_factor(np.nan, SETTINGS, exponent)) == SETTINGS.min_factor
@@ -123,6 +135,7 @@ def test_factors_at_the_edges():
     assert grown == pytest.approx(SETTINGS.safety * 0.5**exponent, rel=1e-15) and grown > 1
 
 
+@float64
 def test_retry_loop_stops_at_the_first_accepted_try():
     """Error ∝ h⁵ (a 4th-order estimate): one rejection, then 0.9·h* (norm 0.9⁵) passes."""
     settings = AdaptiveStepSize(max_rejections=3)
@@ -152,11 +165,12 @@ def test_retry_loop_stops_at_the_first_accepted_try():
 # ---------------------------------------------------------------------------------------------
 
 
+@float64
 @pytest.mark.parametrize(
     ("route", "tableau", "solver"),
     [
         ("clean", "dormand_prince", RK45),
-        ("intrusive", "dormand_prince", RK45),
+        pytest.param("intrusive", "dormand_prince", RK45, marks=INTRUSIVE_ON_TENSORFLOW),
         ("sequential", "bogacki_shampine", RK23),
     ],
 )
@@ -203,6 +217,7 @@ def numpy_adaptive_epoch(params, batches, tableau, settings, h):
     return params, sizes
 
 
+@float64
 def test_rejected_tries_restore_weights_and_reuse_the_same_batch():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 3)) * np.array([1.0, 3.0, 0.3])
@@ -239,6 +254,7 @@ def guarded_flow(t, y):
     return -A @ y if y @ y < RADIUS**2 else np.full_like(y, np.nan)
 
 
+@float64
 def test_a_non_finite_try_shrinks_the_step_by_min_factor_as_scipy_does():
     """A too-large first step (h = 2) puts trial points outside the disc: NaN error estimate.
 
@@ -255,6 +271,7 @@ def test_a_non_finite_try_shrinks_the_step_by_min_factor_as_scipy_does():
     np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
 
 
+@float64
 @pytest.mark.parametrize("policy", ["raise", "accept"])
 def test_a_loss_that_is_never_finite_raises_and_keeps_the_weights(policy):
     model = adaptive_model(
@@ -267,6 +284,7 @@ def test_a_loss_that_is_never_finite_raises_and_keeps_the_weights(policy):
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
+@float64
 def test_retries_are_bounded_raise_policy_keeps_the_weights():
     strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
     model = adaptive_model(adaptive=strict, h=5.0)
@@ -276,6 +294,7 @@ def test_retries_are_bounded_raise_policy_keeps_the_weights():
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
+@float64
 def test_accept_policy_applies_the_last_try_and_warns():
     lenient = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1, on_failure="accept")
     model = adaptive_model(adaptive=lenient, h=5.0)
@@ -287,6 +306,7 @@ def test_accept_policy_applies_the_last_try_and_warns():
     assert not np.array_equal(p_of(model), P0)
 
 
+@float64
 def test_save_and_load_keeps_the_step_size(tmp_path):
     model = adaptive_model()
     fit_steps(model, 3, shuffle=False)
@@ -302,6 +322,7 @@ def test_save_and_load_keeps_the_step_size(tmp_path):
     np.testing.assert_allclose(p_of(loaded), p_of(model), rtol=0, atol=1e-12)
 
 
+@float64
 def test_adaptive_needs_an_embedded_pair():
     with pytest.raises(ValueError, match="embedded pair.*bogacki_shampine, dormand_prince"):
         adaptive_model(tableau="rk4")
@@ -312,6 +333,7 @@ def test_adaptive_needs_an_embedded_pair():
         inject_runge_kutta(standard, "heun", adaptive=True)
 
 
+@float64
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -331,12 +353,14 @@ def test_invalid_settings_raise(kwargs, error, message):
         AdaptiveStepSize(**kwargs)
 
 
+@float64
 def test_step_size_log_needs_an_adaptive_model():
     model = adaptive_model(tableau="heun", adaptive=None)
     with pytest.raises(ValueError, match="no 'step_size'"):
         fit_steps(model, 1, callbacks=[StepSizeLog()])
 
 
+@float64
 def test_adaptive_step_runs_under_xla(xla_allowed):
     model = adaptive_model()
     model.compile(optimizer=keras.optimizers.SGD(0.2), loss=quadratic_loss, jit_compile=True)
@@ -346,3 +370,141 @@ def test_adaptive_step_runs_under_xla(xla_allowed):
     sizes, point = scipy_steps(RK45, 3, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
     np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
+
+
+def scaled_quadratic(y_true, y_pred):
+    """½ pᵀAp (a mild A) times the batch's first target: a target of 10⁴ makes the flow stiff."""
+    matrix = keras.ops.convert_to_tensor(MILD, y_pred.dtype)
+    return y_true[:, 0] * 0.5 * keras.ops.sum(keras.ops.matmul(y_pred, matrix) * y_pred, axis=-1)
+
+
+def stiff_third_batch_model():
+    strict = AdaptiveStepSize(rtol=1e-4, atol=1e-6, max_rejections=0)
+    model = adaptive_model(h=0.01, loss=scaled_quadratic, adaptive=strict)
+    targets = np.array([[1.0, 0.0], [1.0, 0.0], [1e4, 0.0], [1.0, 0.0]])
+    return model, targets
+
+
+@float64
+def test_raise_policy_mid_fit_keeps_the_weights_at_the_start_of_the_failed_step():
+    """On JAX too, where the state lives outside the model until fit writes it back."""
+    model, targets = stiff_third_batch_model()
+    ones = np.ones((4, 1))
+    model.fit(ones[:2], targets[:2], batch_size=1, shuffle=False, verbose=0)
+    before = p_of(model)
+    model, targets = stiff_third_batch_model()
+    with pytest.raises(StepSizeError, match="rejected 1 times.*left at the start"):
+        model.fit(ones, targets, batch_size=1, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(p_of(model), before)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    model.fit(ones[:1], targets[:1], batch_size=1, verbose=0)  # The model still trains.
+    assert np.abs(p_of(model) - before).max() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. On JAX: the clean route only, in x64 mode
+# ---------------------------------------------------------------------------------------------
+
+
+@float64
+@pytest.mark.jax_only("TensorFlow injects the adaptive step with its scale beside the model")
+def test_adaptive_step_cannot_be_injected_on_jax():
+    plain = quadratic_model(RUNGE_KUTTA, "plain")
+    with pytest.raises(ValueError, match="cannot be injected on the JAX backend.*RungeKuttaModel"):
+        inject_runge_kutta(plain, tableau="dormand_prince", adaptive=SETTINGS)
+
+
+@pytest.mark.jax_only("TensorFlow computes in float64 where asked")
+def test_adaptive_step_needs_x64():
+    with pytest.raises(ValueError, match="float64.*JAX_ENABLE_X64=1"):
+        adaptive_model()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. MirroredStrategy: the decisions run once, in cross-replica context (float32)
+# ---------------------------------------------------------------------------------------------
+
+# With these tolerances several steps are rejected once and then accepted, so the retry path
+# runs under the strategy.
+_MIRRORED = AdaptiveStepSize(rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's")
+@pytest.mark.parametrize(
+    ("route", "tableau", "adaptive"),
+    [
+        ("clean", "dormand_prince", _MIRRORED),
+        ("intrusive", "bogacki_shampine", _MIRRORED),
+        ("clean", "dormand_prince", replace(_MIRRORED, max_rejections=0, on_failure="accept")),
+    ],
+    ids=["clean-dormand_prince", "intrusive-bogacki_shampine", "accept-policy"],
+)
+def test_mirrored_strategy_equals_one_device(two_cpu_strategy, route, tableau, adaptive):
+    """Same rejections, step sizes and weights as on one device.
+
+    Tolerances: the error estimate Σ e_i·g_i cancels almost exactly, so the float32 rounding of
+    a gradient summed in another order (two half-batches) moves the chosen step size at the
+    1e-5 level, the weights by about that times the step, and the logged loss (about 3) by a
+    few float32 units in the last place.
+    """
+    single_log, mirrored_log = StepSizeLog(), StepSizeLog()
+    settings = {"tableau": tableau, "adaptive": adaptive}
+
+    def warns():
+        if adaptive.on_failure == "accept":
+            return pytest.warns(UserWarning, match="applied the last try")
+        return contextlib.nullcontext()
+
+    with warns():
+        single_weights, single_logs = mlp_run(
+            RUNGE_KUTTA, route, callbacks=[single_log], **settings
+        )
+    keras.backend.clear_session()
+    with warns():
+        mirrored_weights, mirrored_logs = mlp_run(
+            RUNGE_KUTTA, route, two_cpu_strategy, callbacks=[mirrored_log], **settings
+        )
+    assert mirrored_log.rejections == single_log.rejections
+    if adaptive.max_rejections > 0:
+        assert 0 < sum(single_log.rejections) < len(single_log.rejections)
+    np.testing.assert_allclose(mirrored_log.step_sizes, single_log.step_sizes, rtol=1e-4)
+    for got, want in zip(mirrored_weights, single_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-5)
+
+
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's")
+def test_synchronized_batchnorm_under_mirrored_strategy_equals_one_device(two_cpu_strategy):
+    """BatchNorm's all-reduce runs inside every try of the retry loop."""
+    single_log, mirrored_log = StepSizeLog(), StepSizeLog()
+    settings = {"tableau": "dormand_prince", "adaptive": _MIRRORED, "batch_norm": True}
+    single_weights, _ = mlp_run(RUNGE_KUTTA, "clean", callbacks=[single_log], **settings)
+    keras.backend.clear_session()
+    mirrored_weights, _ = mlp_run(
+        RUNGE_KUTTA, "clean", two_cpu_strategy, callbacks=[mirrored_log], **settings
+    )
+    assert mirrored_log.rejections == single_log.rejections
+    assert sum(single_log.rejections) > 0
+    for got, want in zip(mirrored_weights, single_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's")
+def test_raise_policy_under_mirrored_strategy_keeps_the_weights(two_cpu_strategy):
+    strict = AdaptiveStepSize(rtol=1e-9, atol=1e-12, max_rejections=1)
+    with two_cpu_strategy.scope():
+        inputs = keras.Input((5,))
+        model = RungeKuttaModel(
+            inputs=inputs,
+            outputs=keras.layers.Dense(1)(inputs),
+            tableau="dormand_prince",
+            adaptive=strict,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [v.numpy() for v in model.weights]
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    with pytest.raises(StepSizeError, match="rejected 2 times"):
+        model.fit(x, x[:, :1], batch_size=8, epochs=1, verbose=0)
+    for got, want in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)

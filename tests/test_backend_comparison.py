@@ -12,6 +12,7 @@ from course_lib.backend_comparison import max_abs_difference, train, train_on_ba
 import keras
 import numpy as np
 import pytest
+from child_processes import run_python
 
 BACKEND = keras.backend.backend()
 #: float32 round-off of 80 plain SGD steps: both backends sum the same products in another order.
@@ -20,16 +21,12 @@ SGD_ROUND_OFF = 1e-5
 
 def test_importing_the_module_loads_no_keras_backend():
     assert backend_comparison.__doc__  # imported above; what it imports is checked in a child
-    import subprocess
-    import sys
-
     code = (
         "import sys, course_lib.backend_comparison; "
         "print(any(m in sys.modules for m in ('keras', 'tensorflow', 'jax')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    done = run_python(code, backend=BACKEND)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
 
 

@@ -13,12 +13,11 @@ from course_lib.distribution import jax_backend, run_if, tensorflow_backend
 from course_lib.environment import SUPPORTED_BACKENDS, select_backend
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from child_processes import run_python
 from keras import ops
 
 from training_steps import manual_step
@@ -125,18 +124,6 @@ def test_select_backend_refuses_to_switch_a_running_keras():
     assert course_lib.select_backend is select_backend
 
 
-def _run_python(code: str, backend: str) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, KERAS_BACKEND=backend)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.tensorflow_only(ONE_PASS)
 def test_select_backend_in_a_fresh_process_chooses_keras_backend():
     other = next(name for name in SUPPORTED_BACKENDS if name != BACKEND)
@@ -144,14 +131,14 @@ def test_select_backend_in_a_fresh_process_chooses_keras_backend():
         f"import course_lib; course_lib.select_backend({other!r}); import keras; "
         "print(keras.backend.backend())"
     )
-    done = _run_python(code, backend=BACKEND)
+    done = run_python(code, backend=BACKEND)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == other
 
 
 @pytest.mark.tensorflow_only(ONE_PASS)
 def test_an_unsupported_backend_gets_a_clear_error():
-    done = _run_python("import course_lib.soft_batch", backend="numpy")
+    done = run_python("import course_lib.soft_batch", backend="numpy")
     assert done.returncode != 0
     assert "run on the tensorflow and jax backends, but Keras runs on 'numpy'" in done.stderr
     assert "KERAS_BACKEND=tensorflow" in done.stderr
@@ -163,10 +150,9 @@ _JAX_LOADED = "import sys, keras, tensorflow; print('jax' in sys.modules)"
 @pytest.mark.tensorflow_only(ONE_PASS)
 def test_a_tensorflow_process_does_not_carry_jax_that_it_does_not_use():
     """TensorFlow and Keras import the installed JAX by themselves; course_lib stops that."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
 
     def jax_loaded(code: str) -> str:
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        run = run_python(code, backend="tensorflow")
         assert run.returncode == 0, run.stderr[-2000:]
         return run.stdout.strip()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from child_processes import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,6 @@ def test_ci_runs_the_readme_test_command_then_the_browser_tests():
 
 def test_no_deps_pins_are_exact_and_installed_without_the_full_tensorflow():
     import importlib.metadata as metadata
-    import sys
 
     sys.path.insert(0, str(ROOT / "tools"))
     from pins import pins
@@ -139,9 +139,8 @@ def test_keras2_imports_beside_tensorflow_cpu():
         "import tensorflow as tf, tf_keras, keras; "
         "print(tf.__version__, tf_keras.__version__, keras.__version__.split('.')[0])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    )
+    result = run_python(probe, backend="tensorflow")
+    assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["2.21.0", "2.21.0", "3"]
 
 

@@ -8,7 +8,7 @@ tests/test_scale_out_jax.py).
 
 from __future__ import annotations
 
-from course_lib.lookahead import Lookahead, lookahead_interpolation
+from course_lib.lookahead import Lookahead
 
 import keras
 import numpy as np
@@ -44,7 +44,11 @@ def p_of(model) -> np.ndarray:
 
 
 def numpy_lookahead(steps, learning_rate, momentum, sync_period, alpha):
-    """Lookahead around Keras's SGD rule (v ← μv − h·g, p ← p + v); returns fast and slow."""
+    """Lookahead around Keras's SGD rule (v ← μv − h·g, p ← p + v); returns fast and slow.
+
+    The paper's update written out here, not the library's ``lookahead_interpolation``: a
+    reference must not borrow the code it judges.
+    """
     p, slow, velocity, cycle = P0.copy(), P0.copy(), np.zeros(2), 0
     for _ in range(steps):
         if cycle == 0:
@@ -53,7 +57,7 @@ def numpy_lookahead(steps, learning_rate, momentum, sync_period, alpha):
         p = p + velocity
         cycle += 1
         if cycle == sync_period:
-            slow = lookahead_interpolation(slow, p, alpha)
+            slow = slow + alpha * (p - slow)
             p, cycle = slow.copy(), 0
     return p, slow
 

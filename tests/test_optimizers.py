@@ -10,6 +10,7 @@ import course_lib
 from course_lib.data import load_dataset
 from course_lib.optimizers import MomentumSGD, PlainSGD
 
+import collections
 import math
 
 import keras
@@ -91,6 +92,29 @@ def test_bit_identical_to_keras_sgd_with_jit(case, xla_allowed):
         _max_difference(_train(ours(), jit_compile=True), _train(keras_own(), jit_compile=True))
         == 0.0
     )
+
+
+def _traced_step_ops(optimizer) -> collections.Counter:
+    """The operation types of one training step as TensorFlow traces it, counted."""
+    import tensorflow as tf
+
+    model = _small_model()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    x, y = tf.constant(X[:32]), tf.constant(Y[:32])
+    graph = tf.function(lambda a, b: model.train_step((a, b))).get_concrete_function(x, y).graph
+    return collections.Counter(op.type for op in graph.get_operations())
+
+
+@pytest.mark.tensorflow_only("counts the operations of TensorFlow's traced graph")
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_traced_step_is_kerass_operation_for_operation(case):
+    """The same program, not only the same numbers: no cast, copy or read more than Keras's.
+
+    So a step of ours costs what Keras's costs (benchmarks/backends.py times them).
+    """
+    ours, keras_own = CASES[case]
+    assert _traced_step_ops(ours()) == _traced_step_ops(keras_own())
 
 
 def test_training_moves_the_weights_and_lowers_the_loss():

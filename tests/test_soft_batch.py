@@ -7,6 +7,7 @@ difference between two runs is how the gradients are grouped. Runs on TensorFlow
 
 from __future__ import annotations
 
+from course_lib.lookahead import Lookahead
 from course_lib.soft_batch import (
     LEFTOVER_POLICY,
     SoftBatch,
@@ -303,6 +304,26 @@ def test_config_round_trip_keeps_the_inner_optimizer():
     assert copy.inner.get_config() == inner.get_config()
     via_keras = keras.optimizers.deserialize(keras.optimizers.serialize(original))
     assert isinstance(via_keras, SoftBatch) and via_keras.get_config() == original.get_config()
+    # The clipping is taken from inner at construction: SoftBatch clips, inner no longer does,
+    # and the saved inner is the optimizer as it was handed over.
+    clipping = {"clipnorm": 2.0, "global_clipnorm": None, "clipvalue": None}
+    assert original.clipping == copy.clipping == clipping and inner.clipnorm is None
+    assert original.get_config()["inner"]["config"]["clipnorm"] == 2.0
+
+
+@pytest.mark.parametrize("wrapper", [SoftBatch, Lookahead], ids=["soft_batch", "lookahead"])
+def test_a_wrapper_holds_its_state_and_inners_and_knows_its_variables(wrapper):
+    """Its own map of the model's variables is not counted (or saved) as optimizer state."""
+    model = make_model()
+    optimizer = wrapper(keras.optimizers.Adam(0.01))
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(X[:MICRO], Y[:MICRO], batch_size=MICRO, verbose=0)
+    own = {id(v) for v in optimizer.variables}
+    assert own.isdisjoint(id(v) for v in model.trainable_variables)
+    assert {id(v) for v in optimizer.inner.variables} <= own
+    stranger = keras.Variable(np.zeros(2, "float32"))
+    with pytest.raises(ValueError, match="was built on other variables than"):
+        optimizer.apply([np.ones(2, "float32")], [stranger])
 
 
 # 6. Scale out -----------------------------------------------------------------------------------

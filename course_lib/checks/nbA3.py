@@ -5,7 +5,7 @@
   probes a whole step ahead, or steps with the average of the two slopes (Heun's rule), is told so.
 
 The solution is deliberately minimal (one fixed tableau, the loss metric only); the library's
-general version is :mod:`course_lib.jax_training_step`.
+general version is :mod:`course_lib.multi_gradient_step.jax_backend`.
 """
 
 from __future__ import annotations

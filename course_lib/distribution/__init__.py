@@ -27,11 +27,10 @@ chosen once, here. On one device every helper reduces to a plain call on both ba
 
 from __future__ import annotations
 
-import importlib
+from course_lib.environment import backend_module
+
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import keras
 
 __all__ = [
     "BACKENDS",
@@ -53,18 +52,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def _implementation() -> Any:
-    backend = keras.backend.backend()
-    if backend not in BACKENDS:
-        raise ImportError(
-            "course_lib's optimizer wrappers and training steps run on the "
-            f"{' and '.join(BACKENDS)} backends, but Keras runs on {backend!r}. Set the "
-            "environment variable KERAS_BACKEND=tensorflow (or jax) before Keras is imported."
-        )
-    return importlib.import_module(BACKENDS[backend])
-
-
-_backend = _implementation()
+_backend = backend_module(BACKENDS, "optimizer wrappers and training steps")
 
 
 def replicas_in_sync() -> int:

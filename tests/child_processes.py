@@ -1,9 +1,15 @@
-"""Starting JAX worker processes for the scale-out tests: environment, free port, bounded wait.
+"""Running Python in child processes, for the tests that need a fresh interpreter.
 
-JAX fixes its devices when it starts, and ``jax.distributed`` must be initialised before any
-computation, so every run over 2 devices or 2 processes is a fresh Python process. Workers meet
-on a free loopback port (bound to port 0, then released) and are killed if they outlive their
-timeout.
+Keras fixes its backend, and JAX its devices, when a process first imports them, and
+``jax.distributed`` must be initialised before any computation: a test about another backend, a
+clean import, or a run over 2 devices or 2 processes starts a child. Every child gets this
+interpreter, this environment with ``KERAS_BACKEND`` set and ``tests/`` on its path, and a
+bounded time; workers that run side by side meet on a free loopback port and are killed if they
+outlive their timeout.
+
+* :func:`run_python`: run a few lines of code and return the finished process;
+* :func:`start` and :func:`finish`: start worker scripts (``tests/jax_worker.py``), wait for all
+  of them, fail the test with the end of a failed worker's output.
 """
 
 from __future__ import annotations
@@ -16,18 +22,32 @@ from pathlib import Path
 
 import pytest
 
-#: Seconds a set of workers may run: a start of JAX and a few small trainings, with room for a
-#: busy CPU.
+#: Seconds a child or a set of workers may run: a start of JAX or TensorFlow and a few small
+#: trainings, with room for a busy CPU.
 TIMEOUT = 240
 
 
-def worker_environment(**extra: str) -> dict[str, str]:
-    """This environment on the JAX backend, with ``tests/`` importable and ``extra`` set."""
-    environment = dict(os.environ, KERAS_BACKEND="jax", **extra)
+def child_environment(backend: str, **extra: str) -> dict[str, str]:
+    """This environment on Keras's ``backend``, with ``tests/`` importable and ``extra`` set."""
+    environment = dict(os.environ, KERAS_BACKEND=backend, **extra)
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     return environment
+
+
+def run_python(
+    code: str, backend: str, timeout: float = TIMEOUT, **extra: str
+) -> subprocess.CompletedProcess:
+    """``python -c code`` on ``backend``; its output is captured, its exit code not checked."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_environment(backend, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def two_device_flags() -> str:
@@ -37,8 +57,8 @@ def two_device_flags() -> str:
 
 
 def one_device_environment(**extra: str) -> dict[str, str]:
-    """The worker environment for one CPU device per process (multi-process runs)."""
-    environment = worker_environment(**extra)
+    """A JAX worker's environment with one CPU device per process (multi-process runs)."""
+    environment = child_environment("jax", **extra)
     environment.pop("XLA_FLAGS", None)
     return environment
 
@@ -64,7 +84,7 @@ def finish(workers: list[subprocess.Popen], timeout: float = TIMEOUT) -> list[st
         for worker in workers:
             outputs.append(worker.communicate(timeout=timeout)[0])
     except subprocess.TimeoutExpired:
-        pytest.fail(f"a JAX worker ran longer than {timeout} s")
+        pytest.fail(f"a worker ran longer than {timeout} s")
     finally:
         for worker in workers:
             if worker.poll() is None:

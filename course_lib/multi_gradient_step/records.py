@@ -1,0 +1,141 @@
+"""What a multi-gradient training step hands around: the records at the bottom of the package.
+
+Every module of :mod:`course_lib.multi_gradient_step` and every method (Runge–Kutta, SAM, the
+adaptive controller) speaks in these terms, and this module imports nothing of course_lib, so
+no import can go round in a circle:
+
+* :class:`Batch`, :class:`StepStart`: the mini-batch and where the step starts (the weights p,
+  the non-trainable state, ∇L(p), the learning rate);
+* :class:`TrialPoints`: the one thing a rule asks of the backend, "the gradient at this point,
+  on this batch";
+* :class:`Direction`: what a rule answers, the direction the optimizer applies;
+* :class:`Method`: a rule, and a step-size controller if the method has one.
+
+A *rule* is a function ``rule(trial, start, step_size) -> Direction`` written once in
+``keras.ops``; only :class:`TrialPoints` differs between the backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import keras
+
+__all__ = [
+    "Batch",
+    "Controller",
+    "Direction",
+    "ErrorEstimate",
+    "Method",
+    "Rule",
+    "StepStart",
+    "TrialPoints",
+]
+
+
+class Batch(NamedTuple):
+    """One mini-batch, as ``fit`` hands it to a training step."""
+
+    x: Any
+    y: Any
+    sample_weight: Any
+
+
+class StepStart(NamedTuple):
+    """Where a step starts: tensors only (on TensorFlow, one replica's)."""
+
+    batch: Batch
+    #: The trainable weights p, by value.
+    weights: list
+    #: The non-trainable state before the first pass; every trial pass starts from it.
+    frozen_before: list
+    #: The non-trainable state as the first pass left it, kept after the step.
+    frozen_after: list
+    #: ∇L(p), the whole batch's (``None`` for a variable the loss does not depend on).
+    gradients: list
+    #: The optimizer's learning rate at this step (a schedule's value at its iteration count).
+    learning_rate: Any
+
+
+class TrialPoints(Protocol):
+    """The gradients of the step's loss at other weights: each backend's way of taking them."""
+
+    def gradients_at(self, start: StepStart, point: Sequence[Any]) -> list:
+        """∇L at the weights ``point``, on ``start``'s batch and non-trainable state.
+
+        The whole batch's gradient, on every replica; ``None`` where ``start.gradients`` is.
+        """
+        ...
+
+    def restore(self, start: StepStart) -> None:
+        """Put the weights back to p and the non-trainable state as the first pass left it."""
+        ...
+
+
+class ErrorEstimate(NamedTuple):
+    """An embedded pair's estimate of the local error of the step a rule proposes."""
+
+    #: The weights after the step, in the weights' dtypes (formed in float64).
+    new_weights: list
+    #: The local error per variable, float64 (``None`` for a variable without a gradient).
+    error: list
+
+
+@dataclass(frozen=True)
+class Direction:
+    """What a rule returns.
+
+    ``gradients`` are the whole batch's direction, one per trainable variable (``None`` for a
+    variable without a gradient), which the optimizer applies as if it were the gradient.
+    ``logs`` join the step's logs. ``estimate`` is given by a rule asked for one, for a
+    step-size controller.
+    """
+
+    gradients: list
+    logs: Mapping[str, Any] = field(default_factory=dict)
+    estimate: ErrorEstimate | None = None
+
+
+#: A method's rule: the direction from the start of the step, for a step of size ``step_size``.
+Rule = Callable[[TrialPoints, StepStart, Any], Direction]
+
+
+class Controller(Protocol):
+    """A step-size controller: it tries a rule, decides, and applies the step itself."""
+
+    #: Its own variables (the step scale): the trial passes never put them back.
+    variables: Sequence[keras.Variable]
+
+    def step(
+        self, rule: Rule, trial: TrialPoints, start: StepStart, model: keras.Model
+    ) -> Mapping[str, Any]:
+        """Try ``rule``, apply the step it accepts (or keep the weights); the logs it adds."""
+        ...
+
+    def check_logs(self, logs: dict[str, Any]) -> None:
+        """After each call of the train function, on the Python side: raise or warn on failure.
+
+        Removes the entries of ``logs`` meant for it alone.
+        """
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class Method:
+    """A training-step method: its rule, and a step-size controller if it has one.
+
+    Without a controller the skeleton asks the rule for a step of the learning rate's size and
+    the compiled optimizer applies the direction. ``check`` (optional) refuses a compiled model
+    the method cannot train, with a message that starts with ``where``.
+    """
+
+    rule: Rule
+    controller: Controller | None = None
+    check: Callable[[keras.Model, str], None] | None = None
+
+    @property
+    def own_variables(self) -> list:
+        """The controller's variables, which the passes must not put back."""
+        return [] if self.controller is None else list(self.controller.variables)
