@@ -38,6 +38,21 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
     notebook.nbformat, notebook.nbformat_minor = 4, 4
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widget_views(notebook: nbformat.NotebookNode) -> None:
+    """Keep no widget view in the stored outputs: it names a model of a kernel that is gone.
+
+    An explorer's output also carries its figure as a PNG (course_lib.explorers), which then
+    shows in JupyterLab before the cell runs and on the website; nbval ignores widget views
+    when it compares, so the stored output still matches a re-run.
+    """
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+
+
 def machine_paths() -> list[str]:
     """Absolute paths that must never appear in a stored output."""
     return sorted({str(ROOT), str(Path.home()), sys.prefix}, key=len, reverse=True)
@@ -56,6 +71,7 @@ def execute(path: Path, timeout: int) -> float:
     client.execute()
     seconds = time.perf_counter() - started
     clean_metadata(notebook)
+    drop_widget_views(notebook)
     text = nbformat.writes(notebook)
     leaked = [p for p in machine_paths() if p in text and p != "/"]
     if leaked:
