@@ -11,7 +11,8 @@ execution first).
 Modules by notebook:
 
 * 00: ``data``, ``checks``, ``claims``, ``environment``
-* 01: ``landscapes``, ``plots``
+* 01: ``landscapes``, ``plots`` (figures, and ``plots.animate``: the motion the lessons play),
+  ``explorers`` (sliders that redraw a figure in the live notebook; 01, 05)
 * 02: ``optimizers``, ``handwritten``
 * 03: ``optimizer_wrapper``, ``soft_batch``
 * 04: ``runge_kutta``, ``multi_gradient_step`` (the skeleton every training-step method shares)
@@ -93,7 +94,7 @@ _MODULES = ("adaptive", "checks", "claims", "data", "handwritten", "landscapes",
 _MODULES += ("plots", "runge_kutta", "soft_batch", "tableaux", "lookahead", "sam")
 _MODULES += ("multi_gradient_step", "optimizer_wrapper", "studies", "keras2")
 _MODULES += ("distribution", "keras_internals", "validation", "stateless", "backend_comparison")
-_MODULES += ("adaptive_step",)
+_MODULES += ("adaptive_step", "explorers")
 # keras2.reference is not importable here: it needs a graph-mode (Keras 2) process.
 
 __all__ = ["__version__", "quiet_tensorflow", "select_backend", "set_seed", *_EXPORTS, *_MODULES]

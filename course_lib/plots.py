@@ -9,11 +9,14 @@ smaller step, a closed form) are drawn thin, black and on top.
 
 from __future__ import annotations
 
+from course_lib import html_player
 from course_lib.landscapes import Quadratic, Rosenbrock
 
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -137,3 +140,155 @@ def plot_trajectories(
     ax.set_title(title)
     ax.legend(loc="best", fontsize=9)
     return ax
+
+
+# ---- motion ------------------------------------------------------------------------------------
+
+#: Resolution of an animation (dots per inch): sharp on a screen, small in the notebook file.
+ANIMATION_DPI = 80
+
+
+class Animation:
+    """A figure whose lines grow step by step, shown as a self-contained HTML player.
+
+    Made by :func:`animate`. In a notebook its HTML shows (``_repr_html_``): it plays in
+    JupyterLab once the cell has run and on the website with no kernel; a viewer without
+    JavaScript shows the last frame.
+    """
+
+    def __init__(self, player: html_player.Player, labels: list[str]) -> None:
+        self.player = player
+        self.labels = labels
+
+    @property
+    def frame_count(self) -> int:
+        return self.player.frame_count
+
+    def _repr_html_(self) -> str:
+        return self.player.html()
+
+    def __repr__(self) -> str:
+        return f"<Animation of {', '.join(self.labels)}: {self.frame_count} frames>"
+
+
+def _dashes(line: plt.Line2D, pixels_per_point: float) -> tuple[float, ...]:
+    """The line's dash pattern in pixels, from matplotlib's own patterns (scaled by width)."""
+    style = line.get_linestyle()
+    names = {"--": "dashed", ":": "dotted", "-.": "dashdot"}
+    if style not in names:
+        return ()
+    pattern = plt.rcParams[f"lines.{names[style]}_pattern"]
+    scale = line.get_linewidth() if plt.rcParams["lines.scale_dashes"] else 1.0
+    return tuple(round(d * scale * pixels_per_point, 1) for d in pattern)
+
+
+def _colour(value: object) -> str:
+    if isinstance(value, str) and value.lower() == "none":
+        return "none"
+    return matplotlib.colors.to_hex(value)
+
+
+def _track(line: plt.Line2D, frames: Sequence[int], mode: str, height: float, dpi: float):
+    """The player's view of one matplotlib line: pixel points, style, clip box."""
+    ax, points_per_pixel = line.axes, dpi / 72.0
+    data = np.column_stack([line.get_xdata(orig=False), line.get_ydata(orig=False)])
+    pixels = ax.transData.transform(data.astype(float))
+    x0, y0, width, box_height = ax.bbox.bounds
+    marker = line.get_marker()
+    marker = None if marker in (None, "None", "", " ", "none") else str(marker)
+    return html_player.Track(
+        points=[(float(x), float(height - y)) for x, y in pixels],
+        frames=[int(f) for f in frames],
+        colour=_colour(line.get_color()),
+        line_width=line.get_linewidth() * points_per_pixel if line.get_linestyle() != "None" else 0,
+        dashes=_dashes(line, points_per_pixel),
+        marker=marker,
+        marker_size=line.get_markersize() * points_per_pixel,
+        marker_face=_colour(line.get_markerfacecolor()),
+        alpha=1.0 if line.get_alpha() is None else float(line.get_alpha()),
+        mode=mode,
+        clip=(x0, height - y0 - box_height, width, box_height),
+        label=line.get_label(),
+    )
+
+
+def _is_reference(line: plt.Line2D) -> bool:
+    return methods_named_in(line.get_label())[:1] == ["reference"]
+
+
+def _moving_lines(figure: plt.Figure) -> list[plt.Line2D]:
+    """By default: every labelled line of two points or more; references stand still."""
+    return [
+        line
+        for ax in figure.axes
+        for line in ax.get_lines()
+        if line.get_visible() and not line.get_label().startswith("_") and len(line.get_xdata()) > 1
+    ]
+
+
+def animate(
+    figure: plt.Figure,
+    *,
+    lines: Sequence[plt.Line2D] | None = None,
+    frames_of: Mapping[plt.Line2D, Sequence[int]] | None = None,
+    current: Sequence[plt.Line2D] = (),
+    frame_ms: int = 150,
+    frame_labels: Sequence[str] | None = None,
+    caption: str = "step",
+) -> Animation:
+    """Turn a figure the lesson has drawn into an animation of its lines, step by step.
+
+    Draw the figure as for a still picture (``plot_trajectories``, a step-size panel…), then
+    animate it: point ``i`` of a moving line appears at frame ``i`` (or at ``frames_of[line][i]``)
+    and stays; a line in ``current`` shows only the points of the frame being played (the trial
+    point of the step being taken); a reference (a label naming "reference" or a flow) is drawn
+    whole from the first frame, on top. ``lines`` chooses the moving lines (default: every
+    labelled line of two points or more). Everything else (contours, markers of single points,
+    unlabelled lines, the legend) is the still background. The figure is closed: the animation
+    replaces it in the notebook.
+    """
+    moving = list(_moving_lines(figure) if lines is None else lines)
+    moving += [line for line in current if line not in moving]
+    if not moving:
+        raise ValueError("the figure has no line to animate: pass lines=[...] or label them.")
+    frames_of = dict(frames_of or {})
+    for line in frames_of:
+        if len(frames_of[line]) != len(line.get_xdata()):
+            raise ValueError(
+                f"frames_of[{line.get_label()!r}] has {len(frames_of[line])} frames for "
+                f"{len(line.get_xdata())} points: give one frame per point."
+            )
+    original_dpi = figure.dpi
+    try:
+        figure.set_dpi(ANIMATION_DPI)
+        width, height = (int(round(v)) for v in figure.canvas.get_width_height())
+        figure.canvas.draw()  # lay out first: the axes' boxes are final from here on
+        tracks = []
+        for line in moving:
+            mode = "current" if line in current else "still" if _is_reference(line) else "grow"
+            frames = frames_of.get(line, range(len(line.get_xdata())))
+            tracks.append(_track(line, frames, mode, height, ANIMATION_DPI))
+        # References on top of everything else, as in the still figures.
+        tracks.sort(key=lambda track: track.mode == "still")
+        for line in moving:
+            line.set_visible(False)
+        background = io.BytesIO()
+        figure.savefig(background, format="png", dpi=ANIMATION_DPI, metadata={"Software": None})
+    finally:
+        for line in moving:
+            line.set_visible(True)
+        figure.set_dpi(original_dpi)
+        plt.close(figure)
+    timed = [track for track in tracks if track.mode != "still"] or tracks
+    frame_count = max(max(track.frames, default=0) for track in timed) + 1
+    player = html_player.Player(
+        background_png=background.getvalue(),
+        width=width,
+        height=height,
+        tracks=tracks,
+        frame_count=frame_count,
+        frame_ms=frame_ms,
+        caption=caption,
+        frame_labels=list(frame_labels or []),
+    )
+    return Animation(player, [line.get_label() for line in moving])

@@ -18,6 +18,7 @@ import nbformat
 from course_map import INDEX, NOTEBOOKS, ROOT
 from jupyterlab_page import (
     CodeCellView,
+    move_explorer_sliders,
     open_link_in_notebook,
     read_code_cells,
     run_all_cells,
@@ -54,6 +55,7 @@ class BrowserRun:
     peak_rss_gb: float
     network_attempts: list[str]
     figures: list[dict]  # one audit record per figure rendered by the kernel
+    explorers: list[dict]  # per explorer: its figure's address before and after a slider move
 
 
 def stored_images(name: str) -> list[int]:
@@ -105,6 +107,8 @@ def run_in_browser(
         peak = budget.peak_rss_gb(kernel_pid)
         step = f"reading and photographing {name}"
         cells = read_code_cells(page)
+        step = f"moving the explorers' sliders in {name}"
+        explorers = move_explorer_sliders(page)
         screenshots = screenshot_notebook(page, artifacts / Path(name).stem)
     except Exception as error:
         failure = artifacts / f"{Path(name).stem}-FAILED.png"
@@ -121,4 +125,5 @@ def run_in_browser(
         peak_rss_gb=peak,
         network_attempts=guard.network_attempts(),
         figures=guard.figure_records(),
+        explorers=explorers,
     )

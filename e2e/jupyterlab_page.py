@@ -9,6 +9,7 @@ and a stderr stream render alike). Images are read from the DOM, since rendering
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,3 +176,38 @@ def screenshot_notebook(page: Page, path_stem: Path, max_height: int = 12000) ->
         paths.append(path)
     page.set_viewport_size(VIEWPORT)
     return paths
+
+
+_EXPLORER = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .widget-vbox"
+
+# What an image shows, not where: a view may render the same picture under a new blob address.
+_IMAGE_DIGEST = """async (image) => {
+  const bytes = await (await fetch(image.src)).arrayBuffer();
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+def move_explorer_sliders(page: Page, timeout_s: float = 15.0) -> list[dict]:
+    """Move the first slider of each explorer (course_lib.explorers) and see its figure redraw.
+
+    Returns one record per explorer: a digest of the figure's image before and after three
+    presses of the right arrow key on the slider's handle, as a learner would move it (the
+    "after" is read until it differs or ``timeout_s`` has passed).
+    """
+    records = []
+    explorers = page.locator(_EXPLORER).filter(has=page.locator(".widget-image"))
+    for number in range(explorers.count()):
+        explorer = explorers.nth(number)
+        explorer.scroll_into_view_if_needed()
+        image = explorer.locator(".widget-image").first
+        before = image.evaluate(_IMAGE_DIGEST)
+        explorer.locator(".noUi-handle").first.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        after, deadline = before, time.monotonic() + timeout_s
+        while after == before and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+            after = image.evaluate(_IMAGE_DIGEST)
+        records.append({"before": before, "after": after})
+    return records

@@ -299,6 +299,47 @@ def folded_cells(context: BrowserContext, url: str, origin: str) -> list[dict]:
     return [{"before": b, "after": a} for b, a in zip(before, after, strict=True)]
 
 
+# An animation (course_lib.plots.animate): its frame, and how many points its lines show.
+_READ_PLAYERS = r"""() => [...document.querySelectorAll('article.bd-article .course-player')]
+.map(p => ({
+  frame: p.dataset.frame === undefined ? null : Number(p.dataset.frame),
+  points: [...p.querySelectorAll('polyline')].map(l => l.points.length)
+    .reduce((a, b) => a + b, 0),
+}))"""
+
+
+def play_animations(context: BrowserContext, url: str, origin: str, wait_ms: int = 1200) -> dict:
+    """Press play on every animation of a page; read each one before and ``wait_ms`` after.
+
+    Returns ``{"players": [{"before", "after"}...], "outside_requests": [...]}``: each state is
+    the frame shown and how many line points are drawn; requests that tried to leave the machine
+    are refused and listed.
+    """
+    page = context.new_page()
+    outside: list[str] = []
+
+    def only_local(route: Route) -> None:
+        if _is_local(route.request.url, origin):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    try:
+        page.goto(url, wait_until="load", timeout=LOAD_TIMEOUT_MS)
+        before = page.evaluate(_READ_PLAYERS)
+        for button in page.locator('article.bd-article .course-player [data-role="play"]').all():
+            button.scroll_into_view_if_needed()
+            button.click()
+        page.wait_for_timeout(wait_ms)
+        after = page.evaluate(_READ_PLAYERS)
+    finally:
+        page.close()
+    players = [{"before": b, "after": a} for b, a in zip(before, after, strict=True)]
+    return {"players": players, "outside_requests": outside}
+
+
 def search_results(context: BrowserContext, origin: str, query: str) -> list[str]:
     """The pages that the site's own search (Sphinx's, in the browser) lists for ``query``."""
     page = context.new_page()

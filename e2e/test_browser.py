@@ -12,7 +12,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 from browser_pass import run_in_browser
-from course_map import INDEX, lessons_on_disk
+from course_map import INDEX, NOTEBOOKS, lessons_on_disk
 
 #: A cell that runs longer than this must print progress (e.g. fit with verbose=2). The Setup
 #: cell is exempt: importing TensorFlow takes seconds and has nothing to report.
@@ -67,11 +67,49 @@ def test_long_cells_show_progress(browser_runs, name):
     assert not silent, f"{name}: long cells that show no progress:\n" + "\n".join(silent)
 
 
+def stored_explorers(name: str) -> int:
+    """How many explorers (course_lib.explorers) the notebook file shows."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    return sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if str(output.get("data", {}).get("text/plain", "")).startswith("Explorer (")
+    )
+
+
+LESSONS_WITH_EXPLORERS = [name for name in NOTEBOOK_NAMES if stored_explorers(name)]
+
+
+def test_two_lessons_have_an_explorer():
+    assert len(LESSONS_WITH_EXPLORERS) >= 2, LESSONS_WITH_EXPLORERS
+
+
+@pytest.mark.parametrize("name", LESSONS_WITH_EXPLORERS)
+def test_moving_an_explorers_slider_redraws_its_figure(browser_runs, name):
+    run = browser_runs(name)
+    assert len(run.explorers) == stored_explorers(name), f"{name}: explorers on the page"
+    for explorer in run.explorers:
+        assert explorer["before"] and explorer["after"] != explorer["before"], (name, explorer)
+
+
 def test_the_checks_catch_an_error_and_an_unlabelled_figure(browser, lab, guard, artifacts):
     """The checks above must be able to fail: run a notebook that is broken on purpose."""
+    explorer = (
+        "def draw(h):\n"
+        "    fig, ax = plt.subplots()\n"
+        "    ax.set(title='line', xlabel='x', ylabel='y', ylim=(0, 1))\n"
+        "    ax.plot([0, 1], [0, {height}])\n"
+        "    return fig\n"
+        "explore(draw, h=ipywidgets.FloatSlider(value=0.5, min=0, max=1, step=0.1))"
+    )
     cells = [
         "import matplotlib.pyplot as plt\nprint('one')\nprint('two')",
         "fig, ax = plt.subplots()\nax.plot([0, 1])\nplt.show()",
+        "import ipywidgets\nfrom course_lib.explorers import explore\n"
+        + explorer.format(height="h"),
+        explorer.format(height="0.5"),  # ignores its slider: the check must see no redraw
         "raise ValueError('broken on purpose')",
         "print('never runs')",
     ]
@@ -84,11 +122,16 @@ def test_the_checks_catch_an_error_and_an_unlabelled_figure(browser, lab, guard,
         run = run_in_browser(browser, lab, guard, name, artifacts, via_index=False)
     finally:
         lab.api(f"contents/notebooks/{name}", "DELETE")
-    assert [c.execution_count for c in run.cells] == [1, 2, 3, None]
-    assert run.cells[2].errors == ["ValueError: broken on purpose"]
+    assert [c.execution_count for c in run.cells] == [1, 2, 3, 4, 5, None]
+    assert run.cells[4].errors == ["ValueError: broken on purpose"]
     assert run.cells[0].stream_lines == 2, run.cells[0]
     assert run.cells[1].images_rendered == 1
-    assert [record["problems"] for record in run.figures] == [
-        ["axes 1 has no title", "axes 1 has no x label", "axes 1 has no y label"]
+    assert run.figures[0]["problems"] == [
+        "axes 1 has no title",
+        "axes 1 has no x label",
+        "axes 1 has no y label",
     ]
     assert run.figures[0]["first_line"] == "fig, ax = plt.subplots()"
+    assert all(not record["problems"] for record in run.figures[1:]), run.figures
+    moved, frozen = run.explorers
+    assert moved["after"] != moved["before"] and frozen["after"] == frozen["before"]

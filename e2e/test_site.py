@@ -43,6 +43,7 @@ from site_pages import (
     external_assets,
     folded_cells,
     fonts_drawing,
+    play_animations,
     search_results,
     serving,
     visit,
@@ -443,6 +444,38 @@ def test_a_solution_is_folded_and_opens_on_a_click(browser, site, page):
         assert not fold["before"]["open"] and not fold["before"]["shown"], (page, fold)
         assert fold["after"]["open"] and fold["after"]["shown"], (page, fold)
         assert fold["after"]["text"].startswith("Solution:"), (page, fold)
+
+
+def _stored_animations(page: str) -> int:
+    notebook = nbformat.read(ROOT / page, as_version=4)
+    return sum(
+        str(output.get("data", {}).get("text/html", "")).count('class="course-player"')
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+LESSONS_WITH_ANIMATIONS = [
+    page for page in SITE_PAGES if page.endswith(".ipynb") and _stored_animations(page)
+]
+
+
+def test_five_lessons_carry_an_animation():
+    assert len(LESSONS_WITH_ANIMATIONS) >= 5, LESSONS_WITH_ANIMATIONS
+
+
+@pytest.mark.parametrize("page", LESSONS_WITH_ANIMATIONS)
+def test_an_animation_plays_offline(browser, site, page):
+    """Played on the website, with no kernel: each animation's frame moves on, nothing leaves."""
+    folder, origin = site
+    played = play_animations(browser, f"{origin}/{html_path(page)}", origin)
+    assert not played["outside_requests"], f"{page}: {played['outside_requests']}"
+    assert len(played["players"]) == _stored_animations(page), f"{page}: players on the page"
+    for player in played["players"]:
+        before, after = player["before"], player["after"]
+        assert before["frame"] is not None, f"{page}: the player's script did not run"
+        assert after["frame"] != before["frame"] and after["points"] != before["points"], player
 
 
 @pytest.mark.parametrize("page", [p for p in SITE_PAGES if p.endswith(".ipynb")])

@@ -78,6 +78,20 @@ def test_metadata_is_clean(notebook):
         )
 
 
+def test_no_widget_view_is_stored_and_no_notebook_is_heavy(notebook):
+    """A stored widget view names a kernel's model that is gone; an explorer stores its PNG."""
+    path, nb = notebook
+    views = [
+        c.execution_count
+        for c in _code_cells(nb)
+        for o in c.outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert not views, f"{path.name}: widget views stored in cells {views}; run make notebooks"
+    megabytes = path.stat().st_size / 1e6
+    assert megabytes <= 3.0, f"{path.name} is {megabytes:.1f} MB: keep animations small"
+
+
 SOLUTION_CALL = re.compile(r"^([\w.]+)\.solution\(\)$")
 USE_CALL = re.compile(r"([\w.]+)\.use\(")
 

@@ -38,10 +38,26 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
     notebook.nbformat, notebook.nbformat_minor = 4, 4
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widget_views(notebook: nbformat.NotebookNode) -> None:
+    """Keep no widget view in the stored outputs: it names a model of a kernel that is gone.
+
+    An explorer's output also carries its figure as a PNG (course_lib.explorers), which then
+    shows in JupyterLab before the cell runs and on the website; nbval ignores widget views
+    when it compares, so the stored output still matches a re-run.
+    """
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+
+
 def stored_text(notebook: nbformat.NotebookNode) -> str:
-    """The notebook as the repository stores it: clean metadata, one trailing newline (as
-    editors and nbformat-based scripts leave it, so that diffs do not churn)."""
+    """The notebook as the repository stores it: clean metadata, no widget view, one trailing
+    newline (as editors and nbformat-based scripts leave it, so that diffs do not churn)."""
     clean_metadata(notebook)
+    drop_widget_views(notebook)
     return nbformat.writes(notebook).rstrip("\n") + "\n"
 
 
