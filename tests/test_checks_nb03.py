@@ -394,12 +394,14 @@ def test_hints_do_not_contain_the_code_of_the_answer(exercise, capsys):
         assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"
 
 
-def test_the_tests_that_notebook_03_cites_exist():
-    """Notebook 03's table names the tests that prove each SoftBatch property: they must exist."""
+def test_the_tests_that_the_soft_batch_feature_page_cites_exist():
+    """The page notebook 03 links names the tests that prove each SoftBatch property."""
     root = Path(__file__).resolve().parents[1]
     notebook = (root / "notebooks" / "03_soft_batch.ipynb").read_text(encoding="utf-8")
-    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", notebook))
+    assert "../docs/soft_batch_features.md" in notebook, "notebook 03 no longer links the page"
+    page = (root / "docs" / "soft_batch_features.md").read_text(encoding="utf-8")
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", page))
     tree = ast.parse((root / "tests" / "test_soft_batch.py").read_text(encoding="utf-8"))
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     assert len(cited) >= 10, f"the table cites only {sorted(cited)}"
-    assert cited <= defined, f"notebook 03 cites tests that do not exist: {sorted(cited - defined)}"
+    assert cited <= defined, f"the page cites tests that do not exist: {sorted(cited - defined)}"
