@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close
 from course_lib.environment import no_retracing_warning
+from course_lib.keras_internals import variable_index
 from course_lib.optimizers import MomentumSGD, PlainSGD
 
 import functools
@@ -383,7 +384,7 @@ class MinimalAdagrad(keras.optimizers.Optimizer):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        accumulator = self.accumulators[self._get_variable_index(variable)]
+        accumulator = self.accumulators[variable_index(self, variable)]
         self.assign_add(accumulator, ops.square(gradient))
         step = ops.multiply(learning_rate, gradient)
         self.assign_sub(variable, ops.divide(step, ops.sqrt(ops.add(accumulator, self.epsilon))))
@@ -412,7 +413,7 @@ class _AdagradMisreading(MinimalAdagrad):
         self.accumulators = self.add_optimizer_variables(variables, "accumulator", start)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        accumulator = self.accumulators[self._get_variable_index(variable)]
+        accumulator = self.accumulators[variable_index(self, variable)]
         step = ops.multiply(learning_rate, gradient)
         if self.form == "old accumulator":  # the step first, with the accumulator as it was
             denominator = ops.sqrt(ops.add(accumulator, self.epsilon))
@@ -614,8 +615,8 @@ class MinimalAdam(keras.optimizers.Optimizer):
         step = ops.cast(self.iterations + 1, variable.dtype)  # t = 1 on the first update
         beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), step)
         beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), step)
-        m = self.first_moments[self._get_variable_index(variable)]
-        v = self.second_moments[self._get_variable_index(variable)]
+        m = self.first_moments[variable_index(self, variable)]
+        v = self.second_moments[variable_index(self, variable)]
         alpha = learning_rate * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
@@ -654,8 +655,8 @@ class _AdamMisreading(MinimalAdam):
             one_minus = 1 - ops.cast(self.beta_1, dtype), 1 - ops.cast(self.beta_2, dtype)
         else:
             one_minus = 1 - self.beta_1, 1 - self.beta_2
-        m = self.first_moments[self._get_variable_index(variable)]
-        v = self.second_moments[self._get_variable_index(variable)]
+        m = self.first_moments[variable_index(self, variable)]
+        v = self.second_moments[variable_index(self, variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), one_minus[0]))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), one_minus[1]))
         if form == "algorithm 1":  # bias-corrected moments, then ε added to √v̂
