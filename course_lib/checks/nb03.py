@@ -83,7 +83,7 @@ class FiniteStepsOnly(keras.optimizers.Optimizer):
 
     def build(self, variables):
         super().build(variables)
-        self.inner.build(variables)  # here, not inside fit's compiled step
+        self.inner.build(variables)  # its slots exist from the wrapper's first call on
 
     def apply(self, grads, trainable_variables=None):
         if not self.built:
@@ -107,7 +107,7 @@ class MySoftBatch(keras.optimizers.Optimizer):
 
     def build(self, variables):
         super().build(variables)
-        self.inner.build(variables)  # now, not later inside fit's compiled step
+        self.inner.build(variables)  # its slots exist from the wrapper's first call on
         self.sums = [self.add_variable_from_reference(v, name="gradient_sum") for v in variables]
         self.count = self.add_variable(shape=(), dtype="int32", initializer="zeros", name="count")
 
@@ -556,11 +556,11 @@ finite_steps_only = Exercise(
     title="A wrapper that steps only on finite gradients",
     checker=_check_finite_steps_only,
     hint=(
-        "Two questions. Where must the inner optimizer be built, so that its variables exist "
-        "before fit compiles the training step? And how does code inside that compiled step "
-        "choose, on a tensor, between stepping and doing nothing? The decision itself is one "
-        "boolean for all gradients together: keras.ops has functions that test each element "
-        "and that reduce a tensor of booleans."
+        "Two questions. What must build do besides the base class's build, so that the inner "
+        "optimizer's slots exist from the wrapper's first call on (look at MySoftBatch.build)? "
+        "And how does code inside fit's compiled step choose, on a tensor, between stepping and "
+        "doing nothing? The decision itself is one boolean for all gradients together: "
+        "keras.ops has functions that test each element and that reduce a tensor of booleans."
     ),
     solution=FiniteStepsOnly,
 )
