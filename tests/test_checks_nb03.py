@@ -79,7 +79,7 @@ class _Accumulating(nb03.MySoftBatch):
 
 
 class SwitchStyleSoftBatch(_Accumulating):
-    """The article's K.switch version as a wrapper: step always, then select old or new."""
+    """A K.switch-style wrapper: step always, then select the old or new weights (state leaks)."""
 
     def decide(self, variables):
         is_update = ops.equal(self.count, self.steps)
@@ -142,7 +142,7 @@ def test_soft_batch_accepts_the_solution_and_the_library():
 @pytest.mark.parametrize(
     "wrong, phrase",
     [
-        (SwitchStyleSoftBatch, "leak of the article's K.switch version"),
+        (SwitchStyleSoftBatch, "K.switch leak of the lesson's demo"),
         (PythonIfSoftBatch, "Python if"),
         (SumNotMean, "4 times their mean"),
         (SumsNeverEmptied, "empty the sums"),

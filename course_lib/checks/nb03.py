@@ -3,8 +3,8 @@
 * :data:`soft_batch`: the ``apply`` of the lesson's wrapper ``MySoftBatch``, which the learner
   writes: accumulate, decide with ``ops.cond``, apply the mean through the inner optimizer,
   reset. Judged micro-batch by micro-batch in a compiled step (the weights and the inner
-  optimizer's state may move only on every 4th; a write in between is named, the leak of the
-  article's ``K.switch`` version included), then in ``fit`` against a real batch of 64 with
+  optimizer's state may move only on every 4th; a write in between is named, the ``K.switch``
+  leak included), then in ``fit`` against a real batch of 64 with
   Adam and a learning-rate schedule.
 * :data:`momentum_that_waits`: one micro-batch of soft-batch SGD with momentum whose velocity,
   like the weight, changes only on real updates (the fix of the notebook's ``K.switch`` demo).
@@ -221,8 +221,8 @@ def _check_micro_batches(answer: Any) -> None:
     """Eight micro-batches in a graph without AutoGraph (as in fit): judge each one's writes.
 
     The inner optimizer is SGD with momentum: a call to it, even one whose result is thrown
-    away, moves its iteration counter and its velocities, which is how the leak of the
-    article's ``K.switch`` version shows.
+    away, moves its iteration counter and its velocities, which is how a ``K.switch``-style
+    leak shows when the weights themselves are selected back.
     """
     variables = [keras.Variable(value) for value in _START]
     inner = _momentum_sgd()
@@ -257,8 +257,8 @@ def _check_micro_batches(answer: Any) -> None:
             if moved_inner:
                 raise Incorrect(
                     f"micro-batch {number} completes no group, and the weights stayed, but the "
-                    f"inner optimizer's state moved ({'; '.join(moved_inner)}). That is the leak "
-                    "of the article's K.switch version: the update ran on every micro-batch and "
+                    f"inner optimizer's state moved ({'; '.join(moved_inner)}). That is the "
+                    "K.switch leak of the lesson's demo: the update ran on every micro-batch and "
                     "only its result was selected. Call inner.apply only inside the branch that "
                     "ops.cond runs."
                 )
