@@ -3,7 +3,8 @@
 A notebook's prose states numbers and comparisons ("Heun's error shrinks four times faster",
 "7 of 10 runs diverge"). Those sentences are only true for the outputs beside them, and a re-run
 with another library version, another seed or a changed study can quietly make them false.
-So every such sentence rests on a :func:`claim` in the code cell before it::
+So every such sentence rests on a :func:`claim` in a code cell next to it (usually the one
+before; where the prose announces what the next cell checks, the one after)::
 
     claim("Heun's error falls about 4× when h halves", 3.5 < ratio < 4.5, ratio=ratio)
 
@@ -15,9 +16,11 @@ text, and the error names the sentence to rewrite.
 Tolerances belong in the comparison, written where the reader sees them: round-off for a
 bit-level claim, the spread over seeds for a statistical one. Never widen one to make it pass.
 
-The evidence is part of the stored output, so it must be what every machine prints. A
-round-off-level difference (say 3e-7 in float32) has different digits on CPUs with different SIMD
-kernels: show the bound it satisfies instead of its digits, ``max_dw="< 1e-6"``. Exact zeros and
+The evidence is part of the stored output, so it must print the same on every run. Show the
+measured value, not the bound it is compared with. A round-off-level difference (say 3e-7 in
+float32) has trailing digits that depend on the CPU's SIMD kernels: pass it through
+:func:`roundoff`, which keeps one significant digit (``max_dw=roundoff(dw)`` prints
+``max_dw = 3e-07``), and write the bound in the comparison (``dw < 1e-6``). Exact zeros and
 numbers far from round-off print as they are.
 """
 
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClaimError", "claim", "format_number"]
+__all__ = ["ClaimError", "claim", "format_number", "roundoff"]
 
 #: What the printed line starts with: the claim held on this run.
 HOLDS = "✔"
@@ -67,6 +70,24 @@ def format_number(value: Any) -> str:
     )
 
 
+def roundoff(value: Any) -> str:
+    """A round-off-level difference as evidence: ``"0"`` when exact, else one significant digit.
+
+    Enough to see its size (``6e-08`` is float32 round-off, ``3e-03`` is not), few enough digits
+    that a re-run prints the same: the trailing digits of float32 round-off depend on the CPU.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"roundoff needs a number, got {type(value).__name__} ({value!r}).")
+    value = float(value)
+    if value == 0.0:
+        return "0"
+    return f"{value:.0e}" if math.isfinite(value) else str(value)
+
+
 def _as_bool(holds: Any, sentence: str) -> bool:
     """``holds`` as a Python bool; refuse values that only look true (a number, an array)."""
     if isinstance(holds, np.ndarray) and holds.ndim == 0 and holds.dtype == bool:
@@ -95,7 +116,9 @@ def claim(sentence: str, holds: Any, **evidence: Any) -> None:
         print(f"{HOLDS} {sentence}{suffix}")
         return
     raise ClaimError(
-        f"{FAILS} no longer holds: {sentence}{suffix}. This run's numbers contradict the sentence "
-        "the course states here: re-check the prose next to this cell (or the change that moved "
-        "the numbers), never the tolerance alone."
+        f"{FAILS} no longer holds: {sentence}{suffix}. This run's numbers do not support the "
+        "sentence next to this cell. If you changed a cell above (a seed, a step size), undo it "
+        "or read the numbers to see what your change did; if you changed nothing, report it. "
+        "Course authors: re-check the prose (or the change that moved the numbers), never the "
+        "tolerance alone."
     )

@@ -15,6 +15,219 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+# Plain SGD and momentum: the lesson's own optimizers ----------------------------------------
+
+
+class LearnerPlainSGD(keras.optimizers.Optimizer):
+    """The lesson's skeleton with its blank filled as the prose says."""
+
+    def __init__(self, learning_rate=0.01, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+
+
+class NoCastSGD(LearnerPlainSGD):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_sub(variable, gradient * learning_rate)
+
+
+class CastAfterSGD(LearnerPlainSGD):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_sub(variable, ops.cast(gradient * learning_rate, variable.dtype))
+
+
+class LearningRateCastOnlySGD(LearnerPlainSGD):
+    """Fails outright in float16: float32 gradient times float16 rate."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign_sub(variable, gradient * ops.cast(learning_rate, variable.dtype))
+
+
+class UphillSGD(LearnerPlainSGD):
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        self.assign_add(variable, ops.cast(gradient, variable.dtype) * learning_rate)
+
+
+class DividedSGD(LearnerPlainSGD):
+    """p − g / (1/η): the same mathematics, another rounding."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        self.assign_sub(variable, ops.cast(gradient, variable.dtype) / (1 / learning_rate))
+
+
+class StarterPlainSGD(LearnerPlainSGD):
+    def update_step(self, gradient, variable, learning_rate):
+        raise NotImplementedError("cast, then p ← p − g·η")
+
+
+def test_plain_sgd_check_both_ways():
+    check = nb02.plain_sgd.check
+    assert check(nb02.PlainSGD).correct
+    assert check(LearnerPlainSGD).correct
+    expected = {
+        NoCastSGD: "rounded to float16 only when assigned",
+        CastAfterSGD: "rounded to float16 only when assigned",
+        LearningRateCastOnlySGD: "missing cast",
+        UphillSGD: "uphill",
+        DividedSGD: "not bit for bit",
+    }
+    for wrong, phrase in expected.items():
+        result = check(wrong)
+        assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+    assert "step 1, entry" in check(DividedSGD).message  # where the weights first part
+    assert check(StarterPlainSGD).status == "not attempted"
+    assert check(None).status == "not attempted"
+
+
+class LearnerMomentumSGD(keras.optimizers.Optimizer):
+    """The lesson's momentum skeleton filled in; subclasses change one step rule."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, nesterov=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = []
+        if self.momentum != 0:
+            self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self.momentum == 0:
+            self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+            return
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.rule(velocity, variable, gradient, learning_rate, self.momentum)
+
+    def rule(self, v, p, g, lr, mu):
+        self.assign(v, v * mu - g * lr)
+        self.assign_add(p, v * mu - g * lr if self.nesterov else v)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum, "nesterov": self.nesterov})
+        return config
+
+
+class VelocityNotKept(LearnerMomentumSGD):
+    def rule(self, v, p, g, lr, mu):
+        self.assign_add(p, 0 * mu - g * lr)  # a fresh zero velocity at every step
+
+
+class UphillMomentum(LearnerMomentumSGD):
+    def rule(self, v, p, g, lr, mu):
+        self.assign(v, v * mu + g * lr)
+        self.assign_add(p, v)
+
+
+class WeightBeforeVelocity(LearnerMomentumSGD):
+    def rule(self, v, p, g, lr, mu):
+        self.assign_add(p, v)
+        self.assign(v, v * mu - g * lr)
+
+
+class NesterovIgnored(LearnerMomentumSGD):
+    def rule(self, v, p, g, lr, mu):
+        self.assign(v, v * mu - g * lr)
+        self.assign_add(p, v)
+
+
+class NesterovWithoutGradient(LearnerMomentumSGD):
+    def rule(self, v, p, g, lr, mu):
+        self.assign(v, v * mu - g * lr)
+        self.assign_add(p, v * mu if self.nesterov else v)
+
+
+class NesterovInTwoAssignments(LearnerMomentumSGD):
+    """(p + μv) − g·η: two roundings where Keras has one sum."""
+
+    def rule(self, v, p, g, lr, mu):
+        self.assign(v, v * mu - g * lr)
+        if self.nesterov:
+            self.assign_add(p, v * mu)
+            self.assign_sub(p, g * lr)
+        else:
+            self.assign_add(p, v)
+
+
+class MomentumWithoutCasts(LearnerMomentumSGD):
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0:
+            self.assign_sub(variable, gradient * learning_rate)
+            return
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.rule(velocity, variable, gradient, learning_rate, self.momentum)
+
+
+class VelocityAtMomentumZero(LearnerMomentumSGD):
+    """Indexes a velocity that build did not make when momentum is 0."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.rule(velocity, variable, gradient, learning_rate, self.momentum)
+
+
+class MomentumWithoutConfig(LearnerMomentumSGD):
+    def get_config(self):
+        return keras.optimizers.Optimizer.get_config(self)
+
+
+class StarterMomentumSGD(LearnerMomentumSGD):
+    def build(self, variables):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, variables)
+        raise NotImplementedError("one zero velocity per variable")
+
+
+def test_momentum_sgd_check_both_ways():
+    check = nb02.momentum_sgd.check
+    assert check(nb02.MomentumSGD).correct
+    assert check(LearnerMomentumSGD).correct
+    expected = {
+        VelocityNotKept: "does not carry over",
+        UphillMomentum: "uphill",
+        WeightBeforeVelocity: "velocity of the previous step",
+        NesterovIgnored: "follow classic momentum",
+        NesterovWithoutGradient: "p ← p + μv;",
+        NesterovInTwoAssignments: "not bit for bit",
+        MomentumWithoutCasts: "missing cast",
+        VelocityAtMomentumZero: "with momentum=0",
+        MomentumWithoutConfig: "'momentum'",
+    }
+    for wrong, phrase in expected.items():
+        result = check(wrong)
+        assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+    assert check(StarterMomentumSGD).status == "not attempted"
+    assert check(None).status == "not attempted"
+
+
+def test_the_momentum_misreadings_are_what_their_classes_compute():
+    """The check's NumPy forms are the learner-style classes above, to float32 round-off."""
+    history = nb02._history
+    for cls, form, nesterov in [
+        (VelocityNotKept, "plain", False),
+        (UphillMomentum, "uphill", False),
+        (WeightBeforeVelocity, "weight first", False),
+        (NesterovWithoutGradient, "look-ahead without the gradient", True),
+        (LearnerMomentumSGD, "nesterov", True),
+    ]:
+        got = history(cls(learning_rate=0.1, momentum=0.9, nesterov=nesterov))
+        np.testing.assert_allclose(got, nb02._numpy_momentum(form, 0.1, 0.9), atol=1e-5)
+
 
 class StarterSGD(keras.optimizers.Optimizer):
     """What the notebook hands out for sign descent: update_step still raises."""
@@ -326,6 +539,43 @@ class AdamTextbookAverages(LearnerAdam):
         )
 
 
+class AdamCastsOneMinusBeta(LearnerAdam):
+    def moments(self, gradient, variable):
+        index, dtype = self._get_variable_index(variable), variable.dtype
+        m, v = self.m[index], self.v[index]
+        one_minus = ops.cast(1 - self.beta_1, dtype), ops.cast(1 - self.beta_2, dtype)
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), one_minus[0]))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), one_minus[1]))
+        return m, v
+
+
+class AdamOneMinusCastBeta(LearnerAdam):
+    def moments(self, gradient, variable):
+        index, dtype = self._get_variable_index(variable), variable.dtype
+        m, v = self.m[index], self.v[index]
+        one_minus = 1 - ops.cast(self.beta_1, dtype), 1 - ops.cast(self.beta_2, dtype)
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), one_minus[0]))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), one_minus[1]))
+        return m, v
+
+
+class AdamPythonBetaPowers(LearnerAdam):
+    def powers(self, variable, offset=1):
+        t = ops.cast(self.iterations + offset, variable.dtype)
+        return ops.power(self.beta_1, t), ops.power(self.beta_2, t)
+
+
+class AdamUncastGradient(LearnerAdam):
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        beta_1_power, beta_2_power = self.powers(variable)
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m, v = self.moments(gradient, variable)
+        self.assign_sub(
+            variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon))
+        )
+
+
 class AdamDefaultsOnly(LearnerAdam):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)  # drops the hyperparameters
@@ -340,9 +590,9 @@ class StarterAdam(LearnerAdam):
 
 
 def test_adam_solution_is_bit_identical_to_keras():
-    for hyperparameters in nb02._ADAM_RUNS:
-        ours = nb02._train_adam_problem(nb02.MinimalAdam(**hyperparameters))
-        keras_adam = nb02._train_adam_problem(keras.optimizers.Adam(**hyperparameters))
+    for hyperparameters, dtype in zip(nb02._ADAM_RUNS, nb02._ADAM_DTYPES, strict=True):
+        ours = nb02._train_adam_problem(nb02.MinimalAdam(**hyperparameters), dtype=dtype)
+        keras_adam = nb02._train_adam_problem(keras.optimizers.Adam(**hyperparameters), dtype=dtype)
         assert (ours == keras_adam).all()
         # The problem is not trivial: the weights really move, by different amounts.
         assert (ours[-1] != ours[0]).all()
@@ -358,10 +608,16 @@ def test_adam_check_both_ways():
         AdamStepFromZero: "NaN or infinite at step 1",
         AdamTextbookAverages: "not bit for bit",
         AdamDefaultsOnly: "default values",
+        AdamCastsOneMinusBeta: "you cast 1 − β",
+        AdamOneMinusCastBeta: "computed from the cast β",
+        AdamPythonBetaPowers: "Python β's, uncast",
+        AdamUncastGradient: "gradient is not cast",
     }
     for wrong, phrase in expected.items():
         result = nb02.adam.check(wrong)
         assert result.status == "incorrect" and phrase in result.message, (wrong, result)
+        if wrong.__name__.startswith(("AdamCasts", "AdamOneMinus", "AdamPython", "AdamUncast")):
+            assert "a cast in the wrong place" in result.message, result
     assert nb02.adam.check(MomentumSGD).status == "incorrect"
 
 
@@ -373,6 +629,8 @@ def test_adam_not_attempted():
 def test_hints_do_not_state_the_answers():
     """A hint guides; the code lines and formulas the exercises ask for are the answers."""
     hints = {
+        nb02.plain_sgd: ["ops.cast", "assign_sub(", "multiply("],
+        nb02.momentum_sgd: ["assign(", "μv", "mu *", "* momentum"],
         nb02.sign_sgd: ["ops.sign", "assign_sub(", "sign(g"],
         nb02.adagrad: ["Constant(", "assign_add(", "square(", "√(a + ε)"],
         nb02.label_smoothing_gradient: ["(P - T)", "P - t", "ε/K", "/ K", "1 - smoothing"],

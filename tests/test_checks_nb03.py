@@ -10,6 +10,7 @@ from course_lib.checks.soft_batch_problem import (
     STEPS,
     expected_momentum_trajectory,
 )
+from course_lib.soft_batch import SoftBatch
 
 import ast
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
 
@@ -27,16 +29,140 @@ def test_solutions_are_correct():
     assert result.status == "correct", result
 
 
-EXERCISES = [nb03.momentum_that_waits, nb03.builtin_schedule_rate, nb03.finite_steps_only]
+EXERCISES = [
+    nb03.soft_batch,
+    nb03.momentum_that_waits,
+    nb03.builtin_schedule_rate,
+    nb03.finite_steps_only,
+]
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_not_attempted(exercise):
-    def starter(*args):
+    def starter(*args, **kwargs):
         raise NotImplementedError
 
     assert exercise.check(None).status == "not attempted"
     assert exercise.check(starter).status == "not attempted"
+
+
+# The wrapper's apply, which the lesson has the learner write ---------------------------------
+
+
+class StarterSoftBatch(nb03.MySoftBatch):
+    """The lesson's skeleton: build given, apply blank."""
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        raise NotImplementedError("accumulate, count, then ops.cond")
+
+
+class _Accumulating(nb03.MySoftBatch):
+    """Accumulates and counts as the lesson says; subclasses decide and update differently."""
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        for total, gradient in zip(self.sums, grads, strict=True):
+            total.assign_add(gradient)
+        self.count.assign_add(1)
+        self.decide(trainable_variables)
+
+    def mean(self):
+        return [total / self.steps for total in self.sums]
+
+    def reset(self):
+        for total in self.sums:
+            total.assign(ops.zeros_like(total))
+        self.count.assign(0)
+
+
+class SwitchStyleSoftBatch(_Accumulating):
+    """A K.switch-style wrapper: step always, then select the old or new weights (state leaks)."""
+
+    def decide(self, variables):
+        is_update = ops.equal(self.count, self.steps)
+        old = [tf.identity(v.value) for v in variables]
+        self.inner.apply(self.mean(), variables)
+        for variable, value in zip(variables, old, strict=True):
+            variable.assign(ops.where(is_update, variable, value))
+        for total in self.sums:
+            total.assign(ops.where(is_update, ops.zeros_like(total), total))
+        self.count.assign(ops.where(is_update, 0, self.count))
+
+
+class PythonIfSoftBatch(_Accumulating):
+    def decide(self, variables):
+        if self.count == self.steps:
+            self.inner.apply(self.mean(), variables)
+            self.reset()
+
+
+class SumNotMean(_Accumulating):
+    def decide(self, variables):
+        def update():
+            self.inner.apply(list(self.sums), variables)
+            self.reset()
+
+        ops.cond(ops.equal(self.count, self.steps), update, lambda: None)
+
+
+class SumsNeverEmptied(_Accumulating):
+    def decide(self, variables):
+        def update():
+            self.inner.apply(self.mean(), variables)
+            self.count.assign(0)
+
+        ops.cond(ops.equal(self.count, self.steps), update, lambda: None)
+
+
+class CounterNeverReset(_Accumulating):
+    def decide(self, variables):
+        def update():
+            self.inner.apply(self.mean(), variables)
+            for total in self.sums:
+                total.assign(ops.zeros_like(total))
+
+        ops.cond(ops.equal(self.count, self.steps), update, lambda: None)
+
+
+class StepsEveryMicroBatch(nb03.MySoftBatch):
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        self.inner.apply(grads, trainable_variables)
+
+
+def test_soft_batch_accepts_the_solution_and_the_library():
+    assert nb03.soft_batch.check(nb03.MySoftBatch).correct
+    assert nb03.soft_batch.check(SoftBatch).correct
+
+
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (SwitchStyleSoftBatch, "K.switch leak of the lesson's demo"),
+        (PythonIfSoftBatch, "Python if"),
+        (SumNotMean, "4 times their mean"),
+        (SumsNeverEmptied, "empty the sums"),
+        (CounterNeverReset, "was the counter reset"),
+        (StepsEveryMicroBatch, "micro-batch 1 moved the weights"),
+    ],
+)
+def test_soft_batch_names_the_mistake(wrong, phrase):
+    result = nb03.soft_batch.check(wrong)
+    assert result.status == "incorrect" and phrase in result.message, result
+
+
+def test_soft_batch_leak_message_names_the_inner_state_that_moved():
+    message = nb03.soft_batch.check(SwitchStyleSoftBatch).message
+    assert "micro-batch 1" in message and "iteration 0 → 1" in message and "momentum" in message
+
+
+def test_soft_batch_not_attempted():
+    assert nb03.soft_batch.check(StarterSoftBatch).status == "not attempted"
+    assert nb03.soft_batch.check(None).status == "not attempted"
 
 
 # Momentum that waits ------------------------------------------------------------------------------
@@ -268,12 +394,14 @@ def test_hints_do_not_contain_the_code_of_the_answer(exercise, capsys):
         assert giveaway not in hint, f"{exercise.title}: the hint shows {giveaway!r}"
 
 
-def test_the_tests_that_notebook_03_cites_exist():
-    """Notebook 03's table names the tests that prove each SoftBatch property: they must exist."""
+def test_the_tests_that_the_soft_batch_feature_page_cites_exist():
+    """The page notebook 03 links names the tests that prove each SoftBatch property."""
     root = Path(__file__).resolve().parents[1]
     notebook = (root / "notebooks" / "03_soft_batch.ipynb").read_text(encoding="utf-8")
-    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", notebook))
+    assert "../docs/soft_batch_features.md" in notebook, "notebook 03 no longer links the page"
+    page = (root / "docs" / "soft_batch_features.md").read_text(encoding="utf-8")
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z0-9_]+\])?`", page))
     tree = ast.parse((root / "tests" / "test_soft_batch.py").read_text(encoding="utf-8"))
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     assert len(cited) >= 10, f"the table cites only {sorted(cited)}"
-    assert cited <= defined, f"notebook 03 cites tests that do not exist: {sorted(cited - defined)}"
+    assert cited <= defined, f"the page cites tests that do not exist: {sorted(cited - defined)}"

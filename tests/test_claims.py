@@ -6,7 +6,7 @@ strict nbval on the day a re-run produces numbers that contradict the sentence.
 
 from __future__ import annotations
 
-from course_lib.claims import ClaimError, claim, format_number
+from course_lib.claims import ClaimError, claim, format_number, roundoff
 
 import os
 import subprocess
@@ -40,6 +40,8 @@ def test_a_claim_that_fails_raises_with_its_numbers_and_prints_nothing(capsys):
     assert message.startswith("✘ no longer holds: 7 of the 10 runs diverge")
     assert "[diverged = 3, of = 10]" in message
     assert "re-check the prose" in message
+    # It speaks to the learner as well as to the course's authors.
+    assert "undo it" in message and "report it" in message
     assert capsys.readouterr().out == ""
     # An AssertionError, so that pytest and nbval report it as a failed check.
     assert isinstance(raised.value, AssertionError)
@@ -82,6 +84,27 @@ def test_the_sentence_is_required():
 )
 def test_numbers_print_short_and_stable(value, shown):
     assert format_number(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.0, "0"),
+        (np.float32(0.0), "0"),
+        (2.384185791015625e-07, "2e-07"),
+        (np.float64(6.2e-08), "6e-08"),
+        (np.array(0.0031), "3e-03"),
+        (float("inf"), "inf"),
+    ],
+)
+def test_roundoff_keeps_one_significant_digit_and_exact_zero(value, shown):
+    assert roundoff(value) == shown
+
+
+@pytest.mark.parametrize("not_a_number", ["< 1e-6", None, True, [1e-7]])
+def test_roundoff_refuses_what_is_not_a_number(not_a_number):
+    with pytest.raises(TypeError, match="roundoff needs a number"):
+        roundoff(not_a_number)
 
 
 def test_evidence_that_is_not_a_number_names_the_fix():

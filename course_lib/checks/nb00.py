@@ -1,7 +1,9 @@
 """Self-check for the warm-up exercise in notebooks/00_index.ipynb.
 
-It shows how every exercise in the course works: write the answer, call ``check``, and ask for
-``hint()`` or ``solution()`` when stuck.
+It shows how the course's exercises work: write the answer in the skeleton, let ``use`` check it
+and hand it to the cells below (the library's ``euler_step`` until it passes), and ask for
+``hint()`` or ``solution()`` when stuck; ``check`` alone gives the verdict without handing
+anything on.
 """
 
 from __future__ import annotations

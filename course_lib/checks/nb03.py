@@ -1,5 +1,11 @@
-"""Self-checks for notebook 03 (soft batch): a waiting momentum, a schedule, a wrapper.
+"""Self-checks for notebook 03 (soft batch): the wrapper's apply, a waiting momentum, a schedule.
 
+* :data:`soft_batch`: the ``apply`` of the lesson's wrapper ``MySoftBatch``, which the learner
+  writes: accumulate, decide with ``ops.cond``, apply the mean through the inner optimizer,
+  reset. Judged micro-batch by micro-batch in a compiled step (the weights and the inner
+  optimizer's state may move only on every 4th; a write in between is named, the ``K.switch``
+  leak included), then in ``fit`` against a real batch of 64 with
+  Adam and a learning-rate schedule.
 * :data:`momentum_that_waits`: one micro-batch of soft-batch SGD with momentum whose velocity,
   like the weight, changes only on real updates (the fix of the notebook's ``K.switch`` demo).
 * :data:`builtin_schedule_rate`: predict, from Keras's source, the rate that the built-in
@@ -21,6 +27,7 @@ from course_lib.checks.soft_batch_problem import (
     judge_soft_momentum_step,
 )
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -76,13 +83,49 @@ class FiniteStepsOnly(keras.optimizers.Optimizer):
 
     def build(self, variables):
         super().build(variables)
-        self.inner.build(variables)  # here, not inside fit's compiled step
+        self.inner.build(variables)  # its slots exist from the wrapper's first call on
 
     def apply(self, grads, trainable_variables=None):
         if not self.built:
             self.build(trainable_variables)
         finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in grads]))
         ops.cond(finite, lambda: self.inner.apply(grads, trainable_variables), lambda: None)
+
+
+class MySoftBatch(keras.optimizers.Optimizer):
+    """Add up `steps` micro-batch gradients, then let `inner` take one step with their mean.
+
+    The lesson's wrapper, its ``apply`` filled in: accumulate and count on every call; on every
+    ``steps``-th, under ``ops.cond`` (which runs only the branch it takes), hand the mean
+    gradient to ``inner.apply``, empty the sums and reset the counter.
+    """
+
+    def __init__(self, inner, steps=4, name="my_soft_batch"):
+        super().__init__(learning_rate=0.0, name=name)  # unused: the inner rate counts
+        self.inner = inner
+        self.steps = steps
+
+    def build(self, variables):
+        super().build(variables)
+        self.inner.build(variables)  # its slots exist from the wrapper's first call on
+        self.sums = [self.add_variable_from_reference(v, name="gradient_sum") for v in variables]
+        self.count = self.add_variable(shape=(), dtype="int32", initializer="zeros", name="count")
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:  # the first call builds, as Keras's own apply does
+            self.build(trainable_variables)
+        for total, gradient in zip(self.sums, grads, strict=True):
+            total.assign_add(gradient)
+        self.count.assign_add(1)
+
+        def update():
+            mean = [total / self.steps for total in self.sums]
+            self.inner.apply(mean, trainable_variables)
+            for total in self.sums:
+                total.assign(ops.zeros_like(total))
+            self.count.assign(0)
+
+        ops.cond(ops.equal(self.count, self.steps), update, lambda: None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +147,212 @@ def _check_soft_momentum_step(step: Callable[..., Any]) -> str:
         lambda gradient: run(tf.constant(gradient)), weight, velocity, accumulator, count
     )
     return "weight and velocity move once every 4 micro-batches, with the mean gradient."
+
+
+# The wrapper's apply ---------------------------------------------------------------------------
+
+#: Eight micro-batch gradients for two variables (a 2-vector and a scalar): two groups of four.
+_MICRO_BATCHES = (
+    ([0.5, -1.0], 2.0),
+    ([0.3, 0.2], -1.0),
+    ([-0.4, 0.6], 0.5),
+    ([1.2, -0.2], 1.5),
+    ([0.1, 0.1], -0.5),
+    ([-0.6, 0.9], 1.0),
+    ([0.8, -0.3], 0.25),
+    ([0.2, 0.4], -2.0),
+)
+_START = (np.array([1.0, -2.0], "float32"), np.array(0.5, "float32"))
+
+
+def _micro_gradients(index: int) -> list[Any]:
+    vector, scalar = _MICRO_BATCHES[index]
+    return [ops.convert_to_tensor(np.array(vector, "float32")), ops.convert_to_tensor(scalar)]
+
+
+def _momentum_sgd() -> keras.optimizers.Optimizer:
+    return keras.optimizers.SGD(0.1, momentum=0.9)
+
+
+def _big_batch_weights(groups: int, form: str = "mean") -> list[np.ndarray]:
+    """The inner optimizer alone, one step per group of 4, with the group's mean (or a misreading).
+
+    ``form``: "mean" (right), "sum" (the sum handed over as if it were the mean), "no reset"
+    (each update averages every gradient so far, as if the sums were never emptied).
+    """
+    variables = [keras.Variable(value) for value in _START]
+    optimizer = _momentum_sgd()
+    for group in range(groups):
+        first = 0 if form == "no reset" else 4 * group
+        parts = [_micro_gradients(k) for k in range(first, 4 * group + 4)]
+        totals = [sum(np.asarray(p[i]) for p in parts) for i in range(2)]
+        scale = 1.0 if form == "sum" else 1.0 / 4
+        optimizer.apply([ops.convert_to_tensor(t * scale) for t in totals], variables)
+    return [v.numpy() for v in variables]
+
+
+def _state(optimizer: keras.optimizers.Optimizer) -> dict[str, np.ndarray]:
+    return {v.path: np.array(v.numpy()) for v in optimizer.variables}
+
+
+def _moved(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> list[str]:
+    return [
+        f"{path} {_short(before[path])} → {_short(value)}"
+        for path, value in after.items()
+        if path in before and not np.array_equal(before[path], value)
+    ]
+
+
+def _short(value: np.ndarray) -> str:
+    return np.array2string(np.asarray(value), precision=4, separator=", ")
+
+
+def _make_wrapper(answer: Any, inner: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    optimizer = answer(inner, steps=4)
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise Incorrect(
+            f"{getattr(answer, '__name__', answer)}(inner, steps=4) must give a Keras optimizer "
+            f"(a keras.optimizers.Optimizer subclass), got {type(optimizer).__name__}."
+        )
+    return optimizer
+
+
+def _check_micro_batches(answer: Any) -> None:
+    """Eight micro-batches in a graph without AutoGraph (as in fit): judge each one's writes.
+
+    The inner optimizer is SGD with momentum: a call to it, even one whose result is thrown
+    away, moves its iteration counter and its velocities, which is how a ``K.switch``-style
+    leak shows when the weights themselves are selected back.
+    """
+    variables = [keras.Variable(value) for value in _START]
+    inner = _momentum_sgd()
+    optimizer = _make_wrapper(answer, inner)
+    optimizer.build(variables)
+
+    @tf.function(autograph=False)  # fit does not convert an optimizer's apply either
+    def micro_step(vector, scalar):
+        optimizer.apply([vector, scalar], variables)
+
+    for k in range(len(_MICRO_BATCHES)):
+        weights_before, inner_before = [v.numpy() for v in variables], _state(inner)
+        try:
+            micro_step(*_micro_gradients(k))
+        except tf.errors.OperatorNotAllowedInGraphError:
+            raise Incorrect(
+                "inside a compiled step, as in fit, your apply decides with a Python if (or "
+                "bool()) on a tensor, which has no value while the step is traced: decide with "
+                "ops.cond(condition, update, lambda: None)."
+            ) from None
+        moved_weights = [
+            i for i, v in enumerate(variables) if not np.array_equal(weights_before[i], v.numpy())
+        ]
+        moved_inner = _moved(inner_before, _state(inner))
+        number = k + 1
+        if number % 4:
+            if moved_weights:
+                raise Incorrect(
+                    f"micro-batch {number} moved the weights; only every 4th micro-batch, the one "
+                    "that completes a group, may: decide with ops.cond whether inner steps."
+                )
+            if moved_inner:
+                raise Incorrect(
+                    f"micro-batch {number} completes no group, and the weights stayed, but the "
+                    f"inner optimizer's state moved ({'; '.join(moved_inner)}). That is the "
+                    "K.switch leak of the lesson's demo: the update ran on every micro-batch and "
+                    "only its result was selected. Call inner.apply only inside the branch that "
+                    "ops.cond runs."
+                )
+            continue
+        if not moved_weights:
+            hint = (
+                "is the counter compared with steps after this micro-batch is counted?"
+                if number == 4
+                else "was the counter reset to 0 after the update on micro-batch 4?"
+            )
+            raise Incorrect(
+                f"micro-batch {number} completes a group of 4, but the weights did not move: {hint}"
+            )
+        got, groups = [v.numpy() for v in variables], number // 4
+        expected = _big_batch_weights(groups)
+        if all(np.allclose(g, e, atol=1e-6) for g, e in zip(got, expected, strict=True)):
+            continue
+        for form, message in _SOFT_BATCH_MISREADINGS.items():
+            wrong = _big_batch_weights(groups, form)
+            if all(np.allclose(g, e, atol=1e-6) for g, e in zip(got, wrong, strict=True)):
+                raise Incorrect(f"after micro-batch {number}: {message}")
+        for index, (g, e) in enumerate(zip(got, expected, strict=True)):
+            expect_close(
+                f"variable {index} after micro-batch {number} (expected: SGD with momentum, "
+                f"one step with the mean of each group of 4)",
+                g,
+                e,
+            )
+
+
+_SOFT_BATCH_MISREADINGS = {
+    "sum": "the update used the sum of the 4 gradients, 4 times their mean: divide by steps.",
+    "no reset": "the second update used all 8 gradients so far: empty the sums after each "
+    "update (assign zeros), in the branch that ops.cond runs.",
+}
+
+
+def _fit_weights(optimizer: keras.optimizers.Optimizer, batch_size: int) -> list[np.ndarray]:
+    """Two epochs of a tiny regression at ``batch_size``, unshuffled; the final weights."""
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1))).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+def _halving_adam() -> keras.optimizers.Optimizer:
+    """Adam whose rate halves every 2 updates: a schedule run per micro-batch shows at once."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+    return keras.optimizers.Adam(schedule)
+
+
+@functools.cache
+def _big_batch_fit() -> tuple[np.ndarray, ...]:
+    """Adam with the schedule at batch 64: deterministic, so trained once per process."""
+    return tuple(_fit_weights(_halving_adam(), batch_size=64))
+
+
+def _check_big_batch(answer: Any) -> None:
+    """In fit: 16 × 4 with Adam and a schedule equals batch 64, and inner counts 4 updates."""
+    expected = _big_batch_fit()
+    keras.backend.clear_session()
+    inner = _halving_adam()
+    got = _fit_weights(_make_wrapper(answer, inner), batch_size=16)
+    updates = int(inner.iterations.numpy())
+    if updates != 4:
+        raise Incorrect(
+            f"in fit, 16 micro-batches of 16 over two epochs should give the inner Adam 4 real "
+            f"updates, but its iteration counter says {updates}."
+        )
+    for index, (g, e) in enumerate(zip(got, expected, strict=True)):
+        expect_close(
+            f"weight {index} after fit at batch 16 × 4 (expected: Adam with the same schedule "
+            "at batch 64)",
+            g,
+            e,
+        )
+
+
+def _check_soft_batch(answer: Any) -> str:
+    if not callable(answer):
+        raise Incorrect(f"pass your class itself, got {type(answer).__name__}.")
+    _check_micro_batches(answer)
+    keras.backend.clear_session()
+    _check_big_batch(answer)
+    return (
+        "only every 4th micro-batch writes the weights or the inner optimizer's state, with the "
+        "mean gradient; in fit, 16 × 4 with Adam and a schedule equals batch 64."
+    )
 
 
 def _keras_builtin_rates(schedule: Any, steps: int, updates: int) -> list[float]:
@@ -266,6 +515,20 @@ def _check_finite_steps_only(answer: Any) -> str:
 # Exercises
 # --------------------------------------------------------------------------------------------
 
+soft_batch = Exercise(
+    title="The soft-batch wrapper's apply",
+    checker=_check_soft_batch,
+    hint=(
+        "Three parts, in order. Every call: add each gradient to its sum, count the call. Then "
+        "a function `update` for the complete group: the mean of each sum goes to the inner "
+        "optimizer's apply, then the sums and the counter start again from 0. Last, decide as "
+        "the core on one number did: run `update` only when the counter has reached "
+        "self.steps, and nothing otherwise. Why must the inner optimizer be called inside "
+        "that branch, and not before it?"
+    ),
+    solution=MySoftBatch,
+)
+
 momentum_that_waits = Exercise(
     title="Momentum that waits for the update",
     checker=_check_soft_momentum_step,
@@ -293,20 +556,22 @@ finite_steps_only = Exercise(
     title="A wrapper that steps only on finite gradients",
     checker=_check_finite_steps_only,
     hint=(
-        "Two questions. Where must the inner optimizer be built, so that its variables exist "
-        "before fit compiles the training step? And how does code inside that compiled step "
-        "choose, on a tensor, between stepping and doing nothing? The decision itself is one "
-        "boolean for all gradients together: keras.ops has functions that test each element "
-        "and that reduce a tensor of booleans."
+        "Two questions. What must build do besides the base class's build, so that the inner "
+        "optimizer's slots exist from the wrapper's first call on (look at MySoftBatch.build)? "
+        "And how does code inside fit's compiled step choose, on a tensor, between stepping and "
+        "doing nothing? The decision itself is one boolean for all gradients together: "
+        "keras.ops has functions that test each element and that reduce a tensor of booleans."
     ),
     solution=FiniteStepsOnly,
 )
 
 __all__ = [
     "FiniteStepsOnly",
+    "MySoftBatch",
     "builtin_schedule_rate",
     "builtin_schedule_rate_solution",
     "finite_steps_only",
     "momentum_that_waits",
+    "soft_batch",
     "soft_momentum_step",
 ]
