@@ -4,8 +4,9 @@ A model that fits only 16 examples in memory can still be optimised as if its ba
 compute the gradient of each batch of 16, add it to an accumulator, and let the optimizer take
 one real step, with the mean of the accumulated gradients, every fourth batch. The idea comes
 from Su Jianlin, "Keras之小众需求:自定义优化器", kexue.fm 2018; the author later withdrew his
-first version because ``K.switch`` evaluated both branches, so the "skipped" steps still moved
-the weights. :class:`SoftBatch` lets its branch write only where it is taken: with ``ops.cond``
+first version because ``K.switch`` computed both branches, so whatever was assigned inside them
+(the weights in appendix A1's rebuild, the velocity in notebook 03's demo) moved on the
+"skipped" micro-batches as well. :class:`SoftBatch` lets its branch write only where it is taken: with ``ops.cond``
 on TensorFlow, which runs only that branch; on JAX, whose trainer applies the optimizer
 statelessly, by computing the update always and selecting new or old values with ``ops.where``
 (:func:`course_lib.distribution.run_if`; appendix A2 builds both forms).
@@ -231,7 +232,8 @@ def soft_sgd_step(
     Add ``gradient`` to ``accumulator`` and count it; when ``steps`` gradients are in, step
     ``variable`` with their mean and empty the accumulator. ``ops.cond`` runs only the branch it
     takes, so on the other micro-batches ``variable`` is not written at all (``K.switch`` in the
-    Keras 2 version computed both). Notebook 03 builds it; its first exercise asks for it.
+    Keras 2 version computed both). Notebook 03 writes it on one number (``my_soft_sgd_step``)
+    and checks it against this one; its first exercise asks for the momentum version.
     TensorFlow only: on JAX a traced branch cannot assign variables (see
     :func:`select_soft_sgd_step`).
     """
