@@ -6,9 +6,10 @@ one real step, with the mean of the accumulated gradients, every fourth batch. T
 from Su Jianlin, "Keras之小众需求:自定义优化器", kexue.fm 2018; the author later withdrew his
 first version because ``K.switch`` computed both branches, so whatever was assigned inside them
 (the weights in appendix A1's rebuild, the velocity in notebook 03's demo) moved on the
-"skipped" micro-batches as well. :class:`SoftBatch` lets its branch write only where it is taken: with ``ops.cond``
-on TensorFlow, which runs only that branch; on JAX, whose trainer applies the optimizer
-statelessly, by computing the update always and selecting new or old values with ``ops.where``
+"skipped" micro-batches as well. :class:`SoftBatch` lets its branch write only where it is
+taken: with ``ops.cond`` on TensorFlow, which runs only that branch; on JAX, whose trainer
+applies the optimizer statelessly, by computing the update always and selecting new or old
+values with ``ops.where``
 (:func:`course_lib.distribution.run_if`; appendix A2 builds both forms).
 
 What :class:`SoftBatch` guarantees (each is a test in ``tests/test_soft_batch.py``):
