@@ -42,6 +42,7 @@ RUNS_ON_JAX = {
     "test_optimizers.py",
     "test_scale_out_jax.py",
     "test_soft_batch.py",
+    "test_studies_overfitting_backends.py",
 }
 
 #: Test modules of mechanisms that run on TensorFlow only, and why.
