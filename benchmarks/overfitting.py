@@ -21,7 +21,8 @@ each one as it finishes, and writes
 Run ``python benchmarks/overfitting.py`` for the full study (12 seeds; see docs/overfitting.md for
 how long it took). ``--scale provisional`` runs the same arms with shorter budgets and 6 seeds
 and marks its result provisional; ``--quick`` is a smoke test (2 seeds, a few epochs) that writes
-under ``build/overfitting-quick/`` unless ``--out`` says otherwise.
+under ``build/overfitting-quick/`` unless ``--out`` says otherwise; ``--render`` rewrites the page
+and figures from the existing result file without training.
 """
 
 from __future__ import annotations
@@ -140,14 +141,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--backend", choices=("jax", "tensorflow"), default="jax")
     parser.add_argument("--out", type=Path, help="folder of the result file, the page and figures")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="no training: rewrite the page and figures from the existing result file",
+    )
     args = parser.parse_args(argv)
     scale = "quick" if args.quick else args.scale
     seeds = tuple(range(args.seeds or SEEDS[scale]))
     out = args.out or (ROOT / "build" / "overfitting-quick" if scale == "quick" else ROOT / "docs")
 
     _start_worker(args.backend)  # the main process renders only, on the same backend
-    from course_lib.studies.overfitting_report import write_report
+    from course_lib.studies.overfitting_report import render, write_report
     from course_lib.studies.results import BenchmarkRun
+
+    directory = out / "results" if out.name == "docs" else out
+    if args.render:
+        render(out, directory)
+        print(f"rewrote {out / 'overfitting.md'} and its figures from {directory}")
+        return
 
     command = "python benchmarks/overfitting.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
@@ -156,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "overfitting",
         "benchmarks/overfitting.py",
         command,
-        directory=out / "results" if out.name == "docs" else out,
+        directory=directory,
         docs=[out / "overfitting.md"],
     )
     workers = max(1, args.workers)

@@ -187,7 +187,7 @@ def test_delta_is_a_tenth_of_sgds_final_validation_loss():
 def test_the_articles_pattern_is_supported_only_where_validation_is_worse_by_delta():
     row, readings = _verdicts(_study(effect_train=-0.5, effect_val=0.3))
     assert row["as stated"] == "supported" and row["from the order"] == "supported"
-    assert row["evidence"].startswith("pattern in RK23, adaptive − SGD")
+    assert row["evidence"].startswith("pattern in RK23, adaptive − SGD (end and matched)")
     # Training further with validation no worse: excluded harm, not the pattern.
     row, _ = _verdicts(_study(effect_train=-0.5, effect_val=0.0))
     assert row["as stated"] == "refuted" and row["from the order"] == "refuted"
@@ -246,3 +246,14 @@ def test_the_regimes_settings_reach_the_result_file():
     assert values["family"]["readings"] == count
     assert values["regimes"]["noisy_labels"]["settings"]["label_noise"] == 0.2
     assert values["regimes"]["sanity"]["settings"]["learning_rate"] == 0.03
+
+
+def test_readme_shows_the_verdicts_of_the_result_file():
+    from course_lib.studies.results import ROOT, render_markdown
+
+    text = (ROOT / "README.md").read_text()
+    assert "<!-- result: overfitting verdict_summary -->" in text
+    assert render_markdown(text, names=["overfitting"]) == text, (
+        "README's verdicts differ from docs/results/overfitting.json: "
+        "python benchmarks/overfitting.py --render"
+    )

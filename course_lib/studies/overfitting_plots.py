@@ -45,29 +45,51 @@ def plot_curves(
     for method, entry in curves["methods"].items():
         if not entry["train_loss"]:
             continue
-        color = METHOD_COLORS.get(method, "grey")
-        ax_loss.plot(epochs, entry["train_loss"], color=color, ls="--", lw=1)
-        ax_loss.plot(epochs, entry["val_loss"], color=color, lw=1.3, label=method)
+        # SGD, the reference, is a wide pale band underneath: a method that matches it shows
+        # as its own line inside the band instead of hiding it.
+        style = _style(method)
+        ax_loss.plot(epochs, entry["train_loss"], ls="--", **style)
+        ax_loss.plot(epochs, entry["val_loss"], label=method, **style)
         if ax_accuracy is not None:
-            ax_accuracy.plot(epochs, entry["val_accuracy"], color=color, lw=1.3, label=method)
+            ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **style)
     ax_loss.set_xscale("log")
     ax_loss.set_yscale("log")
+    _plain_ticks(ax_loss.xaxis, ax_loss.yaxis)
     ax_loss.set_xlabel("epoch", fontsize=8)
     ax_loss.set_ylabel("loss (solid: validation, dashed: training)", fontsize=8)
     ax_loss.set_title(title, fontsize=9)
     ax_loss.tick_params(labelsize=8)
     if ax_accuracy is not None:
         ax_accuracy.set_xscale("log")
+        _plain_ticks(ax_accuracy.xaxis)
         ax_accuracy.set_xlabel("epoch", fontsize=8)
         ax_accuracy.set_ylabel("validation accuracy", fontsize=8)
         ax_accuracy.tick_params(labelsize=8)
 
 
+def _style(method: str) -> dict[str, Any]:
+    color = METHOD_COLORS.get(method, "grey")
+    if method == "SGD":
+        return {"color": color, "lw": 4.0, "alpha": 0.3, "zorder": 1}
+    return {"color": color, "lw": 1.2, "zorder": 2}
+
+
+def _plain_ticks(*axes: Any) -> None:
+    """Log axes ticked at 1, 2, 5 × 10ᵏ and labelled 0.2, 1, 50 rather than 10⁰ and crowded
+    minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis in axes:
+        low, high = axis.get_view_interval()
+        few_decades = 0 < low and high / low < 30
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if few_decades else (1.0,)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def curve_legend(figure: Any, methods: Sequence[str]) -> None:
     """One legend for every panel, below them."""
-    handles = [
-        plt.Line2D([], [], color=METHOD_COLORS.get(m, "grey"), lw=1.5, label=m) for m in methods
-    ]
+    handles = [plt.Line2D([], [], label=m, **_style(m)) for m in methods]
     figure.legend(handles=handles, loc="lower center", ncol=min(len(methods), 4), fontsize=8)
 
 
@@ -75,10 +97,19 @@ def curve_legend(figure: Any, methods: Sequence[str]) -> None:
 FOREST_PANELS: tuple[tuple[str, str, str], ...] = (
     ("end", "train_loss", "training loss, end"),
     ("end", "val_loss", "validation loss, end"),
-    ("matched", "val_loss", "validation loss, matched training loss"),
+    ("matched", "val_loss", "validation loss, matched"),
     ("end", "val_accuracy", "validation accuracy, end"),
-    ("matched", "val_accuracy", "validation accuracy, matched training loss"),
+    ("matched", "val_accuracy", "validation accuracy, matched"),
 )
+
+
+def short(comparison: str) -> str:
+    """A comparison's name as a forest plot's row label: "RK23 adaptive − SGD at its steps"."""
+    method, control = comparison.split(" − ")
+    method = method.replace(", adaptive", " adaptive").replace(", fixed step", " fixed")
+    if control.startswith("SGD at "):
+        control = "SGD at its steps"
+    return f"{method} − {control}"
 
 
 def forest_plot(rows: Sequence[Mapping[str, Any]], regime_names: Mapping[str, str]) -> Any:
@@ -94,8 +125,9 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], regime_names: Mapping[str, st
     figure, axes = plt.subplots(
         1,
         len(FOREST_PANELS),
-        figsize=(2.6 * len(FOREST_PANELS) + 3.2, 0.19 * len(labels) + 1.6),
+        figsize=(1.9 * len(FOREST_PANELS) + 3.0, 0.19 * len(labels) + 1.6),
         sharey=True,
+        layout="constrained",
     )
     limit = 6.0
     positions = {label: len(labels) - 1 - i for i, label in enumerate(labels)}
@@ -134,8 +166,7 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], regime_names: Mapping[str, st
         ax.tick_params(labelsize=8)
     axes[0].set_yticks(list(positions.values()))
     axes[0].set_yticklabels(
-        [f"{regime_names.get(regime, regime)}: {comparison}" for regime, comparison in positions],
-        fontsize=8,
+        [f"{regime_names.get(regime, regime)}: {short(c)}" for regime, c in positions], fontsize=8
     )
     axes[0].set_ylim(-0.7, len(labels) - 0.3)
     for index in range(1, len(labels)):  # a thin line between regimes

@@ -107,6 +107,7 @@ def build_result(
         }
         values["regimes"][regime.key] = {
             "name": regime.name,
+            "short": regime.label,
             "question": regime.question,
             "settings": describe(settings),
             "delta_loss": meaningful_effect(runs),
@@ -127,6 +128,10 @@ def build_result(
         )
     rows = verdict_rows(regime_list, readings)
     tables["verdicts"] = verdict_table(rows)
+    summary = [[row["regime"], row["as stated"], row["from the order"]] for row in rows]
+    tables["verdict_summary"] = Table(
+        [("regime", ""), ("the claim as stated", ""), ("from the order", "")], summary
+    )
     values["family"] = significant(readings)
     values["long_target"] = LONG_TARGET
     return tables, values
@@ -142,7 +147,10 @@ def readings_records(result: Any) -> list[dict[str, Any]]:
 
 
 def regime_names(result: Any) -> dict[str, str]:
-    return {key: result.values["regimes"][key]["name"] for key in result.values["order"]}
+    regimes_ = result.values["regimes"]
+    return {
+        key: regimes_[key].get("short", regimes_[key]["name"]) for key in result.values["order"]
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,29 +159,34 @@ def regime_names(result: Any) -> dict[str, str]:
 
 
 def draw_curves(result: Any) -> Any:
-    """Training and validation loss (top), validation accuracy (bottom); a column per regime."""
+    """Per regime, training and validation loss beside validation accuracy; two regimes a row."""
     from course_lib.studies.overfitting_plots import curve_legend, plot_curves
 
     import matplotlib.pyplot as plt
 
     keys = result.values["order"]
-    figure, axes = plt.subplots(2, len(keys), figsize=(2.9 * len(keys), 5.6), squeeze=False)
+    rows = (len(keys) + 1) // 2
+    figure, axes = plt.subplots(rows, 4, figsize=(13, 2.7 * rows + 0.6), squeeze=False)
     methods: list[str] = []
-    for column, key in enumerate(keys):
+    for index, key in enumerate(keys):
         regime = result.values["regimes"][key]
-        plot_curves(regime["curves"], axes[0, column], axes[1, column], title=regime["name"])
+        ax_loss, ax_accuracy = axes[index // 2, 2 * (index % 2) : 2 * (index % 2) + 2]
+        left_out = regime["diverged_runs"]
+        note = f"\n({left_out} diverged runs not drawn)" if left_out else ""
+        plot_curves(regime["curves"], ax_loss, ax_accuracy, title=regime["name"] + note)
+        ax_accuracy.set_title(f"{regime['name']}: validation accuracy{note}", fontsize=9)
         methods += [m for m in regime["curves"]["methods"] if m not in methods]
+    for ax in axes.ravel()[2 * len(keys) :]:
+        ax.axis("off")
     curve_legend(figure, methods)
-    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    figure.tight_layout(rect=(0, 0.6 / (2.7 * rows + 0.6), 1, 1))
     return figure
 
 
 def draw_forest(result: Any) -> Any:
     from course_lib.studies.overfitting_plots import forest_plot
 
-    figure = forest_plot(readings_records(result), regime_names(result))
-    figure.tight_layout()
-    return figure
+    return forest_plot(readings_records(result), regime_names(result))
 
 
 def _settings_line(regime: Mapping[str, Any]) -> str:
@@ -288,26 +301,33 @@ def write_report(
     out: Path,
     workers: int,
 ) -> None:
-    """The result file (through ``run``), docs/overfitting.md and its two figures under ``out``."""
-    from course_lib.studies.results import load_result, machine
-
-    import matplotlib.pyplot as plt
+    """The result file (through ``run``), docs/overfitting.md and its two figures under ``out``;
+    when ``out`` is docs/, README's block of verdicts too."""
+    from course_lib.studies.results import machine
 
     regime_list = regimes(scale)
     tables, values = build_result(regime_list, records, seconds)
     values |= {"scale": scale, "provisional": scale != "full", "backend": backend}
     values |= {"workers": workers, "machine": machine()}
-    page = out / "overfitting.md"
     out.mkdir(parents=True, exist_ok=True)
-    page.write_text("")  # the markers come after the write, which needs the final values
-    run.docs = []
+    run.docs = []  # the page is written from the final values, below
     run.write(tables, values)
-    recorded = run.recorded
-    page.write_text(markdown({**values, **recorded}, run.command, scale != "full"))
-    from course_lib.studies.results import update_docs
+    render(out, run.directory)
 
-    update_docs(["overfitting"], paths=[page], directory=run.directory)
-    result = load_result("overfitting", run.directory)
+
+def render(out: Path, directory: Path) -> None:
+    """docs/overfitting.md, its figures (and README's block of verdicts when ``out`` is docs/)
+    from the result file in ``directory``: no training, so a change of wording or of a figure
+    needs no new run."""
+    from course_lib.studies.results import DOCS_DIR, ROOT, load_result, update_docs
+
+    import matplotlib.pyplot as plt
+
+    result = load_result("overfitting", directory)
+    page = out / "overfitting.md"
+    page.write_text(markdown(result.values, result.command, result.values["provisional"]))
+    pages = [page] + ([ROOT / "README.md"] if out.resolve() == DOCS_DIR.resolve() else [])
+    update_docs(["overfitting"], paths=pages, directory=directory)
     for name, draw in (("overfitting.png", draw_forest), ("overfitting_curves.png", draw_curves)):
         figure = draw(result)
         figure.savefig(out / name, dpi=80)

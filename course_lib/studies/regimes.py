@@ -105,6 +105,12 @@ class Regime:
     name: str
     question: str
     changes: Mapping[str, Any]
+    short: str = ""
+
+    @property
+    def label(self) -> str:
+        """A short name for figures."""
+        return self.short or self.name
 
     def settings(self, seeds: Sequence[int]) -> StudySettings:
         return StudySettings(seeds=tuple(seeds), **dict(self.changes))
@@ -122,7 +128,7 @@ def regimes(scale: str = "full") -> list[Regime]:
     """The arms of the study; ``scale`` "full" (the benchmark), "provisional" (shorter budgets,
     the same arms) or "quick" (a smoke test: a few epochs each)."""
     epochs = {
-        "full": {"long": 1200, "noisy": 400, "rtol": 200, "batch": 1600, "sanity": 400},
+        "full": {"long": 1500, "noisy": 400, "rtol": 200, "batch": 1600, "sanity": 400},
         "provisional": {"long": 300, "noisy": 150, "rtol": 80, "batch": 640, "sanity": 200},
         "quick": {"long": 6, "noisy": 4, "rtol": 3, "batch": 32, "sanity": 3},
     }
@@ -137,6 +143,7 @@ def regimes(scale: str = "full") -> list[Regime]:
             f"trained until SGD's training loss is near {LONG_TARGET:g}, does a Runge–Kutta "
             "optimizer end with worse validation?",
             {"epochs": e["long"]},
+            short="long",
         ),
         Regime(
             "noisy_labels",
@@ -144,30 +151,35 @@ def regimes(scale: str = "full") -> list[Regime]:
             "with a fifth of the training labels wrong, does it memorise them faster, at a cost "
             "in validation?",
             {"epochs": e["noisy"], "label_noise": 0.2},
+            short="noisy labels",
         ),
         Regime(
             "rtol_0001",
             "tolerance rtol 1e-3",
             "with a tight controller (small steps), does the picture change?",
             {"epochs": e["rtol"], "rtol": 1e-3, "methods": _ADAPTIVE_ONLY},
+            short="rtol 1e-3",
         ),
         Regime(
             "rtol_01",
             "tolerance rtol 1e-1",
             "with a loose controller (large steps), does the picture change?",
             {"epochs": e["rtol"], "rtol": 1e-1, "methods": _ADAPTIVE_ONLY},
+            short="rtol 1e-1",
         ),
         Regime(
             "batch_16",
             "batch size 16",
             "with small batches (a larger mini-batch penalty), does a higher order lose more?",
             {"epochs": max(1, steps // 32), "batch_size": 16},
+            short="batch 16",
         ),
         Regime(
             "batch_256",
             "batch size 256",
             "with large batches (a smaller mini-batch penalty), does the picture change?",
             {"epochs": max(1, steps // 2), "batch_size": 256},
+            short="batch 256",
         ),
         Regime(
             "sanity",
@@ -179,6 +191,7 @@ def regimes(scale: str = "full") -> list[Regime]:
                 "learning_rate": 0.03,
                 "methods": ("SGD", RK23_FIXED, RK45_FIXED),
             },
+            short="sanity",
         ),
     ]
 
@@ -291,15 +304,23 @@ def _harm_excluded(r: dict[str, Any], which: str) -> bool:
     return said.endswith("< δ") or said.startswith(f"{better},")
 
 
-def shows_pattern(readings: Sequence[dict[str, Any]], which: str = "corrected") -> bool:
-    """The readings of one comparison show the article's pattern (see the module docstring)."""
+def pattern_points(readings: Sequence[dict[str, Any]], which: str = "corrected") -> list[str]:
+    """Where the readings of one comparison show the article's pattern: "end" when the
+    training loss is lower and validation worse by at least δ there, "matched" when validation
+    is worse by at least δ at matched training loss (see the module docstring)."""
     by = {(r["point"], r["metric"]): r for r in readings}
-    worse_at = {
-        point: any(_worse_by_delta(by[point, m], which) for m in WORSE)
-        for point in ("end", "matched")
-    }
+    points = []
     trained_further = _says(by["end", "train_loss"], which).startswith("lower,")
-    return (trained_further and worse_at["end"]) or worse_at["matched"]
+    if trained_further and any(_worse_by_delta(by["end", m], which) for m in WORSE):
+        points.append("end")
+    if any(_worse_by_delta(by["matched", m], which) for m in WORSE):
+        points.append("matched")
+    return points
+
+
+def shows_pattern(readings: Sequence[dict[str, Any]], which: str = "corrected") -> bool:
+    """The readings of one comparison show the article's pattern, at either point."""
+    return bool(pattern_points(readings, which))
 
 
 def excludes_harm(readings: Sequence[dict[str, Any]], which: str = "corrected") -> bool:
@@ -332,7 +353,11 @@ def evidence(readings: Sequence[dict[str, Any]], which: str = "corrected") -> st
     groups = {}
     for r in readings:
         groups.setdefault(r["comparison"], []).append(r)
-    pattern = [c.name for c, g in groups.items() if shows_pattern(g, which)]
+    pattern = [
+        f"{c.name} ({' and '.join(pattern_points(g, which))})"
+        for c, g in groups.items()
+        if shows_pattern(g, which)
+    ]
     excluded = sum(excludes_harm(g, which) for g in groups.values())
     parts = [f"pattern in {'; '.join(pattern)}"] if pattern else []
     parts.append(f"harm excluded in {excluded} of {len(groups)} comparisons")
