@@ -260,19 +260,6 @@ class RunRecord:
         losses = self._up_to(epoch)
         return any(loss > losses[0] for loss in losses[1:] if math.isfinite(loss))
 
-    def truncated(self, epochs: int) -> RunRecord:
-        """The same run read after its first ``epochs`` epochs (quantities measured after the
-        last epoch and the steps of later epochs are not carried over)."""
-        steps = len(self.step_sizes) * epochs // max(len(self.train_loss), 1)
-        per_epoch = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "gradients")
-        per_step = ("step_sizes", "rejections", "forced")
-        return RunRecord(
-            method=self.method,
-            seed=self.seed,
-            **{name: getattr(self, name)[:epochs] for name in per_epoch},
-            **{name: getattr(self, name)[:steps] for name in per_step},
-        )
-
     def _up_to(self, epoch: int) -> list[float]:
         """The training losses after epochs 1 to ``epoch`` (negative: counted from the end)."""
         return self.train_loss[: epoch + 1 if epoch >= 0 else len(self.train_loss) + epoch + 1]

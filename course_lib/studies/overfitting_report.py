@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-#: The tables each regime writes, ``NAME_<regime key>``.
-REGIME_TABLES = ("epochs", "gradients", "readings", "stability", "diverged")
+#: How the page names a Keras backend.
+BACKEND_NAMES = {"jax": "JAX", "tensorflow": "TensorFlow"}
 
 
 def _sgd_mean(records: Sequence[RunRecord], quantity) -> float | None:
@@ -214,7 +214,8 @@ def markdown(values: Mapping[str, Any], command: str, provisional: bool) -> str:
             "",
         ]
     text += [
-        f"Produced by `{command}` on Keras's {values['backend']} backend. Digits: the first 512 "
+        f"Produced by `{command}` on Keras's {BACKEND_NAMES[values['backend']]} backend. Digits: "
+        "the first 512 "
         "training images, the usual 449 for validation; an MLP 64-128-10 (ReLU) in float64. "
         "Every regime trains SGD, the fixed-step twins of RK23 (Bogacki–Shampine) and RK45 "
         "(Dormand–Prince) at SGD's step h, the two adaptive optimizers (controller started at "
