@@ -244,7 +244,7 @@ def regime_readings(regime: Regime, records: Sequence[RunRecord]) -> list[dict[s
         pairs = [(by_key[comparison.method, s], by_key[comparison.control, s]) for s in seeds]
         kept = [(a, b) for a, b in pairs if not a.diverged() and not b.diverged()]
         runs = [run for pair in kept for run in pair]
-        target = matched_target(runs) if runs else math.nan
+        target = matched_target(runs) if runs else None
         for point, metric in READINGS:
             differences = []
             for a, b in kept:
