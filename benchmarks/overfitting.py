@@ -135,11 +135,20 @@ def run_all(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=("full", "provisional", "quick"), default="full")
+    parser.add_argument(
+        "--scale",
+        choices=("full", "provisional", "quick"),
+        default="full",
+        help="the study's budgets (default), shorter ones marked provisional, or a smoke test",
+    )
     parser.add_argument("--quick", action="store_true", help="same as --scale quick")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: 12 full, 6 provisional)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--backend", choices=("jax", "tensorflow"), default="jax")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: cores)"
+    )
+    parser.add_argument(
+        "--backend", choices=("jax", "tensorflow"), default="jax", help="Keras backend (jax)"
+    )
     parser.add_argument("--out", type=Path, help="folder of the result file, the page and figures")
     parser.add_argument(
         "--render",
