@@ -11,7 +11,9 @@ from course_lib.studies import overfitting as study
 from course_lib.studies.overfitting import (
     CHANCE_LOSS,
     METHODS,
+    RK23,
     RK45,
+    SGD_AT_RK23,
     SGD_AT_RK45,
     RunRecord,
     StudySettings,
@@ -151,13 +153,13 @@ def test_the_replay_control_is_sgd_on_the_same_batches_with_the_source_steps(dig
 
 def test_a_study_replays_each_adaptive_run_and_counts_its_gradients(digits):
     settings = StudySettings(
-        methods=("SGD", RK45, SGD_AT_RK45), seeds=(0,), epochs=1, train_size=128, learning_rate=0.3
+        methods=("SGD", RK23, SGD_AT_RK23), seeds=(0,), epochs=1, train_size=128, learning_rate=0.3
     )
     sgd, adaptive, replay = study.run_overfitting_study(settings, digits)
-    assert (sgd.method, adaptive.method, replay.method) == ("SGD", RK45, SGD_AT_RK45)
+    assert (sgd.method, adaptive.method, replay.method) == ("SGD", RK23, SGD_AT_RK23)
     assert len(adaptive.step_sizes) == 2 and replay.step_sizes == adaptive.step_sizes
-    # Dormand–Prince with its error estimate: stage 1 once per step, 6 more stages per try.
-    assert adaptive.gradients == [2 + 6 * (2 + sum(adaptive.rejections))]
+    # Bogacki–Shampine with its error estimate: stage 1 once per step, 3 more stages per try.
+    assert adaptive.gradients == [2 + 3 * (2 + sum(adaptive.rejections))]
     assert sgd.gradients == replay.gradients == [2]
     assert adaptive.forced == [0, 0]  # both steps passed the error test
 
@@ -207,12 +209,12 @@ def test_step_cost_counts_the_forward_passes_the_library_makes(float64):
 
 def test_forced_acceptances_are_recorded(digits):
     settings = StudySettings(
-        methods=(RK45,), seeds=(0,), epochs=1, train_size=128, rtol=1e-100, atol=1e-100
+        methods=(RK23,), seeds=(0,), epochs=1, train_size=128, rtol=1e-100, atol=1e-100
     )
-    (run,) = train_method(RK45, settings, digits)
+    (run,) = train_method(RK23, settings, digits)
     # No try can pass such a tolerance: each step is applied after its 10 retries.
     assert run.rejections == [10, 10] and run.forced == [1, 1]
-    assert run.gradients == [2 * study.step_cost(7, 10, adaptive=True)]
+    assert run.gradients == [2 * study.step_cost(4, 10, adaptive=True)]
 
 
 def test_after_training_the_mini_batch_quantities_match_a_direct_computation(digits, float64):
