@@ -51,7 +51,8 @@ TENSORFLOW_ONLY = {
     "test_runge_kutta.py": "tests the TensorFlow RK steps (JAX's: test_jax_training_steps.py)",
     "test_sam.py": "tests the TensorFlow SAM step (JAX's: test_jax_training_steps.py)",
     "test_studies_beyond.py": "the study trains SAM, a TensorFlow training step",
-    "test_studies_overfitting.py": "the study trains Runge–Kutta steps, written for TensorFlow",
+    "test_studies_overfitting.py": "the harness once, on TensorFlow; what differs on JAX: "
+    "test_studies_overfitting_backends.py",
     "test_handwritten.py": "hand-written gradients are TensorFlow code (notebook 02)",
     "test_keras2_time_capsule.py": "Keras 2 (tf_keras) runs on TensorFlow only",
     "test_checks_nbA1.py": "the Keras 2 appendix runs on TensorFlow only",
