@@ -9,7 +9,8 @@ runs the same study longer can never disagree:
   :mod:`~course_lib.studies.readings` reads them (equal epochs, equal gradient evaluations,
   matched training loss), :mod:`~course_lib.studies.statistics` judges paired differences and
   corrects for their number (Holm), :mod:`~course_lib.studies.regimes` holds the arms and the
-  verdict rule, :mod:`~course_lib.studies.overfitting_report` and
+  verdict rule, :mod:`~course_lib.studies.overfitting_evidence` puts what carried each verdict
+  into words, :mod:`~course_lib.studies.overfitting_report` and
   :mod:`~course_lib.studies.overfitting_plots` write the result file, page and figures;
 * :mod:`course_lib.studies.beyond`: SGD, SAM and Lookahead on a 2-D landscape and on digits
   (notebook 07, ``benchmarks/beyond.py``);

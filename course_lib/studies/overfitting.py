@@ -116,6 +116,18 @@ class Comparison:
     def name(self) -> str:
         return f"{self.method} − {self.control}"
 
+    @property
+    def short(self) -> str:
+        """The name without commas, for figures and sentences: "RK23 adaptive − SGD at its
+        steps"."""
+        control = "SGD at its steps" if self.control.startswith("SGD at ") else self.control
+        return f"{short_label(self.method)} − {control}"
+
+
+def short_label(method: str) -> str:
+    """A method's label without its comma: "RK23 adaptive", "RK45 fixed"."""
+    return method.replace(", adaptive", " adaptive").replace(", fixed step", " fixed")
+
 
 #: What each paired comparison isolates.
 COMPARISONS: tuple[Comparison, ...] = (

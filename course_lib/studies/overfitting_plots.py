@@ -15,6 +15,7 @@ from course_lib.studies.overfitting import (
     SGD_AT_RK23,
     SGD_AT_RK45,
 )
+from course_lib.studies.statistics import resolves_direction
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,16 +56,16 @@ def plot_curves(
     ax_loss.set_xscale("log")
     ax_loss.set_yscale("log")
     _plain_ticks(ax_loss.xaxis, ax_loss.yaxis)
-    ax_loss.set_xlabel("epoch", fontsize=8)
-    ax_loss.set_ylabel("loss (solid: validation, dashed: training)", fontsize=8)
-    ax_loss.set_title(title, fontsize=9)
-    ax_loss.tick_params(labelsize=8)
+    ax_loss.set_xlabel("epoch", fontsize=9)
+    ax_loss.set_ylabel("loss (solid: validation,\ndashed: training)", fontsize=9)
+    ax_loss.set_title(title, fontsize=10)
+    ax_loss.tick_params(labelsize=9)
     if ax_accuracy is not None:
         ax_accuracy.set_xscale("log")
         _plain_ticks(ax_accuracy.xaxis)
-        ax_accuracy.set_xlabel("epoch", fontsize=8)
-        ax_accuracy.set_ylabel("validation accuracy", fontsize=8)
-        ax_accuracy.tick_params(labelsize=8)
+        ax_accuracy.set_xlabel("epoch", fontsize=9)
+        ax_accuracy.set_ylabel("validation accuracy", fontsize=9)
+        ax_accuracy.tick_params(labelsize=9)
 
 
 #: Markers of the fixed-step twins, placed at alternate points: where the two coincide (a small
@@ -97,89 +98,147 @@ def _plain_ticks(*axes: Any) -> None:
 
 
 def curve_legend(figure: Any, methods: Sequence[str]) -> None:
-    """One legend for every panel, below them."""
+    """One legend for every panel, below them (outside the axes under constrained layout)."""
     handles = [plt.Line2D([], [], label=m, **_style(m)) for m in methods]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(methods), 4), fontsize=8)
+    where = "outside lower center" if figure.get_layout_engine() is not None else "lower center"
+    figure.legend(handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9)
 
 
-#: The panels of the forest plot: (point, metric, axis label).
-FOREST_PANELS: tuple[tuple[str, str, str], ...] = (
-    ("end", "train_loss", "training loss, end"),
-    ("end", "val_loss", "validation loss, end"),
-    ("matched", "val_loss", "validation loss, matched"),
-    ("end", "val_accuracy", "validation accuracy, end"),
-    ("matched", "val_accuracy", "validation accuracy, matched"),
+#: The panels of the forest plot: (point, metric, title, where harm lies); the verdict's first.
+FOREST_PANELS: tuple[tuple[str, str, str, str], ...] = (
+    ("matched", "val_loss", "validation loss,\nmatched training loss", "harm →"),
+    ("matched", "val_accuracy", "validation accuracy,\nmatched training loss", "← harm"),
+    ("end", "train_loss", "training loss,\nend of training", "← trained further"),
+    ("end", "val_loss", "validation loss,\nend of training", "harm →"),
+    ("end", "val_accuracy", "validation accuracy,\nend of training", "← harm"),
 )
+#: Where the forest plot's axes end, in units of δ: beyond, a point is drawn at the edge.
+FOREST_LIMIT = 6.0
 
 
-def short(comparison: str) -> str:
-    """A comparison's name as a forest plot's row label: "RK23 adaptive − SGD at its steps"."""
-    method, control = comparison.split(" − ")
-    method = method.replace(", adaptive", " adaptive").replace(", fixed step", " fixed")
-    if control.startswith("SGD at "):
-        control = "SGD at its steps"
-    return f"{method} − {control}"
+def _off_scale(ax: Any, value: float, y: float, color: str, filled: bool) -> None:
+    """A value beyond ±FOREST_LIMIT: a triangle at the edge, pointing out, and the value."""
+    side = 1.0 if value > 0 else -1.0
+    ax.plot(
+        side * FOREST_LIMIT,
+        y,
+        marker=">" if side > 0 else "<",
+        ms=7,
+        color=color,
+        markerfacecolor=color if filled else "white",
+        zorder=4,
+    )
+    text = f"{value:+.0f}" if abs(value) < 1000 else f"{value:+.0e}"
+    ax.text(
+        side * (FOREST_LIMIT + 0.5),
+        y,
+        text,
+        fontsize=9,
+        ha="left" if side > 0 else "right",
+        va="center",
+        color=color,
+    )
 
 
-def forest_plot(rows: Sequence[Mapping[str, Any]], regime_names: Mapping[str, str]) -> Any:
+def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
+    """One reading: its interval and mean in units of δ, clipped at the edges and marked."""
+    color = METHOD_COLORS.get(r["comparison"].method, "grey")
+    mean, half = r["mean"] / r["delta"], r["half_width"] / r["delta"]
+    if r["pairs"] == 1:  # no interval: a cross at the one difference
+        if abs(mean) > FOREST_LIMIT:
+            _off_scale(ax, mean, y, color, filled=False)
+        else:
+            ax.plot(mean, y, "x", ms=6, mew=1.6, color=color, zorder=3)
+        return
+    low, high = mean - half, mean + half
+    ax.plot(np.clip([low, high], -FOREST_LIMIT, FOREST_LIMIT), [y, y], color=color, lw=1.4)
+    resolved = resolves_direction(r["corrected"])
+    if abs(mean) > FOREST_LIMIT:
+        _off_scale(ax, mean, y, color, filled=resolved)
+        return
+    for end in (low, high):
+        if abs(end) > FOREST_LIMIT:
+            ax.plot(
+                np.sign(end) * FOREST_LIMIT,
+                y,
+                marker=">" if end > 0 else "<",
+                ms=5,
+                color=color,
+                zorder=3,
+            )
+    ax.plot(
+        mean,
+        y,
+        "o",
+        ms=5,
+        color=color,
+        markerfacecolor=color if resolved else "white",
+        zorder=3,
+    )
+
+
+def forest_plot(readings: Sequence[Mapping[str, Any]], regime_names: Mapping[str, str]) -> Any:
     """Paired differences in units of δ, one row per regime and comparison, one panel per reading.
 
-    ``rows`` are the records of the readings tables (with a ``regime`` key added). Each bar is
-    the uncorrected 95 % interval divided by the reading's δ, so the grey band ±1 is ±δ in every
-    panel; a filled dot means the difference survives Holm's correction (it resolves a
-    direction), a hollow one that it does not. Bars beyond the frame are clipped at ±``limit``
-    with an arrow.
+    ``readings`` are the study's readings (:func:`course_lib.studies.regimes.regime_readings`
+    after :func:`~course_lib.studies.regimes.correct`, or read back from the result file). Each
+    bar is the uncorrected 95 % interval divided by the reading's δ, so the grey band ±1 is ±δ in
+    every panel; a filled dot means the difference resolves a direction after Holm's correction,
+    a hollow one that it does not; a cross is a reading with a single pair (no interval). What
+    lies beyond ±:data:`FOREST_LIMIT` is drawn at the edge as a triangle pointing out, with its
+    value. Comparisons without a single pair have no row: a note under the panels names them.
     """
-    labels = list(dict.fromkeys((r["regime"], r["comparison"]) for r in rows))
+    keys = list(dict.fromkeys((r["regime"], r["comparison"]) for r in readings))
+    paired = {(r["regime"], r["comparison"]) for r in readings if r["pairs"] > 0}
+    labels = [k for k in keys if k in paired]
+    empty = [k for k in keys if k not in paired]
     figure, axes = plt.subplots(
         1,
         len(FOREST_PANELS),
-        figsize=(1.9 * len(FOREST_PANELS) + 3.0, 0.19 * len(labels) + 1.6),
+        figsize=(2.3 * len(FOREST_PANELS) + 3.4, 0.24 * len(labels) + 2.3),
         sharey=True,
         layout="constrained",
     )
-    limit = 6.0
     positions = {label: len(labels) - 1 - i for i, label in enumerate(labels)}
-    for ax, (point, metric, title) in zip(axes, FOREST_PANELS, strict=True):
+    for ax, (point, metric, title, harm) in zip(axes, FOREST_PANELS, strict=True):
         ax.axvspan(-1, 1, color="0.88", zorder=0)
         ax.axvline(0, color="0.4", lw=0.8, zorder=1)
-        for r in rows:
-            if r["point"] != point or r["metric"] != metric.replace("_", " "):
-                continue
-            y = positions[r["regime"], r["comparison"]]
-            mean, half, delta = r["mean"], r["± 95 %"], r["δ"]
-            if mean is None:
-                ax.text(0, y, "no pairs", fontsize=7, ha="center", va="center", color="0.3")
-                continue
-            method = r["comparison"].split(" − ")[0]
-            color = METHOD_COLORS.get(method, "grey")
-            low, high = ((mean - half) / delta, (mean + half) / delta) if half else (mean, mean)
-            ax.plot(np.clip([low, high], -limit, limit), [y, y], color=color, lw=1.4)
-            for end, clipped in ((low, low < -limit), (high, high > limit)):
-                if clipped:
-                    ax.plot(np.sign(end) * limit, y, marker="<" if end < 0 else ">", color=color)
-            resolved = not r["corrected"].startswith(("undecided", "within"))
-            centre = float(np.clip(mean / delta, -limit, limit))
-            ax.plot(
-                centre,
-                y,
-                "o",
-                ms=4.5,
-                color=color,
-                markerfacecolor=color if resolved else "white",
-                zorder=3,
-            )
-        ax.set_xlim(-limit - 0.5, limit + 0.5)
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("difference / δ", fontsize=8)
-        ax.tick_params(labelsize=8)
+        for r in readings:
+            key = (r["regime"], r["comparison"])
+            if (r["point"], r["metric"]) == (point, metric) and key in positions:
+                _forest_row(ax, r, positions[key])
+        ax.set_xlim(-FOREST_LIMIT - 3.0, FOREST_LIMIT + 3.0)
+        ax.set_xticks([-FOREST_LIMIT, -3, 0, 3, FOREST_LIMIT])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"difference / δ\n({harm})", fontsize=9)
+        ax.tick_params(labelsize=9)
     axes[0].set_yticks(list(positions.values()))
     axes[0].set_yticklabels(
-        [f"{regime_names.get(regime, regime)}: {short(c)}" for regime, c in positions], fontsize=8
+        [f"{regime_names.get(regime, regime)}: {c.short}" for regime, c in positions], fontsize=9
     )
     axes[0].set_ylim(-0.7, len(labels) - 0.3)
     for index in range(1, len(labels)):  # a thin line between regimes
         if labels[index][0] != labels[index - 1][0]:
             for ax in axes:
                 ax.axhline(len(labels) - index - 0.5, color="0.6", lw=0.6)
+    if empty:  # a figure-level label: constrained layout makes room for it
+        figure.supxlabel(_empty_note(empty, keys, regime_names), fontsize=9)
     return figure
+
+
+def _empty_note(
+    empty: Sequence[tuple[str, Any]], keys: Sequence[tuple[str, Any]], names: Mapping[str, str]
+) -> str:
+    """Which comparisons have no row: by regime, "all N comparisons" or their names."""
+    import textwrap
+
+    parts = []
+    for regime in dict.fromkeys(r for r, _ in empty):
+        mine = [c for r, c in empty if r == regime]
+        total = sum(r == regime for r, _ in keys)
+        what = (
+            f"all {total} comparisons" if len(mine) == total else ", ".join(c.short for c in mine)
+        )
+        parts.append(f"{names.get(regime, regime)}: {what}")
+    text = "Not drawn, no pairs (a run of every pair diverged): " + "; ".join(parts) + "."
+    return "\n".join(textwrap.wrap(text, 150))

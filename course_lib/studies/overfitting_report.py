@@ -12,23 +12,23 @@ from __future__ import annotations
 from course_lib.studies.overfitting import RunRecord
 from course_lib.studies.readings import diverged_table, rows_table, stability_table, study_rows
 from course_lib.studies.regimes import (
-    LONG_TARGET,
     MEANINGFUL_ACCURACY,
     Regime,
     correct,
     curves,
     describe,
+    family_counts,
     meaningful_effect,
     readings_table,
     regime_readings,
     regimes,
-    significant,
     verdict_rows,
     verdict_table,
 )
 from course_lib.studies.results import Table
 from course_lib.studies.statistics import PairedTest, classify
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,9 @@ def build_result(
             "delta_accuracy": MEANINGFUL_ACCURACY,
             "sgd_gap": _sgd_mean(runs, lambda r: r.gap()),
             "sgd_final_train_loss": _sgd_mean(runs, lambda r: r.train_loss[-1]),
+            "sgd_final_val_loss": _sgd_mean(runs, lambda r: r.val_loss[-1]),
+            "aim": regime.aim,
+            "harness_check": regime.harness_check,
             "runs": len(runs),
             "diverged_runs": sum(r.diverged() for r in runs),
             "seconds": round((seconds or {}).get("wall", {}).get(regime.key, 0.0), 1),
@@ -128,22 +131,14 @@ def build_result(
         )
     rows = verdict_rows(regime_list, readings)
     tables["verdicts"] = verdict_table(rows)
-    summary = [[row["regime"], row["as stated"], row["from the order"]] for row in rows]
-    tables["verdict_summary"] = Table(
-        [("regime", ""), ("the claim as stated", ""), ("from the order", "")], summary
-    )
-    values["family"] = significant(readings)
-    values["long_target"] = LONG_TARGET
+    summary = [
+        [row["regime"], row["as stated"], row["from the order"], row["at the end, as stated"]]
+        for row in rows
+    ]
+    headers = ["regime", "the claim as stated", "from the order", "at the end, as stated"]
+    tables["verdict_summary"] = Table([(h, "") for h in headers], summary)
+    values["family"] = family_counts(readings)
     return tables, values
-
-
-def readings_records(result: Any) -> list[dict[str, Any]]:
-    """Every reading of a loaded result, each with its ``regime`` key (for the forest plot)."""
-    rows = []
-    for key in result.values["order"]:
-        for row in result.table(f"readings_{key}").records():
-            rows.append({**row, "regime": key})
-    return rows
 
 
 def regime_names(result: Any) -> dict[str, str]:
@@ -158,35 +153,46 @@ def regime_names(result: Any) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
+def curve_note(regime: Mapping[str, Any]) -> str:
+    """What a regime's curves leave out: diverged runs, and methods with no run left to draw."""
+    from course_lib.studies.overfitting import short_label
+
+    if not regime["diverged_runs"]:
+        return "every run drawn"
+    gone = [short_label(m) for m, e in regime["curves"]["methods"].items() if not e["runs"]]
+    note = f"{regime['diverged_runs']} of {regime['runs']} runs diverged, left out"
+    return note + (f"; no line for {', '.join(gone)}" if gone else "")
+
+
 def draw_curves(result: Any) -> Any:
-    """Per regime, training and validation loss beside validation accuracy; two regimes a row."""
+    """Per regime, training and validation loss beside validation accuracy; two regimes a row,
+    each pair of panels under its regime's name and what its curves leave out."""
     from course_lib.studies.overfitting_plots import curve_legend, plot_curves
 
     import matplotlib.pyplot as plt
 
     keys = result.values["order"]
     rows = (len(keys) + 1) // 2
-    figure, axes = plt.subplots(rows, 4, figsize=(13, 2.7 * rows + 0.6), squeeze=False)
+    figure = plt.figure(figsize=(14, 3.2 * rows + 0.8), layout="constrained")
+    cells = figure.subfigures(rows, 2, squeeze=False).ravel()
     methods: list[str] = []
-    for index, key in enumerate(keys):
+    for cell, key in zip(cells, keys, strict=False):
         regime = result.values["regimes"][key]
-        ax_loss, ax_accuracy = axes[index // 2, 2 * (index % 2) : 2 * (index % 2) + 2]
-        left_out = regime["diverged_runs"]
-        note = f"\n({left_out} diverged runs not drawn)" if left_out else ""
-        plot_curves(regime["curves"], ax_loss, ax_accuracy, title=regime["name"] + note)
-        ax_accuracy.set_title(f"{regime['name']}: validation accuracy{note}", fontsize=9)
+        ax_loss, ax_accuracy = cell.subplots(1, 2)
+        plot_curves(regime["curves"], ax_loss, ax_accuracy, title="loss")
+        ax_accuracy.set_title("validation accuracy", fontsize=10)
+        note = textwrap.fill(f"({curve_note(regime)})", 75)
+        cell.suptitle(f"{regime['name']}\n{note}", fontsize=10)
         methods += [m for m in regime["curves"]["methods"] if m not in methods]
-    for ax in axes.ravel()[2 * len(keys) :]:
-        ax.axis("off")
     curve_legend(figure, methods)
-    figure.tight_layout(rect=(0, 0.6 / (2.7 * rows + 0.6), 1, 1))
     return figure
 
 
 def draw_forest(result: Any) -> Any:
+    from course_lib.studies.overfitting_evidence import study_readings
     from course_lib.studies.overfitting_plots import forest_plot
 
-    return forest_plot(readings_records(result), regime_names(result))
+    return forest_plot(study_readings(result), regime_names(result))
 
 
 def _settings_line(regime: Mapping[str, Any]) -> str:
@@ -202,11 +208,42 @@ def _settings_line(regime: Mapping[str, Any]) -> str:
     )
 
 
-def markdown(values: Mapping[str, Any], command: str, provisional: bool) -> str:
-    """docs/overfitting.md, with a marked block for every table of the result file."""
-    family = values["family"]
+def controller_sentence(values: Mapping[str, Any]) -> str:
+    """The adaptive controller the study ran, from the settings in the file and the library's
+    :class:`~course_lib.adaptive.AdaptiveStepSize` (its other settings are its defaults)."""
+    from course_lib.adaptive import AdaptiveStepSize
+
+    import dataclasses
+
+    settings = [values["regimes"][key]["settings"] for key in values["order"]]
+    atol = sorted({s["atol"] for s in settings})
+    rtol = sorted({s["rtol"] for s in settings})
+    controller = AdaptiveStepSize(rtol=rtol[0], atol=atol[0], on_failure="accept")
+    names = {f.name for f in dataclasses.fields(AdaptiveStepSize)}
+    largest = (
+        f"a largest step of {controller.max_step:g}" if "max_step" in names else "no largest step"
+    )
+    return (
+        "The adaptive controller (notebook 05's, after SciPy's) starts at h with atol "
+        + ", ".join(f"{a:g}" for a in atol)
+        + " and rtol "
+        + ", ".join(f"{r:g}" for r in rtol)
+        + f" (by regime), safety factor {controller.safety:g}, a step that changes by a factor "
+        f"between {controller.min_factor:g} and {controller.max_factor:g} per step, "
+        f"{largest}, and at most {controller.max_rejections} retries before it applies the "
+        "last try anyway (a forced acceptance, counted)."
+    )
+
+
+def markdown(result: Any) -> str:
+    """docs/overfitting.md from a loaded result file: the rule, the verdict table (a marked
+    block), the evidence regime by regime, and a marked block for every other table."""
+    from course_lib.studies.overfitting_evidence import evidence_markdown, family_sentence
+    from course_lib.studies.overfitting_plots import FOREST_LIMIT
+
+    values, command = result.values, result.command
     text = ["# Do Runge–Kutta optimizers overfit? (measured, regime by regime)", ""]
-    if provisional:
+    if values["provisional"]:
         text += [
             "> **Provisional result** from a reduced configuration (`" + command + "`): fewer "
             "seeds and shorter budgets than the study. `python benchmarks/overfitting.py` "
@@ -215,51 +252,65 @@ def markdown(values: Mapping[str, Any], command: str, provisional: bool) -> str:
         ]
     text += [
         f"Produced by `{command}` on Keras's {BACKEND_NAMES[values['backend']]} backend. Digits: "
-        "the first 512 "
-        "training images, the usual 449 for validation; an MLP 64-128-10 (ReLU) in float64. "
-        "Every regime trains SGD, the fixed-step twins of RK23 (Bogacki–Shampine) and RK45 "
-        "(Dormand–Prince) at SGD's step h, the two adaptive optimizers (controller started at "
-        "h, atol 1e-4), and SGD replaying each adaptive run's accepted steps, from the same "
-        "weights and batch order per seed (the tolerance regimes leave out the fixed-step twins, "
-        "the sanity regime the adaptive optimizers).",
+        "the first 512 training images, the usual 449 for validation; an MLP 64-128-10 (ReLU) "
+        "in float64. Every regime trains SGD, the fixed-step twins of RK23 (Bogacki–Shampine) "
+        "and RK45 (Dormand–Prince) at SGD's step h, the two adaptive optimizers, and SGD "
+        "replaying each adaptive run's accepted steps, from the same weights and batch order "
+        "per seed (the tolerance regimes leave out the fixed-step twins, the sanity regime the "
+        "adaptive optimizers). " + controller_sentence(values),
         "",
-        "**The rule** (notebook 06 states it before any number). Each comparison method − "
-        "control is read at the end of training (training loss, validation loss and accuracy) "
-        "and at matched training loss (validation loss and accuracy, each run read when its "
-        "training loss first reaches the highest final training loss of the two methods' "
-        "runs). δ is a tenth of SGD's final validation loss for a loss, "
-        f"{MEANINGFUL_ACCURACY} for an accuracy. Each reading makes up to three statements "
-        "(not 0; inside ±δ; beyond ±δ), each a test whose p-value is the smallest α at which "
-        "the (1 − α) t interval makes it. All statements of the study form one family: Holm's "
-        "procedure keeps the chance of any false one at 5 %. *Supported*: a comparison shows "
-        "the article's pattern (at the end, training loss lower and validation worse by at "
-        "least δ; or, at matched training loss, validation worse by at least δ). *Refuted*: "
-        "every comparison's validation readings are smaller than δ or resolved better. "
-        "*Undecided*: otherwise. *As stated* reads the adaptive optimizers against SGD at the "
-        "same h; *from the order*, the comparisons that change only the order (adaptive − SGD "
-        "at its steps; fixed-step twin − SGD); *from the step size*, SGD at the adaptive steps − "
-        "SGD. Pairs with a diverged run (training loss above ln 10 or not finite) are left out "
-        "and counted.",
+        '**The rule** (notebook 06 states it before any number). "Overfits" means a fit to '
+        "the training set that generalises worse, so the verdict reads each comparison method − "
+        "control at **matched training loss**: both runs of a seed where their training loss "
+        "first reaches the same value, the lowest that every kept run of the comparison reached "
+        "(the *matched at* column). δ is a tenth of SGD's final validation loss for a loss, "
+        f"{MEANINGFUL_ACCURACY} for an accuracy. Each reading with at least two pairs makes "
+        "three statements (not 0; inside ±δ; beyond ±δ), each a test whose p-value is the "
+        "smallest α at which the (1 − α) t interval makes it; all of them form one family, and "
+        "Holm's procedure keeps the chance of any false one at 5 %. *Supported*: a comparison "
+        "reads validation (loss or accuracy) worse by at least δ at matched training loss. "
+        "*Refuted*: every comparison's matched validation readings are smaller than δ or "
+        "resolved better. *Undecided*: otherwise (a reading leaves its size not resolved, or a "
+        "comparison has no pairs left). *Not tested*: the regime trains none of the column's "
+        "comparisons. *As stated* reads the adaptive optimizers against SGD at the same h; "
+        "*from the order*, the comparisons that change only the order (adaptive − SGD at its "
+        "steps; fixed-step twin − SGD); *from the step size*, SGD at the adaptive steps − SGD. "
+        "*At the end, as stated* "
+        "reports, beside the verdict and never in it, what the adaptive optimizers show at equal "
+        "epochs: a method that has trained further ends with a lower training loss and, past "
+        "its best epoch, a worse validation loss, whether or not it fits any worse. Pairs with "
+        "a diverged run (training loss above ln 10 or not finite) are left out and counted.",
         "",
         "## Verdicts",
         "",
         "<!-- result: overfitting verdicts -->",
         "<!-- /result -->",
         "",
-        f"{family['readings']} readings; {family['uncorrected']} resolve a direction at 95 % "
-        f"uncorrected, {family['corrected']} after Holm's correction.",
+        family_sentence(result),
         "",
-        "![paired differences in units of δ, one row per regime and comparison; bars: "
-        "uncorrected 95 % intervals; filled: resolved after Holm's correction](overfitting.png)",
+        "![paired differences in units of δ, one row per regime and comparison; the verdict's "
+        "readings (matched training loss) in the first two panels](overfitting.png)",
+        "",
+        "The forest plot: each difference divided by its δ, so the grey band is ±δ in every "
+        "panel. Harm lies to the right in the loss panels and to the left in the accuracy "
+        "panels. A bar is the uncorrected 95 % interval; a filled dot resolves a direction "
+        "after Holm's correction, a hollow one does not; a cross is a reading with one pair "
+        f"(no interval). A mean beyond ±{FOREST_LIMIT:g} δ is drawn at the edge as a large "
+        "triangle pointing out, with its value in units of δ; an interval that reaches beyond "
+        "ends in a small one. "
+        "Comparisons without a single pair are listed under the plot, not drawn.",
         "",
         "![training (dashed) and validation (solid) loss, and validation accuracy, per regime]"
         "(overfitting_curves.png)",
         "",
+        "## The evidence, regime by regime",
+        "",
+        evidence_markdown(result, level=3),
     ]
     for key in values["order"]:
         regime = values["regimes"][key]
         text += [
-            f"## {regime['name'][0].upper()}{regime['name'][1:]}",
+            f"## {regime['name'][0].upper()}{regime['name'][1:]}: the tables",
             "",
             f"{regime['question'][0].upper()}{regime['question'][1:]} {_settings_line(regime)}",
             "",
@@ -326,7 +377,7 @@ def render(out: Path, directory: Path) -> None:
 
     result = load_result("overfitting", directory)
     page = out / "overfitting.md"
-    page.write_text(markdown(result.values, result.command, result.values["provisional"]))
+    page.write_text(markdown(result))
     pages = [page] + ([ROOT / "README.md"] if out.resolve() == DOCS_DIR.resolve() else [])
     update_docs(["overfitting"], paths=pages, directory=directory)
     for name, draw in (("overfitting.png", draw_forest), ("overfitting_curves.png", draw_curves)):

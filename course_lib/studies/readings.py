@@ -106,12 +106,21 @@ def value_at_loss(record: RunRecord, metric: str, target: float) -> float | None
 
 
 def matched_target(records: Sequence[RunRecord]) -> float:
-    """The highest final training loss of the runs that did not diverge: a loss every one of
-    them reached, and the latest such loss."""
-    finals = [r.train_loss[-1] for r in records if not r.diverged()]
-    if not finals:
+    """The lowest training loss that every run which did not diverge reached: the highest of
+    their lowest training losses.
+
+    Each run is then read where its training loss *first* reaches it. Taking each run's lowest
+    loss rather than its last matters where a run fell low and then blew up: its final loss,
+    near the start's, would put the match where nothing has been fitted yet.
+    """
+    lowest = [
+        min(loss for loss in r.train_loss if math.isfinite(loss))
+        for r in records
+        if not r.diverged()
+    ]
+    if not lowest:
         raise ValueError("every run diverged: there is no training loss to match.")
-    return max(finals)
+    return max(lowest)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,27 +5,37 @@ labels, one tolerance, one batch size). The claim is about another regime: train
 lower than validation. So the study runs *arms*, each a :class:`Regime` with the same methods
 and controls, paired by seed (:mod:`course_lib.studies.overfitting`):
 
-* **long training**: until SGD's training loss is far below 1e-2 (target 1e-3);
+* **long training**: a long budget, aimed at SGD's training loss near 1e-3 (the result file
+  records where it got);
 * **noisy labels**: a share of the training labels replaced by another class, so that a fit to
   them can only be memorised, and validation loss rises as training loss falls;
 * **tolerance**: the adaptive controller's rtol at 1e-3 and 1e-1 (the others use 1e-2);
 * **batch size**: a small and a large batch, for the same number of steps;
-* **sanity**: a small step, where every order effect must vanish (a check of the harness).
+* **sanity**: a small step, where the order must not matter: every order effect smaller than δ
+  (a check of the harness, not of the claim).
 
-The rule, stated before any number (notebook 06, section 1). Every comparison ``method −
-control`` is read at two points, the end of training (equal epochs) and matched training loss
-(:mod:`course_lib.studies.readings`): the training loss at the end, the validation loss and
-accuracy at both. δ is a tenth of SGD's own final validation loss in the regime for a
-loss, one percentage point for an accuracy. Every statement of every reading ("not 0", "inside
-±δ", "beyond ±δ") is a test; all tests of the study form one family and Holm's procedure
-corrects them (:mod:`course_lib.studies.statistics`). Then, for a set of comparisons:
+The rule, stated before any number (notebook 06, section 1). "Overfits" means a fit to the
+training set that generalises worse, so the verdict reads each comparison ``method − control``
+at **matched training loss** (:mod:`course_lib.studies.readings`): both runs of a seed where
+their training loss first reaches the same value, the lowest that every kept run reached. The
+validation loss and accuracy there are the verdict's readings. The end of training (equal
+epochs: training loss, validation loss and accuracy) is read too and reported beside the
+verdict, never in it: a method that has trained further ends with a lower training loss and,
+past the best epoch, a worse validation loss, whether or not it fits any worse.
 
-* **supported** when one of them shows the article's pattern, corrected: at the end, training
-  loss lower *and* validation worse by at least δ (validation loss higher or accuracy lower);
-  or, at matched training loss, validation worse by at least δ;
-* **refuted** when every one of them excludes harm, corrected: each validation reading is
-  smaller than δ or resolved in the better direction;
-* **undecided** otherwise.
+δ is a tenth of SGD's own final validation loss in the regime for a loss, one percentage point
+for an accuracy. Every statement of every reading ("not 0", "inside ±δ", "beyond ±δ") is a
+test; all tests of the study form one family and Holm's procedure corrects them
+(:mod:`course_lib.studies.statistics`); a reading with fewer than two pairs has no interval,
+makes no statement and stays out of the family. Then, for a set of comparisons:
+
+* **supported** when one of them reads validation worse by at least δ at matched training loss
+  (validation loss higher or accuracy lower), corrected;
+* **refuted** when every one of them excludes harm there, corrected: each matched validation
+  reading is smaller than δ or resolved in the better direction;
+* **undecided** otherwise (a reading leaves its size not resolved, or a comparison has no
+  pairs left);
+* **not tested** where the regime trains none of the set.
 
 The claim *as stated* is read on the adaptive optimizers against SGD at the same learning rate;
 *from the order* on the comparisons that change the order only; the step-size comparisons
@@ -48,7 +58,15 @@ from course_lib.studies.overfitting import (
 )
 from course_lib.studies.readings import matched_target, value_at, value_at_loss
 from course_lib.studies.results import Table
-from course_lib.studies.statistics import ALPHA, PairedTest, holm, reading
+from course_lib.studies.statistics import (
+    ALPHA,
+    TOO_FEW,
+    PairedTest,
+    holm,
+    reading,
+    resolves_direction,
+    says_smaller_than_delta,
+)
 
 import dataclasses
 import math
@@ -65,13 +83,13 @@ MEANINGFUL_ACCURACY = 0.01
 #: The long regime's aim for SGD's final training loss.
 LONG_TARGET = 1e-3
 
-#: The readings of every comparison: (point, metric).
+#: The readings of every comparison: (point, metric); the verdict's come first.
 READINGS: tuple[tuple[str, str], ...] = (
+    ("matched", "val_loss"),
+    ("matched", "val_accuracy"),
     ("end", "train_loss"),
     ("end", "val_loss"),
     ("end", "val_accuracy"),
-    ("matched", "val_loss"),
-    ("matched", "val_accuracy"),
 )
 #: Which direction of each metric is worse for generalisation.
 WORSE = {"val_loss": "higher", "val_accuracy": "lower"}
@@ -106,6 +124,10 @@ class Regime:
     question: str
     changes: Mapping[str, Any]
     short: str = ""
+    #: The training loss SGD's runs are meant to reach (None: no aim); the page says if they did.
+    aim: float | None = None
+    #: A check of the harness (every order effect must be smaller than δ), not of the claim.
+    harness_check: bool = False
 
     @property
     def label(self) -> str:
@@ -140,10 +162,11 @@ def regimes(scale: str = "full") -> list[Regime]:
         Regime(
             "long",
             "long training",
-            f"trained until SGD's training loss is near {LONG_TARGET:g}, does a Runge–Kutta "
-            "optimizer end with worse validation?",
+            "trained long, with the training loss driven far below the validation loss, does a "
+            "Runge–Kutta optimizer generalise worse?",
             {"epochs": e["long"]},
             short="long",
+            aim=LONG_TARGET,
         ),
         Regime(
             "noisy_labels",
@@ -184,14 +207,15 @@ def regimes(scale: str = "full") -> list[Regime]:
         Regime(
             "sanity",
             "sanity: small step h = 0.03",
-            "where every method follows the gradient flow closely, do the order effects vanish "
-            "(a check of the harness, not of the claim)?",
+            "where every method follows the gradient flow closely, is every order effect smaller "
+            "than δ (a check of the harness, not of the claim)?",
             {
                 "epochs": e["sanity"],
                 "learning_rate": 0.03,
                 "methods": ("SGD", RK23_FIXED, RK45_FIXED),
             },
             short="sanity",
+            harness_check=True,
         ),
     ]
 
@@ -233,8 +257,9 @@ def regime_readings(regime: Regime, records: Sequence[RunRecord]) -> list[dict[s
     """Every reading of every comparison of one regime, uncorrected (Holm comes later).
 
     Pairs where either run diverged are left out and counted in ``excluded``. At matched
-    training loss both runs of every seed are read at the comparison's target: the highest
-    final training loss among the two methods' kept runs.
+    training loss both runs of every kept pair are read at the comparison's target
+    (:func:`~course_lib.studies.readings.matched_target`: the lowest training loss that every
+    one of those runs reached), each where its training loss first reaches it.
     """
     delta = {"loss": meaningful_effect(records), "accuracy": MEANINGFUL_ACCURACY}
     by_key = {(r.method, r.seed): r for r in records}
@@ -259,10 +284,12 @@ def regime_readings(regime: Regime, records: Sequence[RunRecord]) -> list[dict[s
                     "comparison": comparison,
                     "point": point,
                     "metric": metric,
-                    "pairs": len(kept),
+                    "pairs": test.n,
                     "excluded": len(pairs) - len(kept),
                     "delta": size,
                     "target": target if point == "matched" else None,
+                    "mean": test.mean,
+                    "half_width": test.half_width(),
                     "test": test,
                     "p": {
                         "zero": test.p_zero(),
@@ -274,15 +301,29 @@ def regime_readings(regime: Regime, records: Sequence[RunRecord]) -> list[dict[s
     return rows
 
 
+def in_family(r: Mapping[str, Any]) -> bool:
+    """Whether a reading is one of Holm's family: it has an interval (at least two pairs)."""
+    return r["pairs"] >= 2
+
+
 def correct(readings: Sequence[dict[str, Any]]) -> None:
-    """Holm over every statement of every reading (three per reading), in place: each reading
-    gains ``adjusted`` p-values, its ``uncorrected`` and its ``corrected`` reading in words."""
+    """Holm over every statement (three per reading) of the readings that have an interval, in
+    place: each reading gains ``adjusted`` p-values, its ``uncorrected`` and ``corrected``
+    reading in words. A reading with fewer than two pairs makes no statement: it stays out of
+    the family (its p-values of 1 would only inflate Holm's multipliers) and reads "too few
+    pairs" both ways."""
     keys = ("zero", "within", "beyond")
-    adjusted = holm([r["p"][k] for r in readings for k in keys])
-    for index, r in enumerate(readings):
+    family = [r for r in readings if in_family(r)]
+    adjusted = holm([r["p"][k] for r in family for k in keys]) if family else []
+    for index, r in enumerate(family):
         r["adjusted"] = dict(zip(keys, adjusted[3 * index : 3 * index + 3].tolist(), strict=True))
-        r["uncorrected"] = reading(r["test"], r["delta"])
-        r["corrected"] = reading(r["test"], r["delta"], r["adjusted"])
+    for r in readings:
+        if in_family(r):
+            r["uncorrected"] = reading(r["test"], r["delta"])
+            r["corrected"] = reading(r["test"], r["delta"], r["adjusted"])
+        else:
+            r["adjusted"] = dict.fromkeys(keys, 1.0)
+            r["uncorrected"] = r["corrected"] = TOO_FEW
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,150 +331,206 @@ def correct(readings: Sequence[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _says(r: dict[str, Any], which: str) -> str:
-    return r[which]
+def worse_by_delta(r: Mapping[str, Any], which: str = "corrected") -> bool:
+    """A validation reading that says worse by at least δ (loss higher, accuracy lower)."""
+    return r[which] == f"{WORSE[r['metric']]}, ≥ δ"
 
 
-def _worse_by_delta(r: dict[str, Any], which: str) -> bool:
-    return _says(r, which) == f"{WORSE[r['metric']]}, ≥ δ"
-
-
-def _harm_excluded(r: dict[str, Any], which: str) -> bool:
-    said = _says(r, which)
+def harm_excluded(r: Mapping[str, Any], which: str = "corrected") -> bool:
+    """A validation reading smaller than δ, or resolved in the better direction."""
     better = {"higher": "lower", "lower": "higher"}[WORSE[r["metric"]]]
-    return said.endswith("< δ") or said.startswith(f"{better},")
+    return says_smaller_than_delta(r[which]) or r[which].startswith(f"{better},")
 
 
-def pattern_points(readings: Sequence[dict[str, Any]], which: str = "corrected") -> list[str]:
-    """Where the readings of one comparison show the article's pattern: "end" when the
-    training loss is lower and validation worse by at least δ there, "matched" when validation
-    is worse by at least δ at matched training loss (see the module docstring)."""
-    by = {(r["point"], r["metric"]): r for r in readings}
-    points = []
-    trained_further = _says(by["end", "train_loss"], which).startswith("lower,")
-    if trained_further and any(_worse_by_delta(by["end", m], which) for m in WORSE):
-        points.append("end")
-    if any(_worse_by_delta(by["matched", m], which) for m in WORSE):
-        points.append("matched")
-    return points
-
-
-def shows_pattern(readings: Sequence[dict[str, Any]], which: str = "corrected") -> bool:
-    """The readings of one comparison show the article's pattern, at either point."""
-    return bool(pattern_points(readings, which))
-
-
-def excludes_harm(readings: Sequence[dict[str, Any]], which: str = "corrected") -> bool:
-    """Every validation reading of one comparison is smaller than δ or resolved better."""
-    return all(_harm_excluded(r, which) for r in readings if r["metric"] in WORSE)
+def _validation(
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], point: str
+) -> list[Mapping[str, Any]]:
+    names = {c.name for c in comparisons}
+    return [
+        r
+        for r in readings
+        if r["comparison"].name in names and r["point"] == point and r["metric"] in WORSE
+    ]
 
 
 def verdict(
-    readings: Sequence[dict[str, Any]],
+    readings: Sequence[Mapping[str, Any]],
     comparisons: Sequence[Comparison],
     which: str = "corrected",
 ) -> str:
-    """supported / refuted / undecided for a set of comparisons (those this regime has)."""
-    groups = [
-        [r for r in readings if r["comparison"] == c]
-        for c in comparisons
-        if any(r["comparison"] == c for r in readings)
-    ]
-    if not groups:
+    """supported / refuted / undecided for a set of comparisons, from their validation readings
+    at matched training loss; "not tested" where the readings hold none of them."""
+    matched = _validation(readings, comparisons, "matched")
+    if not matched:
         return "not tested"
-    if any(shows_pattern(g, which) for g in groups):
+    if any(worse_by_delta(r, which) for r in matched):
         return "supported"
-    if all(excludes_harm(g, which) for g in groups):
+    if all(harm_excluded(r, which) for r in matched):
         return "refuted"
     return "undecided"
 
 
-def evidence(readings: Sequence[dict[str, Any]], which: str = "corrected") -> str:
-    """One line: which comparisons show the pattern, how many exclude harm, diverged pairs."""
-    groups = {}
-    for r in readings:
-        groups.setdefault(r["comparison"], []).append(r)
-    pattern = [
-        f"{c.name} ({' and '.join(pattern_points(g, which))})"
-        for c, g in groups.items()
-        if shows_pattern(g, which)
-    ]
-    excluded = sum(excludes_harm(g, which) for g in groups.values())
-    parts = [f"pattern in {'; '.join(pattern)}"] if pattern else []
-    parts.append(f"harm excluded in {excluded} of {len(groups)} comparisons")
-    diverged = [f"{c.name} ({g[0]['excluded']})" for c, g in groups.items() if g[0]["excluded"]]
-    if diverged:
-        parts.append("pairs left out, a run diverged: " + "; ".join(diverged))
-    return ". ".join(parts) + "."
+def at_the_end(
+    readings: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Comparison],
+    which: str = "corrected",
+) -> str:
+    """What the end of training (equal epochs) shows for a set of comparisons, beside the
+    verdict: validation worse by at least δ (and whether that comparison's training loss ended
+    resolved lower: it trained further), no worse than δ, not resolved, or no pairs left (every
+    comparison lost its pairs to diverged runs)."""
+    end = _validation(readings, comparisons, "end")
+    if not end:
+        return "not tested"
+    if not any(in_family(r) for r in end):
+        return "no pairs left"
+    worse = [r for r in end if worse_by_delta(r, which)]
+    if worse:
+        names = {r["comparison"].name for r in worse}
+        further = any(
+            r[which].startswith("lower,")
+            for r in readings
+            if r["comparison"].name in names and (r["point"], r["metric"]) == ("end", "train_loss")
+        )
+        return "worse by ≥ δ, after training further" if further else "worse by ≥ δ"
+    if all(harm_excluded(r, which) for r in end):
+        return "within δ or better"
+    return "not resolved"
 
 
 # --------------------------------------------------------------------------------------------
-# Tables for the result file
+# Tables for the result file, and the readings back from them
 # --------------------------------------------------------------------------------------------
 
+_READINGS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (header, format, key of a reading)
+    ("comparison", "", "comparison"),
+    ("what differs", "", "differs"),
+    ("point", "", "point"),
+    ("metric", "", "metric"),
+    ("pairs", "", "pairs"),
+    ("excluded (diverged)", "", "excluded"),
+    ("δ", ".4f", "delta"),
+    ("matched at", ".3g", "target"),
+    ("mean", "+.4f", "mean"),
+    ("± 95 %", ".4f", "half_width"),
+    ("p (≠ 0)", ".2g", "p zero"),
+    ("p (< δ)", ".2g", "p within"),
+    ("p (≥ δ)", ".2g", "p beyond"),
+    ("Holm p (≠ 0)", ".2g", "adjusted zero"),
+    ("Holm p (< δ)", ".2g", "adjusted within"),
+    ("Holm p (≥ δ)", ".2g", "adjusted beyond"),
+    ("uncorrected", "", "uncorrected"),
+    ("corrected", "", "corrected"),
+)
 
-def readings_table(readings: Sequence[dict[str, Any]]) -> Table:
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _cell(r: Mapping[str, Any], key: str) -> Any:
+    if key == "comparison":
+        return r["comparison"].name
+    if key == "differs":
+        return r["comparison"].differs
+    if key == "metric":
+        return r["metric"].replace("_", " ")
+    if key in ("mean", "half_width"):
+        return _finite(r[key])
+    if key.startswith(("p ", "adjusted ")):
+        group, statement = key.split()
+        return r[group][statement]
+    return r[key]
+
+
+def readings_table(readings: Sequence[Mapping[str, Any]]) -> Table:
     """Every reading: the mean difference, its 95 % interval, p-values raw and Holm-adjusted,
     and what it says uncorrected and corrected."""
-    columns = [("comparison", ""), ("what differs", ""), ("point", ""), ("metric", "")]
-    columns += [("pairs", ""), ("excluded (diverged)", ""), ("δ", ".4f"), ("matched at", ".3g")]
-    columns += [("mean", "+.4f"), ("± 95 %", ".4f"), ("p (≠ 0)", ".2g"), ("p (< δ)", ".2g")]
-    columns += [("p (≥ δ)", ".2g"), ("Holm p (≠ 0)", ".2g"), ("Holm p (< δ)", ".2g")]
-    columns += [("Holm p (≥ δ)", ".2g"), ("uncorrected", ""), ("corrected", "")]
-    rows = []
-    for r in readings:
-        test = r["test"]
-        finite = lambda v: v if math.isfinite(v) else None  # noqa: E731
-        rows.append(
-            [
-                r["comparison"].name,
-                r["comparison"].differs,
-                r["point"],
-                r["metric"].replace("_", " "),
-                r["pairs"],
-                r["excluded"],
-                r["delta"],
-                r["target"],
-                finite(test.mean),
-                finite(test.half_width()),
-                *(r["p"][k] for k in ("zero", "within", "beyond")),
-                *(r["adjusted"][k] for k in ("zero", "within", "beyond")),
-                r["uncorrected"],
-                r["corrected"],
-            ]
-        )
+    columns = [(header, spec) for header, spec, _ in _READINGS_COLUMNS]
+    rows = [[_cell(r, key) for _, _, key in _READINGS_COLUMNS] for r in readings]
     return Table(columns, rows)
 
 
+def readings_from_table(regime: str, table: Table) -> list[dict[str, Any]]:
+    """The readings of one regime back from its result-file table, in the shape
+    :func:`regime_readings` and :func:`correct` give them (without the per-seed ``test``), so
+    that verdicts and evidence can be drawn from a result file."""
+    names = {c.name: c for c in COMPARISONS}
+    readings = []
+    for record in table.records():
+        r: dict[str, Any] = {"regime": regime, "p": {}, "adjusted": {}}
+        for header, _, key in _READINGS_COLUMNS:
+            value = record[header]
+            if key == "comparison":
+                r[key] = names[value]
+            elif key == "metric":
+                r[key] = value.replace(" ", "_")
+            elif key.startswith(("p ", "adjusted ")):
+                group, statement = key.split()
+                r[group][statement] = value
+            elif key != "differs":
+                r[key] = math.nan if value is None and key in ("mean", "half_width") else value
+        readings.append(r)
+    return readings
+
+
+def _groups(readings: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    return {
+        "as stated": [r for r in readings if r["comparison"] in AS_STATED],
+        "from the order": [r for r in readings if r["comparison"] in ORDER_ONLY],
+        "from the step size": [r for r in readings if r["comparison"] in STEP_SIZE],
+    }
+
+
+#: The comparisons behind each column of the verdict table.
+COLUMNS: dict[str, tuple[Comparison, ...]] = {
+    "as stated": AS_STATED,
+    "from the order": ORDER_ONLY,
+    "from the step size": STEP_SIZE,
+}
+
+
+def verdict_row(name: str, readings: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """One regime's row of the verdict table: per column of :data:`COLUMNS` the verdict at
+    matched training loss, corrected and uncorrected, and what the end of training shows for
+    the claim as stated."""
+    groups = _groups(readings)
+    row = {"regime": name}
+    for column, comparisons in COLUMNS.items():
+        row[column] = verdict(groups[column], comparisons)
+        row[f"{column}, uncorrected"] = verdict(groups[column], comparisons, "uncorrected")
+    row["at the end, as stated"] = at_the_end(groups["as stated"], AS_STATED)
+    return row
+
+
 def verdict_rows(
-    regime_list: Sequence[Regime], readings: Sequence[dict[str, Any]]
+    regime_list: Sequence[Regime], readings: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, str]]:
-    """The verdict table: per regime, the claim as stated and from the order, corrected and
-    uncorrected, the step-size comparisons' reading, and the evidence."""
-    rows = []
-    for regime in regime_list:
-        mine = [r for r in readings if r["regime"] == regime.key]
-        stated = [r for r in mine if r["comparison"] in AS_STATED]
-        order = [r for r in mine if r["comparison"] in ORDER_ONLY]
-        steps = [r for r in mine if r["comparison"] in STEP_SIZE]
-        rows.append(
-            {
-                "regime": regime.name,
-                "as stated": verdict(stated, AS_STATED),
-                "as stated, uncorrected": verdict(stated, AS_STATED, "uncorrected"),
-                "from the order": verdict(order, ORDER_ONLY),
-                "from the order, uncorrected": verdict(order, ORDER_ONLY, "uncorrected"),
-                "from the step size": verdict(steps, STEP_SIZE),
-                "evidence": evidence(stated + order),
-            }
-        )
-    return rows
+    """The verdict table's rows, one per regime (:func:`verdict_row`)."""
+    return [
+        verdict_row(regime.name, [r for r in readings if r["regime"] == regime.key])
+        for regime in regime_list
+    ]
+
+
+#: The verdict table's columns, in order.
+VERDICT_HEADERS: tuple[str, ...] = (
+    "regime",
+    "as stated",
+    "as stated, uncorrected",
+    "from the order",
+    "from the order, uncorrected",
+    "from the step size",
+    "from the step size, uncorrected",
+    "at the end, as stated",
+)
 
 
 def verdict_table(rows: Sequence[Mapping[str, str]]) -> Table:
-    headers = ["regime", "as stated", "as stated, uncorrected", "from the order"]
-    headers += ["from the order, uncorrected", "from the step size", "evidence"]
-    return Table([(h, "") for h in headers], [[row[h] for h in headers] for row in rows])
+    return Table(
+        [(h, "") for h in VERDICT_HEADERS], [[row[h] for h in VERDICT_HEADERS] for row in rows]
+    )
 
 
 def curves(records: Sequence[RunRecord], points: int = 40) -> dict[str, Any]:
@@ -455,14 +552,18 @@ def curves(records: Sequence[RunRecord], points: int = 40) -> dict[str, Any]:
     return result
 
 
-def significant(readings: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How many readings resolve a direction, uncorrected and corrected."""
-    count = lambda which: sum(  # noqa: E731
-        not r[which].startswith(("undecided", "within")) for r in readings
-    )
+def family_counts(readings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many readings there are, how many form Holm's family (and how many statements),
+    how many had one pair or none, and how many resolve a direction, uncorrected and corrected."""
+    family = [r for r in readings if in_family(r)]
+    resolved = lambda which: sum(resolves_direction(r[which]) for r in family)  # noqa: E731
     return {
         "readings": len(readings),
-        "uncorrected": count("uncorrected"),
-        "corrected": count("corrected"),
+        "in family": len(family),
+        "statements": 3 * len(family),
+        "one pair": sum(r["pairs"] == 1 for r in readings),
+        "no pairs": sum(r["pairs"] == 0 for r in readings),
+        "uncorrected": resolved("uncorrected"),
+        "corrected": resolved("corrected"),
         "alpha": ALPHA,
     }

@@ -6,9 +6,14 @@ interval mean ± t(1 − α/2, n − 1)·s/√n (notebook 06 builds it). Three s
 from one interval, each against a threshold of its own:
 
 * **resolved** (:func:`classify`): the interval excludes 0, the difference is *higher* or
-  *lower*;
+  *lower*; otherwise it is *within seed spread*;
 * **smaller than δ** (:func:`size_class` ``"< δ"``): the interval lies inside ±δ;
-* **at least δ** (``"≥ δ"``): it lies wholly beyond +δ or −δ.
+* **at least δ** (``"≥ δ"``): it lies wholly beyond +δ or −δ; otherwise it *straddles δ*.
+
+The words are kept apart on purpose: *within seed spread* and *straddles δ* describe one
+interval; a reading's tests, corrected or not, *resolve* a direction or a size or leave it *not
+resolved* (:func:`reading`); *supported*, *refuted* and *undecided* are reserved for the
+verdicts of :mod:`course_lib.studies.regimes`, which combine many readings.
 
 Each statement is a test, and :class:`PairedTest` gives the p-value of each: the smallest α at
 which the (1 − α) interval makes the statement (at α = 0.05, the 95 % interval's reading).
@@ -29,6 +34,8 @@ import numpy as np
 
 #: The level of every reading: 95 % intervals, a family-wise error of 5 %.
 ALPHA = 0.05
+#: What a reading with fewer than two paired differences says: nothing (it has no interval).
+TOO_FEW = "too few pairs"
 
 
 def confidence_interval(
@@ -61,15 +68,15 @@ def size_class(mean: float, half_width: float, delta: float) -> str:
     """Where the interval lies against the meaningful effect ±``delta``.
 
     ``"< δ"``: inside (−δ, δ), the effect is smaller than δ; ``"≥ δ"``: wholly beyond δ on
-    one side, at least δ; ``"undecided"``: it straddles ±δ, the seeds cannot tell.
+    one side, at least δ; ``"straddles δ"``: it reaches across +δ or −δ, the seeds cannot tell.
     """
     if not math.isfinite(half_width):
-        return "undecided"
+        return "straddles δ"
     if -delta < mean - half_width and mean + half_width < delta:
         return "< δ"
     if mean - half_width >= delta or mean + half_width <= -delta:
         return "≥ δ"
-    return "undecided"
+    return "straddles δ"
 
 
 @dataclass(frozen=True)
@@ -151,12 +158,17 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def reading(test: PairedTest, delta: float, adjusted: dict[str, float] | None = None) -> str:
-    """What a reading says, in words: direction, then size against δ.
+    """What a reading's tests resolve, in words: direction, then size against δ.
 
     With ``adjusted`` (the Holm-adjusted ``{"zero", "within", "beyond"}`` p-values) it reads the
-    corrected statements; without, the 95 % interval's. "higher, ≥ δ", "lower, < δ",
-    "within seed spread, < δ", "higher, size undecided", "undecided".
+    corrected statements; without, the 95 % interval's. The words name tests, not the shape of
+    one interval, so that a corrected reading beside its uncorrected interval never seems to
+    contradict it: "higher, ≥ δ", "lower, < δ", "< δ, sign not resolved", "higher, size not
+    resolved", "not resolved"; with fewer than two differences, "too few pairs" (no interval,
+    no statement).
     """
+    if test.n < 2:
+        return TOO_FEW
     p = adjusted or {
         "zero": test.p_zero(),
         "within": test.p_within(delta),
@@ -167,5 +179,15 @@ def reading(test: PairedTest, delta: float, adjusted: dict[str, float] | None = 
         return f"{direction}, ≥ δ"
     resolved = p["zero"] < ALPHA
     if p["within"] < ALPHA:
-        return f"{direction if resolved else 'within seed spread'}, < δ"
-    return f"{direction}, size undecided" if resolved else "undecided"
+        return f"{direction}, < δ" if resolved else "< δ, sign not resolved"
+    return f"{direction}, size not resolved" if resolved else "not resolved"
+
+
+def says_smaller_than_delta(said: str) -> bool:
+    """Whether a reading in words (:func:`reading`) resolves the size as smaller than δ."""
+    return said.endswith(", < δ") or said.startswith("< δ")
+
+
+def resolves_direction(said: str) -> bool:
+    """Whether a reading in words (:func:`reading`) resolves a direction: higher or lower."""
+    return said.startswith(("higher", "lower"))
