@@ -292,8 +292,9 @@ def markdown(result: Any) -> str:
         "readings (matched training loss) in the first two panels](overfitting.png)",
         "",
         "The forest plot: each difference divided by its δ, so the grey band is ±δ in every "
-        "panel. Harm lies to the right in the loss panels and to the left in the accuracy "
-        "panels. A bar is the uncorrected 95 % interval; a filled dot resolves a direction "
+        "panel. Harm lies to the right in the validation-loss panels and to the left in the "
+        "accuracy panels; in the training-loss panel, left means the method trained further. "
+        "A bar is the uncorrected 95 % interval; a filled dot resolves a direction "
         "after Holm's correction, a hollow one does not; a cross is a reading with one pair "
         f"(no interval). A mean beyond ±{FOREST_LIMIT:g} δ is drawn at the edge as a large "
         "triangle pointing out, with its value in units of δ; an interval that reaches beyond "
