@@ -387,8 +387,8 @@ def step_share_table(result: Any) -> Table:
     mini-batches at its final weights) and how the order-only comparisons' mean mini-batch
     ‖∇L_k‖² moved (counts of readings higher, lower, within seed spread)."""
     columns = [("regime", ""), ("step share", ".0%"), ("lowest", ".0%"), ("highest", ".0%")]
-    columns += [("Δ‖∇L_k‖²: higher", ""), ("lower", ""), ("within seed spread", "")]
-    columns += [("too few pairs", "")]
+    columns += [("order-only Δ‖∇L_k‖² at 95 %: higher", ""), ("lower", "")]
+    columns += [("within seed spread", ""), ("too few pairs", "")]
     rows = []
     for key in result.values["order"]:
         regime = result.values["regimes"][key]
