@@ -1,359 +1,190 @@
-"""Do Runge–Kutta optimizers overfit? The full study behind notebook 06.
+"""Do Runge–Kutta optimizers overfit? The full study behind notebook 06, regime by regime.
 
 The seed article (Su Jianlin, "Keras之小众需求:自定义优化器", kexue.fm 2018) remarks that RK23/RK45
 training steps overfit easily: very low training loss, poor validation loss and accuracy. This
-script measures that on scikit-learn's digits with the study of
-:mod:`course_lib.studies.overfitting`: SGD, Heun, RK4, Dormand–Prince with a fixed step,
-Bogacki–Shampine (RK23) and Dormand–Prince with the adaptive controller, and SGD replaying each
-adaptive run's accepted step sizes (the control that separates order from step size), from the
-same weights and batch order per seed, at two step sizes h. It compares them
+script measures that on scikit-learn's digits in every arm of :mod:`course_lib.studies.regimes`
+(long training, noisy labels, two controller tolerances, two batch sizes, a small-step sanity
+check), each with SGD, the fixed-step twins of RK23 and RK45, the adaptive optimizers and SGD
+replaying their accepted steps, paired by seed. Every reading is corrected for their number
+(Holm), and each regime gets a verdict by the rule notebook 06 states before any number.
 
-* at **equal epochs** (same steps: for the fixed-step methods the same time on the gradient flow),
-* at **equal gradient evaluations** (every method gets the mini-batch passes SGD used), and
-* **paired by seed** against each method's control, with 95 % intervals over seeds.
+It runs on Keras's JAX backend (it sets ``KERAS_BACKEND=jax`` and ``JAX_ENABLE_X64=1`` for its
+worker processes; ``--backend tensorflow`` runs the same on TensorFlow, several times slower),
+spreads the (regime, seed) runs over ``--workers`` processes (default: one per CPU core), prints
+each one as it finishes, and writes
 
-It writes ``docs/results/overfitting.json`` (raw numbers), ``docs/overfitting.md`` (tables
-rendered from that file, and the conclusions the numbers support) and ``docs/overfitting.png``
-(validation − training loss against epochs, one panel per method). Run:
-``python benchmarks/overfitting.py`` (10 seeds; a few minutes on 2 idle CPU cores, about 15
-minutes on a busy shared one);
-``--quick`` runs 2 seeds for 4 epochs and writes nothing.
+* ``docs/results/overfitting.json`` through :class:`course_lib.studies.results.BenchmarkRun`
+  (raw numbers: per regime its settings, rows, readings, failures and curves; the verdicts);
+* ``docs/overfitting.md`` (the tables rendered from that file, and what they show) and its two
+  figures, ``docs/overfitting.png`` (the forest plot) and ``docs/overfitting_curves.png``.
+
+Run ``python benchmarks/overfitting.py`` for the full study (12 seeds; see docs/overfitting.md for
+how long it took). ``--scale provisional`` runs the same arms with shorter budgets and 6 seeds
+and marks its result provisional; ``--quick`` is a smoke test (2 seeds, a few epochs) that writes
+under ``build/overfitting-quick/`` unless ``--out`` says otherwise; ``--render`` rewrites the page
+and figures from the existing result file without training.
 """
 
 from __future__ import annotations
 
-import course_lib  # noqa: F401  (quiet TensorFlow first)
-
 import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from course_lib.data import load_dataset  # noqa: E402
-from course_lib.studies.overfitting import (  # noqa: E402
-    RunRecord,
-    StudySettings,
-    diverged_table,
-    effects_table,
-    gradient_budget,
-    meaningful_effect,
-    paired_effects,
-    plot_gaps,
-    rows_table,
-    run_overfitting_study,
-    stability_table,
-    study_rows,
-    verdict,
-)
-from course_lib.studies.results import (  # noqa: E402
-    load_average,
-    machine,
-    update_docs,
-    write_result,
-)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
-LEARNING_RATES = (0.3, 0.6)
-#: The study's fixed settings (the notebook runs the same with fewer seeds and epochs).
-EPOCHS, TRAIN_SIZE = 40, 512
+SEEDS = {"full": 12, "provisional": 6, "quick": 2}
+
+# --------------------------------------------------------------------------------------------
+# The worker: one process trains (regime, seed) jobs and keeps one regime's models compiled
+# --------------------------------------------------------------------------------------------
+
+_CACHE: dict[str, Any] = {}
 
 
-def tag(learning_rate: float) -> str:
-    """``h030`` for h = 0.3: the suffix of this step size's table names."""
-    return f"h{round(learning_rate * 100):03d}"
+def _start_worker(backend: str) -> None:
+    """Set the backend before Keras loads (a worker process starts fresh)."""
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":
+        os.environ["JAX_ENABLE_X64"] = "1"
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    sys.path.insert(0, str(ROOT))
+    import course_lib  # noqa: F401  (quiet TensorFlow first)
 
 
-def sgd_mean(records: Sequence[RunRecord], quantity) -> float:
-    """The mean over SGD's runs that did not diverge of ``quantity(run)``."""
-    return float(np.mean([quantity(r) for r in records if r.method == "SGD" and not r.diverged()]))
+def train_regime_seed(scale: str, key: str, seed: int) -> tuple[str, int, list, float, float]:
+    """Every method of regime ``key`` from ``seed``: the records, wall and CPU seconds taken.
 
-
-def implicit_regularisation(records: Sequence[RunRecord], learning_rate: float) -> dict[str, Any]:
-    """What implicit gradient regularisation is about, for SGD after its last epoch (means).
-
-    The full-batch penalty (h/4)·‖∇L‖² (Barrett & Dherin), the mini-batch one (h/4)·mean_k ‖∇L_k‖²
-    (Smith, Dherin, Barrett & De), and the share of SGD's step a second-order method on the same
-    batch does not take, ‖Heun step − SGD step‖ / ‖SGD step‖.
+    The worker reuses a regime's compiled models for its next seed of the same regime.
     """
-    sgd = [r for r in records if r.method == "SGD" and not r.diverged()]
-    corrections = [r.step_correction for r in sgd]
-    return {
-        "penalty_full_batch": sgd_mean(
-            records, lambda r: learning_rate / 4 * r.gradient_norm_sq[-1]
-        ),
-        "penalty_mini_batch": sgd_mean(
-            records, lambda r: learning_rate / 4 * r.batch_gradient_norm_sq
-        ),
-        "train_loss": sgd_mean(records, lambda r: r.train_loss[-1]),
-        "step_correction": float(np.mean(corrections)),
-        "step_correction_range": [float(min(corrections)), float(max(corrections))],
-    }
+    from course_lib.data import load_dataset
+    from course_lib.studies.overfitting import Measurements, train_method
+    from course_lib.studies.regimes import regimes
 
+    import gc
 
-def mean_accepted_steps(records: Sequence[RunRecord]) -> dict[str, float]:
-    """Each adaptive method's accepted step size, averaged over steps and seeds."""
-    methods = dict.fromkeys(r.method for r in records if r.forced)
-    return {
-        m: float(np.mean([np.mean(r.step_sizes) for r in records if r.method == m]))
-        for m in methods
-    }
+    started, cpu = time.perf_counter(), time.process_time()
+    regime = next(r for r in regimes(scale) if r.key == key)
+    settings = regime.settings((seed,))
+    if _CACHE.get("regime") != key:
+        _CACHE.clear()
+        gc.collect()
+        data = load_dataset("digits")
+        _CACHE.update(regime=key, data=data, models={}, measurements=Measurements(settings, data))
+    records: list = []
+    for label in settings.ordered_methods():
+        from course_lib.studies.overfitting import METHODS
 
-
-def study_section(records: Sequence[RunRecord], learning_rate: float) -> dict[str, Any]:
-    """Tables and values of one step size."""
-    delta = meaningful_effect(records)
-    effects = paired_effects(records)
-    gradient_metrics = ("gradient_norm_sq", "batch_gradient_norm_sq")
-    gradient_effects = paired_effects(records, metrics=gradient_metrics)
-    key = tag(learning_rate)
-    stability = stability_table(records)
-    tables = {
-        f"epochs_{key}": rows_table(study_rows(records, "epochs")),
-        f"gradients_{key}": rows_table(study_rows(records, "gradients")),
-        f"controls_{key}": effects_table(effects, delta),
-        f"stability_{key}": stability,
-        f"diverged_{key}": diverged_table(records),
-    }
-    values = {
-        "learning_rate": learning_rate,
-        "meaningful_effect": delta,
-        "sgd_gap": sgd_mean(records, lambda r: r.gap()),
-        "gradient_budget": gradient_budget(records),
-        "verdict": verdict(effects, delta),
-        "runs": len(records),
-        "diverged_runs": sum(r.diverged() for r in records),
-        "blown_up_runs": {row["method"]: row["blew up"] for row in stability.records()},
-        "forced_acceptances": {
-            row["method"]: row["forced acceptances"]
-            for row in stability.records()
-            if row["forced acceptances"] is not None
-        },
-        "mean_accepted_step": mean_accepted_steps(records),
-        "implicit_regularisation": implicit_regularisation(records, learning_rate),
-        "gradient_norm_effects": {
-            f"{e['method']} − {e['control']}": {m: list(e[m]) for m in gradient_metrics}
-            for e in gradient_effects
-            if e["differs"] == "order"
-        },
-    }
-    return {"tables": tables, "values": values}
-
-
-def _names(methods: Sequence[str]) -> str:
-    return "; ".join(methods) if methods else "none"
-
-
-def conclusions(values: dict[str, Any]) -> list[str]:
-    """Sentences that follow from the rule and the numbers, so the text cannot outlive them."""
-    found = values["verdict"]
-    delta = values["meaningful_effect"]
-    lines = [
-        f"- δ (a tenth of SGD's final gap {values['sgd_gap']:.3f}) = {delta:.4f}.",
-    ]
-    for differs in ("order", "step size", "order and step size"):
-        pattern = found.get(f"{differs}: article's pattern", [])
-        lines.append(
-            f"- {differs}: the article's pattern (training loss lower *and* validation loss "
-            f"higher, both resolved) in {_names(pattern)}."
+        source = METHODS[label].replays
+        sources = {r.seed: r for r in records if r.method == source} if source else None
+        records += train_method(
+            label, settings, _CACHE["data"], sources, _CACHE["measurements"], _CACHE["models"]
         )
-        for outcome in ("higher", "lower", "within seed spread", "too few runs"):
-            methods = found.get(f"{differs}: gap {outcome}", [])
-            if methods:
-                lines.append(f"- {differs}: val − train gap {outcome} for {_names(methods)}.")
-        for size, words in (("< δ", "smaller than δ"), ("≥ δ", "at least δ")):
-            methods = found.get(f"{differs}: gap {size}", [])
-            if methods:
-                lines.append(f"- {differs}: gap change {words} for {_names(methods)}.")
-        undecided = found.get(f"{differs}: gap undecided", [])
-        if undecided:
-            lines.append(
-                f"- {differs}: gap change undecided against δ (interval straddles ±δ) for "
-                f"{_names(undecided)}."
-            )
-    blown = {m: n for m, n in values["blown_up_runs"].items() if n}
-    lines.append(
-        "- Runs that blew up on the way (training loss back above its first epoch's): "
-        + (", ".join(f"{m} {n}" for m, n in blown.items()) if blown else "none")
-        + f" (of {values['runs'] // len(values['blown_up_runs'])} per method)."
-    )
-    forced = values["forced_acceptances"]
-    lines.append(
-        "- Forced acceptances (a step applied after its retries ran out, on_failure='accept'): "
-        + ", ".join(f"{m} {n}" for m, n in forced.items())
-        + "."
-    )
-    diverged = values["diverged_runs"]
-    lines.append(
-        f"- Diverged runs: {diverged} of {values['runs']}"
-        + (" (listed above)." if diverged else ".")
-    )
-    steps = ", ".join(f"{m} {h:.2f}" for m, h in values["mean_accepted_step"].items())
-    lines.append(f"- Mean accepted step size: {steps} (SGD's h = {values['learning_rate']}).")
-    igr = values["implicit_regularisation"]
-    low, high = igr["step_correction_range"]
-    lines.append(
-        "- Implicit gradient regularisation, SGD after its last epoch: one SGD step differs from "
-        f"Heun's on the same batch by {igr['step_correction']:.0%} of its length (mean over "
-        f"batches and seeds; {low:.0%} to {high:.0%} by seed); the mini-batch penalty "
-        f"(h/4)·mean‖∇L_k‖² is {igr['penalty_mini_batch']:.4f}, the full-batch one "
-        f"(h/4)·‖∇L‖² {igr['penalty_full_batch']:.4f}."
-    )
-    batch_effects = [
-        e["batch_gradient_norm_sq"][2] for e in values["gradient_norm_effects"].values()
-    ]
-    lines.append(
-        "- Order-only comparisons of mean‖∇L_k‖² (a lost penalty predicts higher): "
-        + ", ".join(f"{batch_effects.count(o)} {o}" for o in dict.fromkeys(batch_effects))
-        + "."
-    )
-    return lines
+    return key, seed, records, time.perf_counter() - started, time.process_time() - cpu
 
 
-def markdown(
-    sections: dict[float, dict[str, Any]], settings: dict[str, Any], seconds: float
-) -> str:
-    """docs/overfitting.md: the set-up, then per step size the marked tables and conclusions."""
-    text = [
-        "# Do Runge–Kutta optimizers overfit? (measured)",
-        "",
-        "Produced by `python benchmarks/overfitting.py` (notebook 06 runs the same study with "
-        "fewer seeds and epochs). Digits: the first "
-        f"{settings['train_size']} training images (so that overfitting shows), the usual 449 "
-        f"for validation; MLP 64-{settings['hidden_units']}-10 (ReLU), batch "
-        f"{settings['batch_size']}, {settings['epochs']} epochs, seeds {settings['seeds']}, "
-        "float64. SGD's learning rate is the step size h of every fixed-step method and the first "
-        f"step of the adaptive ones (rtol {settings['rtol']}, atol {settings['atol']}). A seed "
-        "fixes the initial weights and the batch order, the same for every method. Losses are "
-        "measured on the whole training / validation set after each epoch.",
-        "",
-        "A run **diverged** when its training loss is not finite or above ln 10 ≈ 2.30 (a "
-        "uniform guess); rows give mean and standard deviation over the other runs and count "
-        "the diverged ones, which are listed. A run **blew up** when its training loss climbed "
-        "back above its value after the first epoch (it lost all it had gained since; it may "
-        "recover, so it need not diverge); such runs stay in the means and are counted. The "
-        'adaptive controller runs with `on_failure="accept"`: a step that is still rejected '
-        "after 10 retries is applied anyway; these **forced acceptances** are counted. Gradient "
-        "evaluations count every stage of every try (an adaptive retry re-uses the first stage, "
-        "which sits at the same point on the same batch).",
-        "",
-        "The **controls** table compares each method with its control seed by seed: mean "
-        "difference ± the half-width of its 95 % t interval. A difference is *higher*/*lower* "
-        "(resolved) when the interval excludes 0. Its size is judged against δ, a tenth of "
-        "SGD's own final validation − training gap at the same h: *< δ* when the interval lies "
-        "inside ±δ, *≥ δ* when it lies wholly beyond, *undecided* when it straddles ±δ. The "
-        "article's pattern is a training loss lower *and* a validation loss higher than the "
-        "control's, both resolved. Notebook 06 states these rules before any number and draws "
-        "its verdict from them.",
-        "",
-        "![validation − training loss against epochs, one panel per method](overfitting.png)",
-        "",
-    ]
-    for learning_rate, section in sections.items():
-        key = tag(learning_rate)
-        text += [
-            f"## Step size h = {learning_rate}",
-            "",
-            "**Equal epochs**",
-            "",
-            f"<!-- result: overfitting epochs_{key} -->",
-            "<!-- /result -->",
-            "",
-            "**Equal gradient evaluations** (the budget SGD used in all its epochs; *not reached*: "
-            "the method's first epoch alone costs more)",
-            "",
-            f"<!-- result: overfitting gradients_{key} -->",
-            "<!-- /result -->",
-            "",
-            "**Controls** (method − control after the last epoch, paired by seed)",
-            "",
-            f"<!-- result: overfitting controls_{key} -->",
-            "<!-- /result -->",
-            "",
-            "**Blow-ups and forced acceptances** (largest rise: the most a run's training loss "
-            "rose above its lowest earlier value, over all runs of the method)",
-            "",
-            f"<!-- result: overfitting stability_{key} -->",
-            "<!-- /result -->",
-            "",
-            "**Diverged runs**",
-            "",
-            f"<!-- result: overfitting diverged_{key} -->",
-            "<!-- /result -->",
-            "",
-            "What these numbers show, by the rules above:",
-            "",
-            *conclusions(section["values"]),
-            "",
-        ]
-    text.append(f"Run time: {seconds:.0f} s on {settings['machine']}.")
-    return "\n".join(text) + "\n"
+# --------------------------------------------------------------------------------------------
+# The main process: schedule, show progress, gather, write
+# --------------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 4 epochs; writes nothing")
-    parser.add_argument(
-        "--seeds", type=int, default=10, help="seeds 0..N-1 per method and step size (default 10)"
-    )
-    args = parser.parse_args()
-    data = load_dataset("digits")
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def run_all(
+    scale: str, seeds: Sequence[int], workers: int, backend: str
+) -> tuple[dict[str, list], dict[str, dict[str, float]]]:
+    """Every (regime, seed) job over ``workers`` processes: records, and per regime the wall
+    and CPU seconds its jobs took (CPU time says what a busy machine's wall time cannot)."""
+    from course_lib.studies.regimes import regimes
+
+    jobs = [(r.key, s) for r in regimes(scale) for s in seeds]
+    records: dict[str, list] = {key: [] for key, _ in jobs}
+    seconds: dict[str, float] = dict.fromkeys(records, 0.0)
+    cpu_seconds: dict[str, float] = dict.fromkeys(records, 0.0)
     started = time.perf_counter()
-    seeds = (0, 1) if args.quick else tuple(range(args.seeds))
-    epochs = 4 if args.quick else EPOCHS
-    sections: dict[float, dict[str, Any]] = {}
-    figure, axes = plt.subplots(2 * len(LEARNING_RATES), 4, figsize=(13, 5.4 * len(LEARNING_RATES)))
-    for index, learning_rate in enumerate(LEARNING_RATES):
-        settings = StudySettings(
-            seeds=seeds, epochs=epochs, learning_rate=learning_rate, train_size=TRAIN_SIZE
-        )
-        records = run_overfitting_study(settings, data)
-        sections[learning_rate] = study_section(records, learning_rate)
-        panels = axes[2 * index : 2 * index + 2].ravel()
-        plot_gaps(records, axes=panels)
-        panels[0].set_title(f"h = {learning_rate}: SGD", fontsize=8)
-        print(f"h = {learning_rate}:", *conclusions(sections[learning_rate]["values"]), sep="\n")
-    seconds = time.perf_counter() - started
-    print(f"study took {seconds:.0f} s")
-    if args.quick:
-        return
-    figure.suptitle("Validation − training loss against epochs (one line per seed)")
-    figure.tight_layout()
-    figure.savefig(ROOT / "docs" / "overfitting.png", dpi=80)
-    described_machine = f"{machine()} (load average {load_average()})"
-    described = {
-        "seeds": list(seeds),
-        "epochs": epochs,
-        "train_size": TRAIN_SIZE,
-        "batch_size": settings.batch_size,
-        "hidden_units": settings.hidden_units,
-        "rtol": settings.rtol,
-        "atol": settings.atol,
-        "learning_rates": list(LEARNING_RATES),
-        "machine": described_machine,
-    }
-    tables = {name: t for s in sections.values() for name, t in s["tables"].items()}
-    values = {tag(h): s["values"] for h, s in sections.items()}
-    values["settings"] = described
-    values["seconds"] = round(seconds)
-    write_result(
-        "overfitting",
-        script="benchmarks/overfitting.py",
-        command=f"python benchmarks/overfitting.py --seeds {args.seeds}",
-        machine=described_machine,
-        tables=tables,
-        values=values,
+    context = multiprocessing.get_context("spawn")
+    print(f"{len(jobs)} jobs (regime × seed) on {workers} {backend} worker processes", flush=True)
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(backend,)
+    ) as pool:
+        pending = [pool.submit(train_regime_seed, scale, key, seed) for key, seed in jobs]
+        for done, future in enumerate(concurrent.futures.as_completed(pending), start=1):
+            key, seed, runs, took, cpu = future.result()
+            records[key] += runs
+            seconds[key] += took
+            cpu_seconds[key] += cpu
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (len(jobs) - done)
+            print(
+                f"[{done:3d}/{len(jobs)}] {key} seed {seed}: {took:5.1f} s ({cpu:5.1f} s CPU) · "
+                f"elapsed "
+                f"{_clock(elapsed)} · about {_clock(left)} left",
+                flush=True,
+            )
+    for key in records:  # the order of the seeds, whatever order the jobs finished in
+        records[key].sort(key=lambda r: (r.seed,))
+    return records, {"wall": seconds, "cpu": cpu_seconds}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scale",
+        choices=("full", "provisional", "quick"),
+        default="full",
+        help="the study's budgets (default), shorter ones marked provisional, or a smoke test",
     )
-    path = ROOT / "docs" / "overfitting.md"
-    path.write_text(markdown(sections, described, seconds), encoding="utf-8")
-    update_docs(["overfitting"], paths=[path])
+    parser.add_argument("--quick", action="store_true", help="same as --scale quick")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: 12 full, 6 provisional)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: cores)"
+    )
+    parser.add_argument(
+        "--backend", choices=("jax", "tensorflow"), default="jax", help="Keras backend (jax)"
+    )
+    parser.add_argument("--out", type=Path, help="folder of the result file, the page and figures")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="no training: rewrite the page and figures from the existing result file",
+    )
+    args = parser.parse_args(argv)
+    scale = "quick" if args.quick else args.scale
+    seeds = tuple(range(args.seeds or SEEDS[scale]))
+    out = args.out or (ROOT / "build" / "overfitting-quick" if scale == "quick" else ROOT / "docs")
+
+    _start_worker(args.backend)  # the main process renders only, on the same backend
+    from course_lib.studies.overfitting_report import render, write_report
+    from course_lib.studies.results import BenchmarkRun
+
+    directory = out / "results" if out.name == "docs" else out
+    if args.render:
+        render(out, directory)
+        print(f"rewrote {out / 'overfitting.md'} and its figures from {directory}")
+        return
+
+    command = "python benchmarks/overfitting.py" + "".join(
+        f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    run = BenchmarkRun(
+        "overfitting",
+        "benchmarks/overfitting.py",
+        command,
+        directory=directory,
+        docs=[out / "overfitting.md"],
+    )
+    workers = max(1, args.workers)
+    records, seconds = run_all(scale, seeds, workers, args.backend)
+    write_report(run, records, seconds, scale=scale, backend=args.backend, out=out, workers=workers)
+    print(f"wrote {run.directory / 'overfitting.json'} and {out / 'overfitting.md'}")
+    print(f"study took {_clock(run.recorded['seconds'])} (m:s)")
 
 
 if __name__ == "__main__":

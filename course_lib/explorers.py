@@ -82,9 +82,13 @@ class Explorer:
             "text/plain": f"Explorer ({names}): move the controls to redraw the figure.",
             "image/png": base64.b64encode(self.still_png).decode("ascii"),
         }
-        view = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        if WIDGET_VIEW in view:
-            bundle[WIDGET_VIEW] = view[WIDGET_VIEW]
+        # The view Jupyter's widget manager renders: the widget's model, in the protocol
+        # version ipywidgets 8 speaks (what the widget's own display would send).
+        bundle[WIDGET_VIEW] = {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": self.widget.model_id,
+        }
         return bundle
 
 

@@ -68,12 +68,6 @@ PRIVATE_APIS_ELSEWHERE: dict[str, dict[str, str]] = {
             "imports JAX, and only CPython's frame API reads the importer off the call stack"
         ),
     },
-    "checks/nb02.py": {
-        "_get_variable_index": (
-            "the exercises' solutions repeat notebook 02's cells, which find a slot inside "
-            "update_step as Keras's own optimizers do (Optimizer._get_variable_index above)"
-        ),
-    },
     # The Keras 2 appendix (A1) runs in a graph-mode process without Keras 3: what it must use.
     "keras2/reference.py": {
         "tf_keras.src.optimizers.optimizer_v1": (

@@ -46,12 +46,14 @@ RUNS_ON_JAX = {
     "test_sam.py",
     "test_scale_out_jax.py",
     "test_soft_batch.py",
+    "test_studies_overfitting_backends.py",
 }
 
 #: Test modules of mechanisms that run on TensorFlow only, and why.
 TENSORFLOW_ONLY = {
     "test_studies_beyond.py": "the study behind notebook 07, a TensorFlow lesson",
-    "test_studies_overfitting.py": "the study behind notebook 06, a TensorFlow lesson",
+    "test_studies_overfitting.py": "the harness once, on TensorFlow; what differs on JAX: "
+    "test_studies_overfitting_backends.py",
     "test_handwritten.py": "hand-written gradients are TensorFlow code (notebook 02)",
     "test_keras2_time_capsule.py": "Keras 2 (tf_keras) runs on TensorFlow only",
     "test_checks_nbA1.py": "the Keras 2 appendix runs on TensorFlow only",

@@ -15,6 +15,33 @@ def _not_implemented(*args):
     raise NotImplementedError
 
 
+def test_holm_checks():
+    check = nb06.holm.check
+    assert check(nb06.holm_solution).correct
+    assert nb06.holm_solution([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+    def bonferroni(p):
+        return [min(1.0, x * len(p)) for x in p]
+
+    def no_running_maximum(p):
+        order = sorted(range(len(p)), key=lambda i: p[i])
+        adjusted = [0.0] * len(p)
+        for rank, i in enumerate(order):
+            adjusted[i] = min(1.0, (len(p) - rank) * p[i])
+        return adjusted
+
+    def sorted_output(p):
+        return sorted(nb06.holm_solution(p))
+
+    result = check(bonferroni)
+    assert result.status == "incorrect" and "Bonferroni" in result.message
+    result = check(no_running_maximum)
+    assert result.status == "incorrect" and "running maximum" in result.message
+    result = check(sorted_output)
+    assert result.status == "incorrect" and "order the p-values came in" in result.message
+    assert check(_not_implemented).status == "not attempted"
+
+
 def test_seeds_needed_solution_is_the_first_n_whose_half_width_is_below_delta():
     for pilot, delta in nb06.SEEDS_CASES:
         n = nb06.seeds_needed_solution(pilot, delta)

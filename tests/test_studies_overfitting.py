@@ -1,26 +1,27 @@
-"""The overfitting study's harness: settings, the replay control, rows, pairs, divergence."""
+"""The overfitting study's harness: settings, labels, batches, the replay control, failures, rows.
+
+TensorFlow only (tests/conftest.py): the harness trains Runge–Kutta steps; that it runs the
+same on JAX is checked by tests/test_studies_overfitting_backends.py.
+"""
 
 from __future__ import annotations
 
-from course_lib.data import load_dataset, quadratic_regression_data
+from course_lib.data import load_dataset
 from course_lib.studies import overfitting as study
 from course_lib.studies.overfitting import (
     CHANCE_LOSS,
     METHODS,
-    ReplayedSteps,
+    RK23,
+    RK45,
+    SGD_AT_RK23,
+    SGD_AT_RK45,
     RunRecord,
     StudySettings,
-    classify,
-    confidence_interval,
-    diverged_table,
-    effects_table,
-    paired_effects,
-    rows_table,
-    shows_article_pattern,
-    study_rows,
+    epoch_batches,
+    flip_labels,
     train_method,
-    verdict,
 )
+from course_lib.studies.readings import diverged_table, rows_table, stability_table, study_rows
 from course_lib.tableaux import get_tableau
 
 import math
@@ -28,9 +29,6 @@ import math
 import keras
 import numpy as np
 import pytest
-
-DP = "Dormand–Prince, adaptive"
-SGD_AT_DP = "SGD at Dormand–Prince's adaptive steps"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +45,6 @@ def _record(method, seed, train, val, gradients, **extra):
         val_loss=list(val),
         train_accuracy=[0.9] * len(train),
         val_accuracy=[0.8] * len(train),
-        gradient_norm_sq=[0.1] * len(train),
         gradients=list(gradients),
         **extra,
     )
@@ -59,126 +56,110 @@ def _record(method, seed, train, val, gradients, **extra):
 def test_settings_name_what_is_wrong():
     with pytest.raises(ValueError, match="choose among"):
         StudySettings(methods=("SGD", "Adam"))
-    with pytest.raises(ValueError, match=f"add '{DP}' to methods"):
-        StudySettings(methods=("SGD", SGD_AT_DP))
+    with pytest.raises(ValueError, match=f"add '{RK45}' to methods"):
+        StudySettings(methods=("SGD", SGD_AT_RK45))
     with pytest.raises(ValueError, match="learning_rate=0.0 must be a positive number"):
         StudySettings(learning_rate=0.0)
-    with pytest.raises(ValueError, match="learning_rate=nan"):
-        StudySettings(learning_rate=math.nan)
+    with pytest.raises(ValueError, match="rtol=nan"):
+        StudySettings(rtol=math.nan)
     with pytest.raises(ValueError, match="seeds=.* must be distinct"):
         StudySettings(seeds=(1, 1))
     with pytest.raises(ValueError, match="epochs=0 must be a positive integer"):
         StudySettings(epochs=0)
     with pytest.raises(ValueError, match="train_size=32 must be None"):
         StudySettings(train_size=32, batch_size=64)
+    with pytest.raises(ValueError, match=r"label_noise=0.9 must lie in \[0, 0.9\)"):
+        StudySettings(label_noise=0.9)
 
 
 def test_a_replay_runs_after_its_source_whatever_the_order_given():
-    settings = StudySettings(methods=(SGD_AT_DP, "SGD", DP))
-    assert settings.ordered_methods() == ["SGD", DP, SGD_AT_DP]
+    settings = StudySettings(methods=(SGD_AT_RK45, "SGD", RK45))
+    assert settings.ordered_methods() == ["SGD", RK45, SGD_AT_RK45]
     for label, method in METHODS.items():
         if method.replays is not None:
             assert list(METHODS).index(method.replays) < list(METHODS).index(label)
 
 
+# --- what every method of a seed shares ------------------------------------------------------
+
+
+def test_label_flipping_is_seeded_and_exact_in_count():
+    labels = np.arange(500) % 10
+    flipped = flip_labels(labels, 0.2, seed=3)
+    changed = flipped != labels
+    assert changed.sum() == 100  # exactly round(0.2 · 500), every one to another class
+    assert set(np.unique(flipped)) <= set(range(10))
+    assert np.array_equal(flip_labels(labels, 0.2, seed=3), flipped)  # the same seed, the same
+    assert not np.array_equal(flip_labels(labels, 0.2, seed=4), flipped)
+    assert flip_labels(labels, 0.0, seed=3).tolist() == labels.tolist()
+    assert (flip_labels(labels[:7], 0.25, seed=0) != labels[:7]).sum() == 2  # round(1.75)
+    # The wrong class carries no information: each of the 9 others comes up about equally.
+    shift = (flip_labels(np.zeros(90_000, int), 1.0, seed=1)).astype(int)
+    counts = np.bincount(shift, minlength=10)
+    assert counts[0] == 0 and counts[1:].min() > 0.9 * 10_000
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        flip_labels(labels, 1.5, seed=0)
+
+
+def test_a_noisy_regime_flips_training_labels_per_seed_and_never_validation(digits):
+    settings = StudySettings(label_noise=0.2, train_size=128)
+    x, y = study.training_set(settings, digits, seed=1)
+    assert (y != digits.y_train[:128]).sum() == round(0.2 * 128)
+    assert np.array_equal(x, digits.x_train[:128])
+    assert not np.array_equal(study.training_set(settings, digits, seed=2)[1], y)
+
+
+def test_every_run_of_a_seed_gets_the_same_batches_and_seeds_differ():
+    x, y = np.arange(20.0)[:, None], np.arange(20)
+
+    def labels(seed, epochs):
+        return [b.tolist() for _, b in epoch_batches(x, y, 8, seed, epochs)]
+
+    two = labels(0, 2)
+    assert len(two) == 6 and [len(b) for b in two] == [8, 8, 4, 8, 8, 4]
+    assert labels(0, 2) == two and labels(0, 1) == two[:3]  # a shorter run: the first epochs
+    assert sorted(sum(two[:3], [])) == list(range(20))  # an epoch sees every example once
+    assert two[:3] != two[3:]  # reshuffled every epoch
+    assert labels(1, 1) != two[:3]  # another seed, another order
+
+
 # --- the control: SGD replaying step sizes --------------------------------------------------
-
-
-def test_sgd_with_replayed_steps_takes_exactly_those_steps(float64):
-    A = np.array([[3.0, 1.0], [1.0, 2.0]])
-    x, y = quadratic_regression_data(A, dtype="float64")
-    p0 = np.array([1.5, -2.0])
-    steps = [0.1, 0.25, 0.05]
-    schedule = ReplayedSteps(steps, length=8)
-    inputs = keras.Input((2,))
-    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False)(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
-
-    def run(step_sizes, count):
-        model.layers[-1].kernel.assign(p0[:, None])
-        model.optimizer.iterations.assign(0)
-        model.fit(x, y, batch_size=2, epochs=count, shuffle=False, verbose=0)
-        expected = p0
-        for h in step_sizes:
-            expected = expected - h * (A @ expected)  # Euler on L = ½ pᵀAp
-        np.testing.assert_allclose(model.layers[-1].kernel.numpy()[:, 0], expected, rtol=1e-12)
-
-    run(steps + [0.05], 4)  # after the list, the last step size is kept
-    function = model.train_function
-    schedule.replay([0.2, 0.02])
-    run([0.2, 0.02, 0.02], 3)
-    assert model.train_function is function  # new steps, same traced function
-    assert schedule.get_config() == {"step_sizes": [0.2, 0.02], "length": 8}
-
-
-def test_replayed_steps_refuse_what_cannot_be_a_step_size():
-    with pytest.raises(ValueError, match="finite numbers > 0"):
-        ReplayedSteps([0.1, -0.1])
-    with pytest.raises(ValueError, match="finite numbers > 0"):
-        ReplayedSteps([])
-    schedule = ReplayedSteps([0.1], length=2)
-    with pytest.raises(ValueError, match="3 step sizes do not fit in length=2"):
-        schedule.replay([0.1, 0.1, 0.1])
-    with pytest.raises(ValueError, match="finite numbers > 0"):
-        schedule.replay([math.inf])
 
 
 def test_the_replay_control_is_sgd_on_the_same_batches_with_the_source_steps(digits):
     settings = StudySettings(
-        methods=("SGD", DP, SGD_AT_DP), seeds=(3,), epochs=2, train_size=128, learning_rate=0.3
+        methods=("SGD", RK45, SGD_AT_RK45), seeds=(3,), epochs=2, train_size=128, learning_rate=0.3
     )
     (sgd,) = train_method("SGD", settings, digits)
     steps = 2 * 2  # 128 examples in batches of 64, two epochs
     # Replaying h at every step is plain SGD, to the last bit: same weights, same batches.
-    constant = _record(DP, 3, [], [], [], step_sizes=[0.3] * steps)
-    (replay,) = train_method(SGD_AT_DP, settings, digits, sources={3: constant})
+    constant = _record(RK45, 3, [], [], [], step_sizes=[0.3] * steps)
+    (replay,) = train_method(SGD_AT_RK45, settings, digits, sources={3: constant})
     assert replay.train_loss == sgd.train_loss and replay.val_loss == sgd.val_loss
     assert replay.gradients == [2, 4]  # one gradient per step
     # Replaying twice the step is SGD at 2h.
-    doubled = _record(DP, 3, [], [], [], step_sizes=[0.6] * steps)
-    (replay,) = train_method(SGD_AT_DP, settings, digits, sources={3: doubled})
+    doubled = _record(RK45, 3, [], [], [], step_sizes=[0.6] * steps)
+    (replay,) = train_method(SGD_AT_RK45, settings, digits, sources={3: doubled})
     (sgd_2h,) = train_method(
         "SGD", StudySettings(**{**vars(settings), "learning_rate": 0.6}), digits
     )
     assert replay.train_loss == sgd_2h.train_loss
+    # A source that failed is replayed up to its first step that is not a number.
+    failed = _record(RK45, 3, [], [], [], step_sizes=[0.6, math.inf, math.nan, 0.6])
+    assert study.replayable(failed) == [0.6]
     with pytest.raises(ValueError, match="needs the runs of"):
-        train_method(SGD_AT_DP, settings, digits, sources={})
-
-
-def test_every_run_of_a_seed_gets_the_same_batches_and_seeds_differ(digits):
-    settings = StudySettings(seeds=(0, 1), epochs=2, train_size=128)
-    batches = study.shuffled_batches(settings, digits, runs=2)
-
-    def labels(dataset):  # the labels in batch order, epoch after epoch
-        return [np.concatenate([y.numpy() for _, y in dataset]) for _ in range(settings.epochs)]
-
-    first, second = labels(batches[0][0]), labels(batches[0][1])
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not np.array_equal(first[0], first[1])  # reshuffled every epoch
-    assert not np.array_equal(first[0], labels(batches[1][0])[0])  # another seed, another order
-    used = {0: [], 1: batches[1]}
-    with pytest.raises(ValueError, match=r"no dataset left for seeds \[0\].*runs="):
-        train_method("SGD", settings, digits, batches=used)
-
-
-def test_a_study_trains_each_seed_as_a_run_of_its_own_would(digits):
-    settings = StudySettings(methods=("SGD",), seeds=(0, 1), epochs=2, train_size=128)
-    in_study = study.run_overfitting_study(settings, digits)
-    for seed, run in zip(settings.seeds, in_study, strict=True):
-        alone = StudySettings(**{**vars(settings), "seeds": (seed,)})
-        (own,) = train_method("SGD", alone, digits)
-        assert own.train_loss == run.train_loss and own.val_loss == run.val_loss
+        train_method(SGD_AT_RK45, settings, digits, sources={})
 
 
 def test_a_study_replays_each_adaptive_run_and_counts_its_gradients(digits):
     settings = StudySettings(
-        methods=("SGD", DP, SGD_AT_DP), seeds=(0,), epochs=1, train_size=128, learning_rate=0.3
+        methods=("SGD", RK23, SGD_AT_RK23), seeds=(0,), epochs=1, train_size=128, learning_rate=0.3
     )
     sgd, adaptive, replay = study.run_overfitting_study(settings, digits)
-    assert (sgd.method, adaptive.method, replay.method) == ("SGD", DP, SGD_AT_DP)
+    assert (sgd.method, adaptive.method, replay.method) == ("SGD", RK23, SGD_AT_RK23)
     assert len(adaptive.step_sizes) == 2 and replay.step_sizes == adaptive.step_sizes
-    # Dormand–Prince with its error estimate: stage 1 once per step, 6 more stages per try.
-    assert adaptive.gradients == [2 + 6 * (2 + sum(adaptive.rejections))]
+    # Bogacki–Shampine with its error estimate: stage 1 once per step, 3 more stages per try.
+    assert adaptive.gradients == [2 + 3 * (2 + sum(adaptive.rejections))]
     assert sgd.gradients == replay.gradients == [2]
     assert adaptive.forced == [0, 0]  # both steps passed the error test
 
@@ -228,48 +209,56 @@ def test_step_cost_counts_the_forward_passes_the_library_makes(float64):
 
 def test_forced_acceptances_are_recorded(digits):
     settings = StudySettings(
-        methods=(DP,), seeds=(0,), epochs=1, train_size=128, rtol=1e-100, atol=1e-100
+        methods=(RK23,), seeds=(0,), epochs=1, train_size=128, rtol=1e-100, atol=1e-100
     )
-    (run,) = train_method(DP, settings, digits)
+    (run,) = train_method(RK23, settings, digits)
     # No try can pass such a tolerance: each step is applied after its 10 retries.
     assert run.rejections == [10, 10] and run.forced == [1, 1]
-    assert run.gradients == [2 * study.step_cost(7, 10, adaptive=True)]
+    assert run.gradients == [2 * study.step_cost(4, 10, adaptive=True)]
 
 
 def test_after_training_the_mini_batch_quantities_match_a_direct_computation(digits, float64):
     import tensorflow as tf
 
     settings = StudySettings(methods=("SGD",), seeds=(0,), epochs=1, train_size=128)
-    evaluator = study._Evaluator(settings, digits)
+    measurements = study.Measurements(settings, digits)
     model = keras.Sequential(study._layers(settings.hidden_units))
     model.set_weights(study.initial_weights(4, settings.hidden_units))
-    measured = evaluator.after_training(model)
+    labels = digits.y_train[:128]
+    measured = measurements.after_training(model, labels)
+    epoch = measurements.after_epoch(model, labels)
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def gradient(xb, yb):
+        with tf.GradientTape() as tape:
+            value = loss(yb, model(xb))
+        return [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
+
+    def norm(arrays):
+        return np.sqrt(sum(np.sum(a**2) for a in arrays))
+
+    x = digits.x_train[:128].astype("float64")
     h, norms, shares = settings.learning_rate, [], []
     for first in (0, 64):
-        xb = digits.x_train[first : first + 64].astype("float64")
-        yb = digits.y_train[first : first + 64]
-
-        def gradient(model=model, xb=xb, yb=yb):
-            with tf.GradientTape() as tape:
-                value = loss(yb, model(xb))
-            return [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
-
+        xb, yb = x[first : first + 64], labels[first : first + 64]
         start = model.get_weights()
-        g = gradient()
+        g = gradient(xb, yb)
         model.set_weights([p - h * gi for p, gi in zip(start, g, strict=True)])
-        g_trial = gradient()
+        g_trial = gradient(xb, yb)
         model.set_weights(start)
         sgd_step = [h * gi for gi in g]
         heun_step = [h / 2 * (a + b) for a, b in zip(g, g_trial, strict=True)]
-        norm = lambda arrays: np.sqrt(sum(np.sum(a**2) for a in arrays))  # noqa: E731
         norms.append(norm(g) ** 2)
         shares.append(
             norm([a - b for a, b in zip(heun_step, sgd_step, strict=True)]) / norm(sgd_step)
         )
     assert measured["batch_gradient_norm_sq"] == pytest.approx(np.mean(norms), rel=1e-10)
     assert measured["step_correction"] == pytest.approx(np.mean(shares), rel=1e-10)
+    assert measured["gradient_norm_sq"] == pytest.approx(norm(gradient(x, labels)) ** 2, rel=1e-10)
+    logits = model(x).numpy()
+    assert epoch["train_loss"] == pytest.approx(float(loss(labels, logits)), rel=1e-12)
+    assert epoch["train_accuracy"] == np.mean(logits.argmax(-1) == labels)
 
 
 def test_every_method_of_a_seed_sees_the_same_batches(digits):
@@ -310,13 +299,16 @@ def test_a_run_blows_up_when_its_loss_climbs_back_above_its_first_epochs():
     assert spike.blew_up(epoch=2) and not spike.diverged()  # it recovered
     (row,) = study_rows([spike], "epochs")
     assert row["blew up"] == 1 and row["diverged"] == 0
-    stability = study.stability_table([calm, spike]).records()
+    stability = stability_table([calm, spike]).records()
     assert [r["blew up"] for r in stability] == [0, 1]
     assert stability[1]["largest rise"] == pytest.approx(0.9)
     assert stability[0]["forced acceptances"] is None  # not adaptive
-    adaptive = _record("RK23", 0, [1.0, 0.5], [1.1, 0.6], [1, 2], forced=[0, 1, 0, 1, 1])
-    (row,) = study.stability_table([adaptive]).records()
+    adaptive = _record(
+        "RK23", 0, [1.0, 0.5], [1.1, 0.6], [1, 2], forced=[0, 1, 0, 1, 1], step_sizes=[1, 2, 3]
+    )
+    (row,) = stability_table([adaptive]).records()
     assert (row["forced acceptances"], row["runs with one"], row["adaptive steps"]) == (3, 1, 5)
+    assert row["median step size"] == 2
 
 
 def test_divergence_means_non_finite_or_worse_than_a_uniform_guess():
@@ -358,81 +350,3 @@ def test_rows_at_equal_gradients_read_each_run_within_sgds_budget():
         study_rows(runs, "time")
     table = rows_table(study_rows(runs, "gradients"))
     assert table.records()[2]["not reached"] == 1 and table.records()[2]["train loss"] is None
-
-
-# --- paired effects and the verdict ---------------------------------------------------------
-
-
-def test_the_interval_is_the_paired_t_interval():
-    from scipy import stats
-
-    differences = [0.01, 0.03, -0.005, 0.02, 0.012]
-    mean, half = confidence_interval(differences)
-    low, high = stats.t.interval(
-        0.95, len(differences) - 1, loc=np.mean(differences), scale=stats.sem(differences)
-    )
-    assert mean == pytest.approx(np.mean(differences))
-    assert (mean - half, mean + half) == (pytest.approx(low), pytest.approx(high))
-    assert classify(mean, half) == "within seed spread"
-    assert classify(0.02, 0.01) == "higher" and classify(-0.02, 0.01) == "lower"
-    assert classify(*confidence_interval([0.3])) == "too few runs"
-
-
-def test_sizes_are_judged_by_where_the_interval_lies_against_delta():
-    size_class = study.size_class
-    assert size_class(0.004, 0.003, 0.01) == "< δ"  # resolved, yet smaller than δ
-    assert size_class(-0.004, 0.005, 0.01) == "< δ"
-    assert size_class(0.02, 0.005, 0.01) == "≥ δ" and size_class(-0.02, 0.005, 0.01) == "≥ δ"
-    assert size_class(0.008, 0.004, 0.01) == "undecided"  # straddles +δ
-    assert size_class(0.0, 0.02, 0.01) == "undecided"  # wider than ±δ
-    assert size_class(0.1, math.nan, 0.01) == "undecided"
-    runs = [
-        _record("SGD", 0, [0.5], [0.6], [10]),
-        _record("SGD", 1, [0.5], [0.8], [10]),
-        _record("SGD", 2, [math.nan], [math.nan], [10]),  # diverged: not in δ
-        _record("Heun", 0, [0.5], [0.9], [10]),
-    ]
-    assert study.meaningful_effect(runs) == pytest.approx(0.1 * 0.2)
-    with pytest.raises(ValueError, match="needs SGD"):
-        study.meaningful_effect(runs[3:])
-
-
-def _pairs(method, control, deltas_train, deltas_val, base=0.5):
-    runs = []
-    for seed, (dt, dv) in enumerate(zip(deltas_train, deltas_val, strict=True)):
-        shift = 0.01 * seed  # seeds differ a lot; the pairs share the seed's shift
-        runs.append(_record(control, seed, [base + shift], [base + 0.1 + shift], [10]))
-        runs.append(_record(method, seed, [base + shift + dt], [base + 0.1 + shift + dv], [10]))
-    return runs
-
-
-def test_pairs_compare_runs_of_the_same_seed_and_leave_out_diverged_ones():
-    runs = _pairs("Heun", "SGD", [-0.05, -0.06, -0.04, -0.05], [0.03, 0.02, 0.04, 0.03])
-    runs.append(_record("SGD", 9, [0.5], [0.6], [10]))
-    runs.append(_record("Heun", 9, [math.nan], [math.nan], [10]))
-    (effect,) = paired_effects(runs, [("Heun", "SGD", "order")])
-    assert effect["pairs"] == 4 and effect["excluded"] == 1
-    assert effect["train_loss"][0] == pytest.approx(-0.05)
-    assert effect["gap"][0] == pytest.approx(0.08)
-    assert effect["train_loss"][2] == "lower" and effect["val_loss"][2] == "higher"
-    assert shows_article_pattern(effect)
-    assert verdict([effect]) == {
-        "order: gap higher": ["Heun"],
-        "order: article's pattern": ["Heun"],
-    }
-    assert verdict([effect], delta=0.01)["order: gap ≥ δ"] == ["Heun"]
-    assert verdict([effect], delta=1.0)["order: gap < δ"] == ["Heun"]
-    row = effects_table([effect], delta=0.01).records()[0]
-    assert row["article's pattern"] == "yes" and row["gap"] == "higher"
-    assert (row["train"], row["val"], row["gap vs δ"]) == ("lower", "higher", "≥ δ")
-    text = study.format_effects_table([effect], delta=0.01)
-    assert "(lower, ≥ δ)" in text and "(higher, ≥ δ)" in text
-
-
-def test_a_lower_training_loss_alone_is_not_the_articles_pattern():
-    runs = _pairs("RK4", "SGD", [-0.05, -0.06, -0.04, -0.05], [-0.03, -0.035, -0.025, -0.03])
-    (effect,) = paired_effects(runs, [("RK4", "SGD", "order")])
-    assert effect["val_loss"][2] == "lower" and not shows_article_pattern(effect)
-    assert verdict([effect]) == {"order: gap higher": ["RK4"]}
-    # Comparisons whose runs are missing are skipped, not reported empty.
-    assert paired_effects(runs, [("Heun", "SGD", "order")]) == []

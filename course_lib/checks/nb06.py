@@ -1,5 +1,9 @@
 """Self-checks for the exercises of notebook 06 (do Runge–Kutta optimizers overfit?).
 
+* :data:`holm` (the mechanism of section 4): Holm's step-down adjusted p-values, in the order
+  given; checked against the library's :func:`course_lib.studies.statistics.holm` on the
+  textbook example and on cases that catch Bonferroni, a missing running maximum, and the
+  step-up (Hochberg) order.
 * :data:`seeds_needed` (transfer): plan a study with the paired interval the lesson builds: how
   many seeds make the 95 % half-width smaller than the meaningful effect δ, given a pilot's
   per-seed differences.
@@ -20,6 +24,17 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 # Solutions
 # --------------------------------------------------------------------------------------------
+
+
+def holm_solution(p_values: list[float]) -> list[float]:
+    """Holm's adjusted p-values: the i-th smallest times m − i + 1, capped at 1, running max."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def seeds_needed_solution(pilot: list[float], delta: float) -> int:
@@ -100,6 +115,16 @@ def momentum_runs(learning_rate: float, momentum: float) -> list[dict[str, Any]]
     return runs
 
 
+#: p-values the Holm check runs: the textbook example, ties, a cap at 1, a case where the running
+#: maximum matters and one where Hochberg's step-up order would reject more.
+HOLM_CASES = (
+    [0.01, 0.04, 0.03, 0.005],
+    [0.001, 0.2, 0.001],
+    [0.6, 0.5, 0.02],
+    [0.012, 0.011, 0.04, 0.5],
+    [0.04, 0.045, 0.03],
+)
+
 #: (learning rate, momentum) pairs the momentum check runs.
 MOMENTUM_CASES = ((0.01, 0.9), (0.02, 0.5))
 
@@ -107,6 +132,41 @@ MOMENTUM_CASES = ((0.01, 0.9), (0.02, 0.5))
 # --------------------------------------------------------------------------------------------
 # Checkers
 # --------------------------------------------------------------------------------------------
+
+
+def _check_holm(answer: Any) -> str:
+    from course_lib.studies.statistics import holm as library
+
+    if not callable(answer):
+        raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
+    for p in HOLM_CASES:
+        got = np.asarray(answer(list(p)), dtype=float)
+        want = library(p)
+        if got.shape == want.shape and np.allclose(got, want, rtol=1e-12, atol=0):
+            continue
+        m = len(p)
+        if got.shape != want.shape:
+            raise Incorrect(f"return one adjusted p-value per p-value ({m}), got {got.shape}.")
+        if np.allclose(got, np.minimum(1.0, np.asarray(p) * m)):
+            raise Incorrect(
+                "that is Bonferroni: every p-value times m. Holm multiplies the smallest by m, "
+                "the next by m − 1, and so on."
+            )
+        order = np.argsort(p)
+        unmonotone = np.empty(m)
+        unmonotone[order] = np.minimum(1.0, np.asarray(p)[order] * (m - np.arange(m)))
+        if np.allclose(got, unmonotone):
+            raise Incorrect(
+                "an adjusted p-value must never be smaller than that of a smaller p-value: "
+                "carry the running maximum along the sorted list."
+            )
+        if np.any(got > 1):
+            raise Incorrect("cap each adjusted p-value at 1: it is a probability.")
+        raise Incorrect(
+            f"for p = {list(p)} Holm gives {want.round(4).tolist()}; you gave "
+            f"{got.round(4).tolist()}. Keep the order the p-values came in."
+        )
+    return "your adjusted p-values equal Holm's: sorted, scaled by m − i + 1, running maximum."
 
 
 def _check_seeds_needed(answer: Any) -> str:
@@ -182,6 +242,17 @@ def _effect_against(runs: list[dict], learning_rate: float, momentum: float, rat
     return float(np.mean([treated[s] - control[s] for s in seeds]))
 
 
+holm = Exercise(
+    title="Holm's adjusted p-values",
+    checker=_check_holm,
+    hint=(
+        "Sort the p-values, remembering where each came from. Multiply the smallest by m, the "
+        "next by m − 1, ..., the largest by 1; cap at 1; then walk up the sorted list keeping "
+        "the largest value so far. Put each back at its original position."
+    ),
+    solution=holm_solution,
+)
+
 seeds_needed = Exercise(
     title="How many seeds a comparison needs",
     checker=_check_seeds_needed,
@@ -205,4 +276,4 @@ momentum_effect = Exercise(
     solution=momentum_effect_solution,
 )
 
-__all__ = ["momentum_effect", "seeds_needed"]
+__all__ = ["holm", "momentum_effect", "seeds_needed"]

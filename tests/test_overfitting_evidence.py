@@ -1,0 +1,166 @@
+"""The overfitting study's evidence and figures, drawn from a result file: the verdicts come back
+from the readings, each sentence appears under the condition that makes it true, and the figures
+keep their text readable and mark what lies off their scale. No training: synthetic runs and the
+committed result file."""
+
+from __future__ import annotations
+
+from course_lib.studies import overfitting_evidence as evidence
+from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23, RunRecord
+from course_lib.studies.overfitting_report import build_result, draw_curves, draw_forest
+from course_lib.studies.regimes import Regime
+from course_lib.studies.results import Result, load_result
+
+import math
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+METHODS = ("SGD", RK23, SGD_AT_RK23, RK23_FIXED)
+
+
+def _run(method, seed, train, val):
+    return RunRecord(
+        method=method,
+        seed=seed,
+        train_loss=list(train),
+        val_loss=list(val),
+        train_accuracy=[1.0] * len(train),
+        val_accuracy=[0.9] * len(train),
+        gradients=list(range(1, len(train) + 1)),
+        step_sizes=[0.3] * len(train) if method in (RK23, SGD_AT_RK23) else [],
+        forced=[0] * len(train) if method == RK23 else [],
+        rejections=[0] * len(train) if method == RK23 else [],
+    )
+
+
+def _runs(further=0.5, extra=0.0, diverge=(), seeds=8, first=1):
+    """SGD and its controls on one curve val = 1 + 0.5·ln(1/train); RK23 goes ``further`` along
+    it, plus ``extra``; the methods in ``diverge`` end above ln 10 on the seeds from ``first``."""
+    rng = np.random.default_rng(3)
+    runs = []
+    for seed in range(seeds):
+        train = np.geomspace(1.0, 0.3 + 0.05 * rng.standard_normal(), 12)
+        for method in ("SGD", SGD_AT_RK23, RK23_FIXED):
+            runs.append(_run(method, seed, train, 1 + 0.5 * np.log(1 / train)))
+        faster = train * np.exp(-further * np.linspace(0, 1, 12))
+        val = 1 + 0.5 * np.log(1 / faster) + extra + 1e-4 * rng.standard_normal(12)
+        runs.append(_run(RK23, seed, faster, val))
+    for r in runs:
+        if r.method in diverge and r.seed >= first:
+            r.train_loss[-1] = r.val_loss[-1] = 50.0
+    return runs
+
+
+def _result(runs, name="test regime"):
+    regime = Regime("test", name, "does it?", {"methods": METHODS}, short="test")
+    tables, values = build_result([regime], {"test": runs})
+    return Result("overfitting", "s", "c", "m", "today", tables, values)
+
+
+def test_the_verdicts_in_a_result_file_follow_from_its_readings():
+    for runs in (_runs(), _runs(extra=0.4), _runs(diverge=(RK23,))):
+        result = _result(runs)
+        assert evidence.verdict_rows_from(result) == result.table("verdicts").records()
+
+
+def test_the_committed_result_files_verdicts_follow_from_its_readings():
+    result = load_result("overfitting")
+    assert evidence.verdict_rows_from(result) == result.table("verdicts").records(), (
+        "docs/results/overfitting.json: its verdicts differ from its readings under today's rule; "
+        "re-run python benchmarks/overfitting.py"
+    )
+
+
+def test_training_further_reads_as_such_beside_a_refuted_verdict():
+    lines = evidence.regime_evidence(_result(_runs()), "test")
+    text = "\n".join(lines)
+    assert "**As stated: refuted**" in text
+    assert "worse by ≥ δ, after training further" in text
+    assert "the end difference is how far they trained, not a worse fit" in text
+    # The effects are given with their intervals and where the match was read.
+    assert "matched at training loss" in text and " ± " in text
+
+
+def test_a_supported_verdict_names_the_readings_that_carried_it():
+    text = "\n".join(evidence.regime_evidence(_result(_runs(extra=0.4)), "test"))
+    assert "**As stated: supported**" in text
+    assert "Worse by at least δ at matched training loss: RK23 adaptive − SGD at its steps" in text
+    assert "how far they trained" not in text
+
+
+def test_failures_name_the_runs_their_steps_and_the_empty_comparisons():
+    text = "\n".join(evidence.regime_evidence(_result(_runs(diverge=(RK23,))), "test"))
+    assert "RK23 adaptive diverged on 7 of 8 seeds (its median accepted step 0.3, 1 × h" in text
+    assert "(one pair, no interval)" in text
+    assert "failed outright" not in text
+    # Every seed diverged: no pair at all, said as such, and no effect invented.
+    text = "\n".join(evidence.regime_evidence(_result(_runs(diverge=(RK23,), first=0)), "test"))
+    assert "RK23 adaptive diverged on 8 of 8 seeds" in text
+    empty = "No readings at all (a run of every pair diverged): RK23 adaptive − SGD; RK23 adaptive"
+    assert empty + " − SGD at its steps." in text
+    assert "RK23 adaptive − SGD: no pairs (a run of every pair diverged)" in text
+    assert "The adaptive optimizers failed outright here" in text
+
+
+def test_the_family_sentence_counts_the_readings_left_out_of_holms_family():
+    result = _result(_runs(diverge=(RK23,)))
+    family = result.values["family"]
+    assert family["one pair"] > 0
+    sentence = evidence.family_sentence(result)
+    assert f"{family['one pair']} one pair" in sentence
+    assert f"{family['statements']} statements" in sentence
+
+
+def _texts(figure):
+    return [t for t in figure.findobj(matplotlib.text.Text) if t.get_text().strip()]
+
+
+def test_the_figures_text_is_at_least_9_points():
+    result = load_result("overfitting")
+    for figure in (draw_forest(result), draw_curves(result)):
+        small = [(t.get_text(), t.get_fontsize()) for t in _texts(figure) if t.get_fontsize() < 9]
+        assert not small, small
+        matplotlib.pyplot.close(figure)
+
+
+def test_the_forest_plot_scales_a_single_pair_by_delta_and_marks_it_off_scale():
+    # One pair left: no interval, a point. Far beyond ±6 δ it is drawn at the edge with its
+    # value in units of δ (not in raw units, not as an interval).
+    runs = _runs(further=0.5, extra=3.0, diverge=(RK23,))
+    result = _result(runs)
+    readings = evidence.study_readings(result)
+    lonely = next(
+        r
+        for r in readings
+        if r["pairs"] == 1 and r["point"] == "matched" and r["metric"] == "val_loss"
+    )
+    expected = f"{lonely['mean'] / lonely['delta']:+.0f}"
+    assert abs(lonely["mean"] / lonely["delta"]) > 6
+    figure = draw_forest(result)
+    assert expected in [t.get_text() for t in _texts(figure)]
+    matplotlib.pyplot.close(figure)
+
+
+def test_the_forest_plot_lists_comparisons_without_pairs_instead_of_drawing_them():
+    result = _result(_runs(diverge=(RK23, SGD_AT_RK23), first=0))
+    readings = evidence.study_readings(result)
+    empty = {r["comparison"].short for r in readings if r["pairs"] == 0}
+    assert empty == {
+        "RK23 adaptive − SGD",
+        "RK23 adaptive − SGD at its steps",
+        "SGD at RK23's steps − SGD",
+    }
+    figure = draw_forest(result)
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == ["test: RK23 fixed − SGD"]
+    note = figure.get_supxlabel()
+    assert note.startswith("Not drawn, no pairs") and all(name in note for name in empty)
+    matplotlib.pyplot.close(figure)
+
+
+def test_an_empty_reading_has_no_effect_to_show():
+    r = {"pairs": 0, "mean": math.nan, "half_width": math.nan, "corrected": "too few pairs"}
+    assert evidence.effect(r) == "no pairs"
