@@ -167,7 +167,7 @@ def test_lookahead_reference_is_the_formula():
 class SAMVariant(nb07.SAMFrame):
     """SAM's trial point with one piece swapped for a known mistake."""
 
-    sign, power, per_variable, second_tape, restore = 1.0, 1.0, False, True, True
+    sign, power, per_variable, second_tape, restore, guard = 1.0, 1.0, False, True, True, 1e-12
 
     def gradient_at_trial_point(self, x, y, g):
         variables = self.trainable_variables
@@ -176,7 +176,7 @@ class SAMVariant(nb07.SAMFrame):
         norm = tf.sqrt(tf.add_n(squares)) ** self.power
         for v, gi, square in zip(variables, g, squares, strict=True):
             scale = tf.sqrt(square) if self.per_variable else norm
-            v.assign_add(self.sign * self.rho * gi / (scale + 1e-12))
+            v.assign_add(self.sign * self.rho * gi / (scale + self.guard))
         if not self.second_tape:
             sharp_g = g
         else:
@@ -213,6 +213,27 @@ class NotRestored(SAMVariant):
     restore = False
 
 
+class WithoutTheGuard(SAMVariant):
+    guard = 0.0
+
+
+class DividesNoNan(SAMVariant):
+    """tf.math.divide_no_nan: no NaN at g = 0, but not ρ·g/(‖g‖ + 1e-12) near it either."""
+
+    def gradient_at_trial_point(self, x, y, g):
+        variables = self.trainable_variables
+        start = [tf.identity(v.value) for v in variables]
+        norm = tf.sqrt(tf.add_n([tf.reduce_sum(gi * gi) for gi in g]))
+        for v, gi in zip(variables, g, strict=True):
+            v.assign_add(tf.math.divide_no_nan(self.rho * gi, norm))
+        with tf.GradientTape() as tape:
+            trial_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+        sharp_g = tape.gradient(trial_loss, variables)
+        for v, value in zip(variables, start, strict=True):
+            v.assign(value)
+        return sharp_g
+
+
 class HalfTheRadius(SAMVariant):
     def gradient_at_trial_point(self, x, y, g):
         self.rho = 0.25
@@ -235,6 +256,8 @@ def test_sam_accepts_the_solution_and_the_library():
         (GradientAtTheStart, "follow plain SGD"),
         (NotRestored, "put every variable back"),
         (HalfTheRadius, "part from SAM's at step 1"),
+        (WithoutTheGuard, "Add the 1e-12 to ‖g‖"),
+        (DividesNoNan, "Add the 1e-12 to ‖g‖"),
     ],
 )
 def test_sam_names_the_mistake(wrong, says):

@@ -20,7 +20,9 @@ no TensorFlow: appendix A2 imports it in a JAX process.
 from __future__ import annotations
 
 from course_lib.checks import Incorrect
+from course_lib.environment import no_retracing_warning
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -74,11 +76,16 @@ class MyLookahead(keras.optimizers.Optimizer):
 
 
 def regression_problem() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Eight examples of three features, their targets, and the initial kernel and bias."""
+    """Eight examples of three features, their targets, and the initial kernel and bias.
+
+    The data are float32 numbers (held in float64), so that ``fit``, which hands NumPy inputs to
+    the model in Keras's default float type, passes them on unrounded in either type.
+    """
     rng = np.random.default_rng(26)
     x = rng.normal(size=(8, 3))
     y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.25 + 0.1 * rng.normal(size=(8, 1))
-    return x, y, [np.array([[0.5], [0.25], [-0.5]]), np.array([0.0])]
+    as_float32 = [a.astype(np.float32).astype(np.float64) for a in (x, y)]
+    return *as_float32, [np.array([[0.5], [0.25], [-0.5]]), np.array([0.0])]
 
 
 def regression_gradient(weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -208,7 +215,13 @@ def train_lookahead(answer: Callable[..., Any]) -> list[list[np.ndarray]]:
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: after_each_step.append(model.get_weights())
     )
-    model.fit(x, y, batch_size=len(x), epochs=STEPS, shuffle=False, verbose=0, callbacks=[record])
+    quiet = contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":  # each answer is a new function to trace
+        quiet = no_retracing_warning()
+    with quiet:
+        model.fit(
+            x, y, batch_size=len(x), epochs=STEPS, shuffle=False, verbose=0, callbacks=[record]
+        )
     return [[np.asarray(w, dtype=np.float64) for w in weights] for weights in after_each_step]
 
 

@@ -28,10 +28,9 @@ from course_lib.checks.lookahead_problem import (
     LEARNING_RATE,
     MyLookahead,
     judge_lookahead,
-    regression_gradient,
     regression_problem,
-    tolerance,
 )
+from course_lib.environment import no_retracing_warning
 
 import functools
 from collections.abc import Callable, Sequence
@@ -76,7 +75,7 @@ class MySAMModel(SAMFrame):
         start = [tf.identity(v.value) for v in variables]  # copies, not references
         norm = tf.sqrt(tf.add_n([tf.reduce_sum(gi * gi) for gi in g]))  # over all the weights
         for v, gi in zip(variables, g, strict=True):
-            v.assign_add(self.rho * gi / (norm + 1e-12))  # to the trial point p + rho g/|g|
+            v.assign_add(self.rho * gi / (norm + 1e-12))  # to p + rho g/(|g| + 1e-12)
         with tf.GradientTape() as tape:
             trial_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
         sharp_g = tape.gradient(trial_loss, variables)  # on the same batch
@@ -85,39 +84,63 @@ class MySAMModel(SAMFrame):
         return sharp_g
 
 
-#: SAM's radius and the number of steps the check trains.
-SAM_RHO, SAM_STEPS = 0.5, 4
+#: SAM's radius, the steps the check trains, and how closely they must follow NumPy (float64).
+SAM_RHO, SAM_STEPS, SAM_TOLERANCE = 0.5, 4, 1e-9
+
+Problem = tuple[np.ndarray, np.ndarray, list[np.ndarray]]
+
+
+def near_a_minimum() -> Problem:
+    """A regression whose start is a hair from its minimum: every residual is exactly 2⁻³⁶.
+
+    Small integers and binary fractions keep every product exact in float64, so ‖g‖ is about
+    5e-11 and the 1e-12 in ρ·g/(‖g‖ + 1e-12) changes the step by about 2 %: a step without it
+    (or one that divides 0 by 0 when g = 0) shows here.
+    """
+    x = np.array([[1, 2, -1], [0, 1, 3], [2, -1, 1], [-1, 0, 2], [3, 1, 0], [1, -2, -1]], float)
+    kernel, bias = np.array([[0.5], [0.25], [-0.5]]), np.array([2.0**-36])
+    return x, x @ kernel, [kernel, bias]
+
+
+def mse_gradient(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """∇ of the mean squared error of ``x @ kernel + bias``: for the kernel, then the bias."""
+    kernel, bias = weights
+    residual = x @ kernel + bias - y
+    return [2 * x.T @ residual / len(x), 2 * residual.sum(axis=0) / len(x)]
 
 
 def sam_reference(
+    problem: Problem | None = None,
     *,
+    steps: int = SAM_STEPS,
     direction: float = 1.0,
     normalise: str = "global",
+    guard: float = 1e-12,
     at_trial_point: bool = True,
     restore: bool = True,
 ) -> list[list[np.ndarray]]:
-    """The weights after each of :data:`SAM_STEPS` SAM steps on the regression, in NumPy.
+    """The weights after each SAM step on ``problem`` (the regression by default), in NumPy.
 
     With the defaults, SAM itself: ε = ρ·g/(‖g‖ + 1e-12) with one norm over all the variables,
     ĝ = ∇L(p + ε), p ← p − lr·ĝ. The keywords replay the usual mistakes: ``direction=-1``
     perturbs downhill; ``normalise`` is ``"none"`` (ε = ρ·g), ``"squared"`` (divides by ‖g‖²)
-    or ``"per variable"``; ``at_trial_point=False`` takes ĝ at p; ``restore=False`` lets the
-    optimizer step from p + ε.
+    or ``"per variable"``; ``guard=0`` drops the 1e-12; ``at_trial_point=False`` takes ĝ at p;
+    ``restore=False`` lets the optimizer step from p + ε.
     """
-    weights = [w.copy() for w in regression_problem()[2]]
-    after_each_step = []
-    for _ in range(SAM_STEPS):
-        g = regression_gradient(weights)
+    x, y, initial = regression_problem() if problem is None else problem
+    weights, after_each_step = [w.copy() for w in initial], []
+    for _ in range(steps):
+        g = mse_gradient(weights, x, y)
         norm = np.sqrt(sum(float(np.sum(gi**2)) for gi in g))
         scale = {
-            "global": [norm + 1e-12] * len(g),
+            "global": [norm + guard] * len(g),
             "none": [1.0] * len(g),
-            "squared": [norm**2 + 1e-12] * len(g),
-            "per variable": [float(np.linalg.norm(gi)) + 1e-12 for gi in g],
+            "squared": [norm**2 + guard] * len(g),
+            "per variable": [float(np.linalg.norm(gi)) + guard for gi in g],
         }[normalise]
-        steps = zip(weights, g, scale, strict=True)
-        trial = [w + direction * SAM_RHO * gi / s for w, gi, s in steps]
-        sharp_g = regression_gradient(trial) if at_trial_point else g
+        moves = zip(weights, g, scale, strict=True)
+        trial = [w + direction * SAM_RHO * gi / s for w, gi, s in moves]
+        sharp_g = mse_gradient(trial, x, y) if at_trial_point else g
         base = weights if restore else trial
         weights = [w - LEARNING_RATE * gi for w, gi in zip(base, sharp_g, strict=True)]
         after_each_step.append([w.copy() for w in weights])
@@ -158,28 +181,35 @@ SAM_MISTAKES: tuple[tuple[dict[str, Any], str], ...] = (
 )
 
 
-def train_sam(answer: Callable[..., Any]) -> list[list[np.ndarray]]:
-    """Train the regression with ``fit`` and ``answer``'s training step: weights after each step."""
-    x, y, initial = regression_problem()
-    inputs = keras.Input((3,))
-    model = answer(inputs=inputs, outputs=keras.layers.Dense(1)(inputs), rho=SAM_RHO)
+def train_sam(answer: Callable[..., Any], problem: Problem | None = None, steps: int = SAM_STEPS):
+    """Train with ``fit`` and ``answer``'s training step in float64: weights after each step.
+
+    The model is a float64 ``Dense(1)`` whatever Keras's default float type, so that the check
+    is as tight in a float32 session as in notebook 07's float64 one. One step per epoch.
+    """
+    x, y, initial = regression_problem() if problem is None else problem
+    inputs = keras.Input((x.shape[1],), dtype="float64")
+    outputs = keras.layers.Dense(1, dtype="float64")(inputs)
+    model = answer(inputs=inputs, outputs=outputs, rho=SAM_RHO)
     if not isinstance(model, keras.Model):
         raise Incorrect(f"your class must be a keras.Model subclass; got {type(model).__name__}.")
     model.set_weights(initial)
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mean_squared_error")
+    loss = keras.losses.MeanSquaredError(dtype="float64")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=loss)
     after_each_step: list[list[np.ndarray]] = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: after_each_step.append(model.get_weights())
     )
-    model.fit(
-        x, y, batch_size=len(x), epochs=SAM_STEPS, shuffle=False, verbose=0, callbacks=[record]
-    )
+    with no_retracing_warning():  # each answer is a new function to trace
+        model.fit(
+            x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0, callbacks=[record]
+        )
     return [[np.asarray(w, dtype=np.float64) for w in weights] for weights in after_each_step]
 
 
 def _follows(got: list[list[np.ndarray]], expected: list[list[np.ndarray]]) -> bool:
     return all(
-        float(np.max(np.abs(a - b))) <= tolerance()
+        np.all(np.isfinite(a)) and float(np.max(np.abs(a - b))) <= SAM_TOLERANCE
         for step_got, step_expected in zip(got, expected, strict=True)
         for a, b in zip(step_got, step_expected, strict=True)
     )
@@ -187,21 +217,34 @@ def _follows(got: list[list[np.ndarray]], expected: list[list[np.ndarray]]) -> b
 
 def _check_sam(answer: Callable[..., Any]) -> str:
     got = train_sam(answer)
-    if _follows(got, sam_reference()):
-        return (
-            f"{SAM_STEPS} steps of fit (ρ = {SAM_RHO}) follow SAM's formula: the gradient at "
-            "p + ρ·g/‖g‖, one norm over all the weights, applied at p."
+    if not _follows(got, sam_reference()):
+        for mistake, message in SAM_MISTAKES:
+            if _follows(got, sam_reference(**mistake)):
+                raise Incorrect(message)
+        expected = sam_reference()
+        first = next(
+            s for s in range(SAM_STEPS) if not _follows(got[s : s + 1], expected[s : s + 1])
         )
-    for mistake, message in SAM_MISTAKES:
-        if _follows(got, sam_reference(**mistake)):
-            raise Incorrect(message)
-    expected = sam_reference()
-    first = next(s for s in range(SAM_STEPS) if not _follows(got[s : s + 1], expected[s : s + 1]))
-    gaps = [float(np.max(np.abs(a - b))) for a, b in zip(got[first], expected[first], strict=True)]
-    raise Incorrect(
-        f"the weights part from SAM's at step {first + 1}: the kernel by up to {gaps[0]:.3g}, "
-        f"the bias by {gaps[1]:.3g}. Move to p + ρ·g/‖g‖ (one norm over all the weights), take "
-        "the gradient there on the same batch, go back to p, and return that gradient."
+        gaps = [
+            float(np.max(np.abs(a - b))) for a, b in zip(got[first], expected[first], strict=True)
+        ]
+        raise Incorrect(
+            f"the weights part from SAM's at step {first + 1}: the kernel by up to {gaps[0]:.3g}, "
+            f"the bias by {gaps[1]:.3g}. Move to p + ρ·g/‖g‖ (one norm over all the weights), "
+            "take the gradient there on the same batch, go back to p, and return that gradient."
+        )
+    if not _follows(
+        train_sam(answer, near_a_minimum(), 1), sam_reference(near_a_minimum(), steps=1)
+    ):
+        raise Incorrect(
+            "near a minimum, where ‖g‖ is about 5e-11, your step is not ρ·g/(‖g‖ + 1e-12). Add "
+            "the 1e-12 to ‖g‖, as the NumPy version does: it keeps a zero gradient from dividing "
+            "0 by 0, and later cells compare your class with NumPy to 1e-12."
+        )
+    return (
+        f"{SAM_STEPS} steps of fit (ρ = {SAM_RHO}) follow SAM's formula, and so does a step "
+        "near a minimum: the gradient at p + ρ·g/(‖g‖ + 1e-12), one norm over all the weights, "
+        "applied at p."
     )
 
 
@@ -325,7 +368,8 @@ def _fit(optimizer: Any) -> list[np.ndarray]:
     )
     model.compile(optimizer=optimizer, loss="mse")
     x, y = _regression_problem()
-    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    with no_retracing_warning():
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     return model.get_weights()
 
 
@@ -436,6 +480,8 @@ __all__ = [
     "adaptive_sam",
     "lookahead",
     "sam",
+    "mse_gradient",
+    "near_a_minimum",
     "sam_reference",
     "train_sam",
     "weight_average",
