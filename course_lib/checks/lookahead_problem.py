@@ -88,12 +88,17 @@ def regression_problem() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     return *as_float32, [np.array([[0.5], [0.25], [-0.5]]), np.array([0.0])]
 
 
-def regression_gradient(weights: list[np.ndarray]) -> list[np.ndarray]:
-    """∇ of the mean squared error of ``x @ kernel + bias`` on :func:`regression_problem`."""
-    x, y, _ = regression_problem()
+def mse_gradient(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """∇ of the mean squared error of ``x @ kernel + bias``: for the kernel, then the bias."""
     kernel, bias = weights
     residual = x @ kernel + bias - y
     return [2 * x.T @ residual / len(x), 2 * residual.sum(axis=0) / len(x)]
+
+
+def regression_gradient(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`mse_gradient` on :func:`regression_problem`."""
+    x, y, _ = regression_problem()
+    return mse_gradient(weights, x, y)
 
 
 def lookahead_reference(
@@ -191,11 +196,7 @@ def _parts(got: list[np.ndarray], expected: list[np.ndarray]) -> bool:
 
 
 def train_lookahead(answer: Callable[..., Any]) -> list[list[np.ndarray]]:
-    """Train the regression with ``fit`` and ``answer(SGD, k, α)``: the weights after each step.
-
-    One step per epoch (the whole problem is one batch), so that the weights read after each
-    epoch are the model's on every backend (on JAX, ``fit`` writes them back at epoch ends).
-    """
+    """Train the regression with ``fit`` and ``answer(SGD, k, α)``: the weights after each step."""
     x, y, initial = regression_problem()
     optimizer = answer(
         keras.optimizers.SGD(LEARNING_RATE),
@@ -211,6 +212,17 @@ def train_lookahead(answer: Callable[..., Any]) -> list[list[np.ndarray]]:
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     model.set_weights(initial)
     model.compile(optimizer=optimizer, loss="mean_squared_error")
+    return weights_after_each_step(model, x, y, STEPS)
+
+
+def weights_after_each_step(
+    model: Any, x: np.ndarray, y: np.ndarray, steps: int
+) -> list[list[np.ndarray]]:
+    """Train the compiled ``model`` full-batch for ``steps`` steps: its weights after each.
+
+    One step per epoch, so that the weights read after each epoch are the model's on every
+    backend (on JAX, ``fit`` writes them back at epoch ends, not after every batch).
+    """
     after_each_step: list[list[np.ndarray]] = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: after_each_step.append(model.get_weights())
@@ -220,7 +232,7 @@ def train_lookahead(answer: Callable[..., Any]) -> list[list[np.ndarray]]:
         quiet = no_retracing_warning()
     with quiet:
         model.fit(
-            x, y, batch_size=len(x), epochs=STEPS, shuffle=False, verbose=0, callbacks=[record]
+            x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0, callbacks=[record]
         )
     return [[np.asarray(w, dtype=np.float64) for w in weights] for weights in after_each_step]
 
@@ -259,8 +271,10 @@ __all__ = [
     "MyLookahead",
     "judge_lookahead",
     "lookahead_reference",
+    "mse_gradient",
     "regression_gradient",
     "regression_problem",
     "tolerance",
     "train_lookahead",
+    "weights_after_each_step",
 ]

@@ -28,7 +28,9 @@ from course_lib.checks.lookahead_problem import (
     LEARNING_RATE,
     MyLookahead,
     judge_lookahead,
+    mse_gradient,
     regression_problem,
+    weights_after_each_step,
 )
 from course_lib.environment import no_retracing_warning
 
@@ -100,13 +102,6 @@ def near_a_minimum() -> Problem:
     x = np.array([[1, 2, -1], [0, 1, 3], [2, -1, 1], [-1, 0, 2], [3, 1, 0], [1, -2, -1]], float)
     kernel, bias = np.array([[0.5], [0.25], [-0.5]]), np.array([2.0**-36])
     return x, x @ kernel, [kernel, bias]
-
-
-def mse_gradient(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-    """∇ of the mean squared error of ``x @ kernel + bias``: for the kernel, then the bias."""
-    kernel, bias = weights
-    residual = x @ kernel + bias - y
-    return [2 * x.T @ residual / len(x), 2 * residual.sum(axis=0) / len(x)]
 
 
 def sam_reference(
@@ -181,7 +176,9 @@ SAM_MISTAKES: tuple[tuple[dict[str, Any], str], ...] = (
 )
 
 
-def train_sam(answer: Callable[..., Any], problem: Problem | None = None, steps: int = SAM_STEPS):
+def train_sam(
+    answer: Callable[..., Any], problem: Problem | None = None, steps: int = SAM_STEPS
+) -> list[list[np.ndarray]]:
     """Train with ``fit`` and ``answer``'s training step in float64: weights after each step.
 
     The model is a float64 ``Dense(1)`` whatever Keras's default float type, so that the check
@@ -196,15 +193,7 @@ def train_sam(answer: Callable[..., Any], problem: Problem | None = None, steps:
     model.set_weights(initial)
     loss = keras.losses.MeanSquaredError(dtype="float64")
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=loss)
-    after_each_step: list[list[np.ndarray]] = []
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: after_each_step.append(model.get_weights())
-    )
-    with no_retracing_warning():  # each answer is a new function to trace
-        model.fit(
-            x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0, callbacks=[record]
-        )
-    return [[np.asarray(w, dtype=np.float64) for w in weights] for weights in after_each_step]
+    return weights_after_each_step(model, x, y, steps)
 
 
 def _follows(got: list[list[np.ndarray]], expected: list[list[np.ndarray]]) -> bool:
@@ -480,7 +469,6 @@ __all__ = [
     "adaptive_sam",
     "lookahead",
     "sam",
-    "mse_gradient",
     "near_a_minimum",
     "sam_reference",
     "train_sam",
