@@ -30,7 +30,7 @@ from offline_guard import GUARD_FILES  # noqa: E402
 ALL = [path.name for path in course_notebooks()]
 LESSONS = [name for name in ALL if name != INDEX.name]
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+\.ipynb)(?:#[^)]*)?\)")
-_CHECK_CALL = re.compile(r"\b(nb(?:\d\d|A\d))\.([a-z_][a-z0-9_]*)\.check\(")
+_CHECK_CALL = re.compile(r"\b(nb(?:\d\d|A\d))\.([a-z_][a-z0-9_]*)\.(?:check|use)\(")
 
 
 def _notebook(name: str) -> nbformat.NotebookNode:
@@ -158,7 +158,7 @@ def test_every_exercise_has_a_check_a_hint_and_a_solution(name):
     called = {(module, attr) for module, attr in _CHECK_CALL.findall(source)}
     for exercise_name, exercise in exercises.items():
         assert (f"nb{number}", exercise_name) in called, (
-            f"{name}: never calls nb{number}.{exercise_name}.check(...)"
+            f"{name}: never calls nb{number}.{exercise_name}.check(...) or .use(...)"
         )
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
