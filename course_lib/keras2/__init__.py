@@ -1,4 +1,4 @@
-"""The article's Keras 2 code beside the course's Keras 3 (appendix A1).
+"""The article's ideas in Keras 2 beside the course's Keras 3 (appendix A1).
 
 * :mod:`course_lib.keras2.time_capsule`: the problem both Keras versions train, the Keras 3 side,
   and the subprocess runner (imports only NumPy: a graph-mode kernel can use it);

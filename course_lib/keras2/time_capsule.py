@@ -49,8 +49,9 @@ __all__ = [
 
 #: The reference trainings both sides know how to run.
 KINDS: tuple[str, ...] = ("sgd", "momentum", "soft_batch", "heun")
-#: What the Keras 2 side also runs: Keras 2's own SGD and the article-style (leaking) soft batch.
-KERAS2_KINDS: tuple[str, ...] = (*KINDS, "keras2_sgd", "article_soft_batch")
+#: What the Keras 2 side also runs: Keras 2's own SGD, the article-style (leaking) soft batch and
+#: the soft batch corrected by selecting values instead of building the update in a branch.
+KERAS2_KINDS: tuple[str, ...] = (*KINDS, "keras2_sgd", "article_soft_batch", "select_soft_batch")
 
 
 #: Each Keras 2 construct of the article, its Keras 3 heir, and the notebook that teaches the heir.
@@ -75,7 +76,16 @@ KERAS2_HEIRS: tuple[tuple[str, str, str], ...] = (
         "`self.assign(x, new)` / `self.assign_add(x, d)`",
         "02_minimal_optimizer",
     ),
-    ("`K.switch(cond, then, else)`", "`ops.cond(pred, true_fn, false_fn)`", "03_soft_batch"),
+    (
+        "`K.switch(cond, then_fn, else_fn)` given functions (a `tf.cond`)",
+        "`ops.cond(pred, true_fn, false_fn)`",
+        "03_soft_batch",
+    ),
+    (
+        "`K.switch(cond, a, b)` given values",
+        "`ops.where(cond, a, b)`",
+        "A2_same_optimizers_on_jax",
+    ),
     (
         "`K.function(...)` + `model.train_function = f`",
         "`train_step(self, data)`, or `inject_runge_kutta(model)`",
