@@ -135,18 +135,22 @@ def set_seed(seed: int = 42) -> None:
 def select_backend(backend: str) -> str:
     """Make Keras run on ``backend`` ("tensorflow" or "jax"); call it before importing Keras.
 
-    Keras reads ``KERAS_BACKEND`` once, at its first import, and a process keeps that backend.
-    So this sets the variable, and raises if Keras is already loaded with another backend
-    (restart the kernel, then call this first). Returns the backend.
+    Keras reads ``KERAS_BACKEND`` at its first import. ``keras.config.set_backend`` can switch a
+    running process later, by reloading Keras's modules, but every Keras object made before the
+    switch (layers, variables, tensors, the course's classes) is unusable afterwards. The course
+    gives each backend a process of its own instead: this sets the variable, and raises if Keras
+    is already loaded with another backend (restart the kernel, then call this first). Returns
+    the backend.
     """
     require_choice(backend, "backend", SUPPORTED_BACKENDS)
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != backend:
             raise RuntimeError(
-                f"Keras is already imported and runs on {current!r}; a process cannot switch "
-                f"backends. Restart the kernel and call select_backend({backend!r}) before "
-                "anything imports Keras."
+                f"Keras is already imported and runs on {current!r}. The course runs each "
+                "backend in a process of its own (keras.config.set_backend would reload Keras "
+                "and leave every Keras object made so far unusable): restart the kernel and call "
+                f"select_backend({backend!r}) before anything imports Keras."
             )
     os.environ["KERAS_BACKEND"] = backend
     return backend

@@ -152,9 +152,9 @@ momentum_that_waits = Exercise(
     title="Momentum that waits, as a selection",
     checker=_check_soft_momentum_step,
     hint=(
-        "Start from your select_soft_sgd_step. Which two values does an update change now? "
-        "Compute each new value from the old ones first, as a plain tensor, and assign only "
-        "what ops.where picks; mind which velocity the weight's new value needs."
+        "Start from section 2's my_select_soft_sgd_step. Which two values does an update "
+        "change now? Compute each new value from the old ones first, as a plain tensor, and "
+        "assign only what ops.where picks; mind which velocity the weight's new value needs."
     ),
     solution=select_soft_momentum_step,
 )
