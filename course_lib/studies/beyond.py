@@ -17,10 +17,10 @@ measure with them, so that the two can never disagree:
 
 Everything trains in float64. On the landscape that makes the Keras paths comparable with NumPy
 to round-off. On digits it makes a live run comparable with a benchmark recorded on another
-machine: in float32, ten epochs at learning rate 0.1 carry rounding differences between CPUs
-(their SIMD kernels sum in different orders) far enough to flip validation images; float64 starts
-those differences about half a billion times smaller, which makes a flip rare but cannot rule it
-out, so notebook 07 compares its live run with the benchmark to within one validation image.
+machine: in float32, ten epochs at learning rate 0.1 could carry rounding differences between
+CPUs (their SIMD kernels sum in different orders) far enough to flip validation images; float64
+starts those differences about half a billion times smaller but cannot rule a flip out, so
+notebook 07 compares its live run with the benchmark to within one validation image.
 """
 
 from __future__ import annotations
