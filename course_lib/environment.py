@@ -7,10 +7,11 @@ enough. ``make lab``, ``make test`` and ``binder/start`` export the same variabl
 that imports TensorFlow first is quiet too.
 
 TensorFlow is the course's backend; appendix A2 runs the same optimizers on JAX, and its kernel
-calls :func:`select_backend` before Keras is imported. What a process cannot host twice (Keras 2's
-graph mode beside Keras 3, a second backend) runs in a child process through
-:func:`run_module_in_subprocess`; :func:`no_retracing_warning` silences one false alarm of
-TensorFlow's where many small functions are built on purpose.
+calls :func:`select_backend` before Keras is imported. What one process cannot do together
+(train with Keras 2 in graph mode and with Keras 3, which needs eager execution; run a second
+Keras backend) runs in a child process through :func:`run_module_in_subprocess`;
+:func:`no_retracing_warning` silences one false alarm of TensorFlow's where many small functions
+are built on purpose.
 """
 
 from __future__ import annotations
@@ -164,11 +165,12 @@ def run_module_in_subprocess(
 ) -> dict[str, Any]:
     """Run ``python -m module KIND[,KIND...] OUTFILE`` in a fresh process and load its results.
 
-    For what one process cannot host twice: Keras 2's graph mode next to Keras 3, a second Keras
-    backend. The module saves one ``.npz`` with keys ``"KIND/NAME"``; this returns
-    ``{kind: {name: array}}``. The child gets this interpreter, the course's quiet TensorFlow
-    settings, ``environment`` on top, and this checkout of ``course_lib`` first on its path. A
-    failure raises ``RuntimeError`` with the child's last lines of output, not a bare exit code.
+    For what one process cannot do together: train with Keras 2 in graph mode and with Keras 3
+    (which needs eager execution), or run a second Keras backend. The module saves one ``.npz``
+    with keys ``"KIND/NAME"``; this returns ``{kind: {name: array}}``. The child gets this
+    interpreter, the course's quiet TensorFlow settings, ``environment`` on top, and this checkout
+    of ``course_lib`` first on its path. A failure raises ``RuntimeError`` with the child's last
+    lines of output, not a bare exit code.
     """
     import numpy as np
 

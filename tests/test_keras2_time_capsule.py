@@ -101,13 +101,6 @@ def test_keras2_builders_refuse_eager_mode_with_a_clear_message():
         keras2_reference.SoftBatchSGD(0.1, steps=4)
 
 
-def test_keras3_source_reads_the_installed_file():
-    source = time_capsule.keras3_source("optimizers/sgd.py", "SGD.update_step")
-    assert source.startswith("def update_step(self, gradient, variable, learning_rate):")
-    with pytest.raises(ValueError, match="no 'nope'"):
-        time_capsule.keras3_source("optimizers/sgd.py", "SGD.nope")
-
-
 def test_heirs_table_links_existing_notebooks():
     from pathlib import Path
 
