@@ -205,3 +205,12 @@ def test_select_lookahead_not_attempted_on_the_notebooks_skeleton():
 
 def test_select_lookahead_hint_does_not_give_the_answer():
     assert "ops.where(syncing" not in nbA2.select_lookahead._hint
+
+
+# What the notebook prints of a failed fit ------------------------------------------------------
+def test_failure_summary_drops_keras_header_and_colour_codes():
+    error = TypeError(
+        "Exception encountered when calling MyLookahead.apply().\n\n"
+        "\x1b[1m'NoneType' object is not iterable\x1b[0m\n\nArguments received: ..."
+    )
+    assert nbA2.failure_summary(error, width=20) == "TypeError: 'NoneType' object is..."

@@ -25,11 +25,16 @@ from course_lib.checks.soft_batch_problem import (
 from course_lib.keras_internals import built_variables
 from course_lib.stateless import compiled
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
+
+#: A terminal colour code, as Keras puts around names in some messages.
+_ESCAPE_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
 
 # --------------------------------------------------------------------------------------------
 # Solutions
@@ -138,10 +143,23 @@ def _check_select_lookahead(answer: Callable[..., Any]) -> str:
 
 
 def _first_line(error: Exception) -> str:
-    """The first non-empty line of an error's message, shortened."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    """The first line of an error's own message (no Keras header, no colours), shortened."""
+    lines = [
+        line
+        for line in (_ESCAPE_CODE.sub("", line).strip() for line in str(error).splitlines())
+        if line and "Exception encountered" not in line
+    ]
     text = lines[0] if lines else ""
     return text if len(text) <= 90 else text[:87] + "..."
+
+
+def failure_summary(error: Exception, width: int = 60) -> str:
+    """``"TypeError: <the message's first line>..."``, for printing what a failed ``fit`` raised.
+
+    Keras wraps an error raised inside a layer or optimizer call in a header line ("Exception
+    encountered when calling ...") and colours names with terminal escape codes; both go.
+    """
+    return f"{type(error).__name__}: {_first_line(error)[:width]}..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +190,7 @@ select_lookahead = Exercise(
 
 __all__ = [
     "MySelectLookahead",
+    "failure_summary",
     "momentum_that_waits",
     "select_lookahead",
     "select_soft_momentum_step",
