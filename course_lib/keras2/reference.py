@@ -24,8 +24,9 @@ branches: given two finished tensors, it only chooses which result to return.
 **Graph mode only.** Importing this module does not change TensorFlow's mode, but everything it
 builds needs a process in which eager execution was disabled before any TensorFlow work: call
 :func:`enable_graph_mode` (or ``tf.compat.v1.disable_eager_execution()``) first, in a kernel or
-process of its own. Keras 3 cannot share that process. Each builder checks the mode and raises a
-``RuntimeError`` that says so, instead of failing deep inside TensorFlow.
+process of its own. ``import tensorflow`` loads Keras 3 there too, but Keras 3 cannot train in
+that process. Each builder checks the mode and raises a ``RuntimeError`` that says so, instead of
+failing deep inside TensorFlow.
 
 Run ``python -m course_lib.keras2.reference KIND[,KIND...] OUTFILE`` to train kinds of
 :data:`KERAS2_KINDS` in a fresh graph-mode process (the tests do).
