@@ -6,6 +6,7 @@ from course_lib.landscapes import Quadratic, gradient_descent
 from course_lib.plots import animate, plot_trajectories
 
 import io
+import json
 import re
 
 import matplotlib.pyplot as plt
@@ -75,6 +76,21 @@ def test_the_lines_sit_on_the_background_where_a_layout_engine_moves_the_axes():
     rows, columns = np.nonzero(np.all(np.isclose(pixels, [1.0, 0.0, 0.0], atol=0.02), axis=-1))
     red = (columns.min(), rows.min(), np.ptp(columns) + 1, np.ptp(rows) + 1)  # x, y, w, h
     assert np.allclose(player.tracks[0].clip, red, atol=1.0), (player.tracks[0].clip, red)
+
+
+def test_a_marker_passed_as_a_line_stays_from_the_first_frame_drawn_over_the_trajectory():
+    # A minimum the trajectory ends on, kept visible over it (matplotlib's filled plus, "P").
+    figure, ax = _figure(steps=4)
+    (minimum,) = ax.plot(0.0, 0.0, "kP", ms=10, label="flat minimum")
+    animation = animate(figure, lines=[ax.lines[0], minimum], frames_of={minimum: [0]})
+    tracks = [track.label for track in animation.player.tracks]
+    assert tracks.index("flat minimum") > tracks.index("gradient descent")  # drawn after it
+    html = animation._repr_html_()
+    group = re.search(r"<title>flat minimum</title>(.*?)</g>", html, re.S).group(1)
+    (marker,) = re.findall(r"<path data-point[^>]*>", group)
+    assert 'display="none"' not in marker and 'fill="#000000"' in marker  # shown, filled
+    data = json.loads(re.search(r'data-role="data">(.*?)</script>', html).group(1))
+    assert data["tracks"][tracks.index("flat minimum")]["frames"] == [0]  # from the first frame
 
 
 def test_frames_of_places_points_in_other_frames():
