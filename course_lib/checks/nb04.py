@@ -70,15 +70,22 @@ def train_by_hand(model, x, y, batch_size, epochs):
     return losses
 
 
+def logs_at_start(model, x, y, y_pred, loss):
+    """What ``fit``'s own step logs: ``loss`` into the loss tracker, the metrics of ``y_pred``."""
+    for metric in model.metrics:
+        if metric.name == "loss":
+            metric.update_state(loss)
+    return model.compute_metrics(x, y, y_pred)
+
+
 def heun_train_step(self, data):
     """Heun's step as a ``train_step``: g1 at p, g2 at p − h·g1 on the same batch, apply the mean.
 
     The four rules: copy p by value, take both gradients on the same mini-batch, restore p before
     the optimizer applies (g1 + g2)/2, and log the loss at p.
     """
-    x, y = data[0], data[1]
-    variables = self.trainable_variables
-    h = self.optimizer.learning_rate
+    x, y = data[:2]  # one batch, for both gradients
+    variables, h = self.trainable_variables, self.optimizer.learning_rate
     start = [tf.identity(v.value) for v in variables]  # copies of p, not references
 
     with tf.GradientTape() as tape:
@@ -95,11 +102,7 @@ def heun_train_step(self, data):
     for v, value in zip(variables, start, strict=True):
         v.assign(value)  # back to p
     self.optimizer.apply([(a + b) / 2 for a, b in zip(g1, g2, strict=True)], variables)
-
-    for metric in self.metrics:  # the loss at the start point p, as fit logs it
-        if metric.name == "loss":
-            metric.update_state(loss)
-    return self.compute_metrics(x, y, y_pred)
+    return logs_at_start(self, x, y, y_pred, loss)  # both from the pass at p
 
 
 def two_stage_step_solution(gradient, p, learning_rate, alpha):
@@ -867,6 +870,7 @@ __all__ = [
     "heun_step",
     "heun_train_step",
     "kutta3_model",
+    "logs_at_start",
     "nesterov_model",
     "train_by_hand",
     "training_loop",
