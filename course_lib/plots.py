@@ -292,11 +292,14 @@ def animate(
                 f"frames_of[{line.get_label()!r}] has {len(frames_of[line])} frames for "
                 f"{len(line.get_xdata())} points: give one frame per point."
             )
-    original_dpi, above = figure.dpi, []
+    original_dpi, engine, above = figure.dpi, figure.get_layout_engine(), []
     try:
         figure.set_dpi(ANIMATION_DPI)
         width, height = (int(round(v)) for v in figure.canvas.get_width_height())
         figure.canvas.draw()  # lay out first: the axes' boxes are final from here on
+        # A layout engine (layout="constrained") would lay out again when the background is
+        # saved, and the lines' pixels would no longer fall on it: keep this layout.
+        figure.set_layout_engine("none")
         above = _lines_above(moving)
         # Stacked as the figure stacks them, references on top of everything else.
         drawn = sorted(moving + above, key=lambda line: (_is_reference(line), _stacking(line)))
@@ -319,6 +322,7 @@ def animate(
         for line in moving + above:
             line.set_visible(True)
         figure.set_dpi(original_dpi)
+        figure.set_layout_engine(engine)
         plt.close(figure)
     timed = [track for track in tracks if track.mode != "still"] or tracks
     frame_count = max(max(track.frames, default=0) for track in timed) + 1

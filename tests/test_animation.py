@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from course_lib.landscapes import Quadratic, gradient_descent
-from course_lib.plots import animate, plot_trajectories
+from course_lib.plots import ANIMATION_DPI, animate, plot_trajectories
 
 import re
 
@@ -73,6 +73,20 @@ def test_a_still_line_drawn_over_a_moving_one_stays_over_it_and_one_drawn_under_
     assert [t.label for t in animation.player.tracks] == ["gradient descent", "minimum"]
     assert _markers(animation._repr_html_(), "minimum") == [True]
     assert all(line.get_visible() for line in ax.lines), "the figure's lines are shown again"
+
+
+def test_the_lines_fall_on_the_background_under_a_layout_engine():
+    """Constrained layout lays a figure out again at every draw: the background must be saved
+    with the layout the lines' pixels were computed in."""
+    figure, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    plot_trajectories(BOWL, {"gradient descent": gradient_descent(BOWL, START, 0.1, 6)}, ax=ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # room below: a new layout
+    animation = animate(figure)
+    figure.set_dpi(ANIMATION_DPI)  # the axes as the background was saved
+    x, y = ax.transData.transform(START)
+    start = animation.player.tracks[0].points[0]
+    assert start == pytest.approx((x, animation.player.height - y), abs=0.01)
+    assert figure.get_layout_engine() is not None, "the figure keeps its layout engine"
 
 
 def test_frames_of_places_points_in_other_frames():
