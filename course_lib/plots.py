@@ -311,12 +311,9 @@ def animate(
             )
     original_dpi, engine, above = figure.dpi, figure.get_layout_engine(), []
     try:
+        # The axes' boxes are final from here on (the layout engine is set aside until the end).
         _lay_out(figure, ANIMATION_DPI)
         width, height = (int(round(v)) for v in figure.canvas.get_width_height())
-        figure.canvas.draw()  # lay out first: the axes' boxes are final from here on
-        # A layout engine (layout="constrained") would lay out again when the background is
-        # saved, and the lines' pixels would no longer fall on it: keep this layout.
-        figure.set_layout_engine("none")
         above = _lines_above(moving)
         # Stacked as the figure stacks them, references on top of everything else.
         drawn = sorted(moving + above, key=lambda line: (_is_reference(line), _stacking(line)))
