@@ -264,7 +264,7 @@ def test_heun_problem_is_the_closed_form_and_the_library():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, tableau="heun", **kwargs)
 
-    points, losses, steps = nb04._run_on_the_quadratic(LibraryHeun)
+    points, losses, steps = heun_problem.train_on_the_quadratic(LibraryHeun)
     heun_problem.judge(points, losses, steps, {})  # raises Incorrect if the library left it
 
 

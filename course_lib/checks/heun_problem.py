@@ -5,7 +5,8 @@ both rows in one batch, has exactly the loss L(p) = ½pᵀAp: notebook 04's yard
 there is p − h/2·(Ap + A(p − hAp)), and each known mistake is another formula, so a check can say
 which mistake a learner made and at which step. The learning rate falls by 40 % every step (a
 schedule): a step size typed in, or read once when the step is traced, shows from step 2 on.
-NumPy only, so that the TensorFlow check and the JAX check share it.
+NumPy and the backend-neutral Keras API only, so that the TensorFlow check and the JAX check
+share it, :func:`train_on_the_quadratic` included.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from course_lib.checks import Incorrect
 
 from collections.abc import Mapping, Sequence
 
+import keras
 import numpy as np
 
 #: Notebook 04's quadratic and start point.
@@ -150,3 +152,33 @@ __all__ = [
     "rate",
     "trajectory",
 ]
+
+
+def train_on_the_quadratic(model_class: type) -> tuple[list, list, int]:
+    """Weights after each step, each step's logged loss and the optimizer's count.
+
+    ``model_class`` (a ``keras.Model`` subclass with the learner's step) trains a bias-free
+    ``Dense(1)`` from :data:`START` for :data:`STEPS` steps with the falling rate, one batch
+    per epoch; ``fit`` writes the weights back at each epoch's end on both backends.
+    """
+    from course_lib.data import quadratic_regression_data
+
+    x, y = quadratic_regression_data(A)
+    inputs = keras.Input((2,))
+    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1, use_bias=False)(inputs))
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        FIRST_RATE, decay_steps=1, decay_rate=DECAY
+    )
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    kernel = model.layers[-1].kernel
+    kernel.assign(START[:, None].astype("float32"))
+    points: list[np.ndarray] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: points.append(
+            np.asarray(kernel.numpy())[:, 0].astype(np.float64)
+        )
+    )
+    history = model.fit(
+        x, y, batch_size=2, epochs=STEPS, shuffle=False, verbose=0, callbacks=[record]
+    )
+    return points, history.history["loss"], int(model.optimizer.iterations.numpy())

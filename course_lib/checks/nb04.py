@@ -33,7 +33,7 @@ general version is :class:`course_lib.runge_kutta.RungeKuttaModel`, and
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close, heun_problem
-from course_lib.data import quadratic_regression_data, train_batches
+from course_lib.data import train_batches
 from course_lib.environment import no_retracing_warning
 from course_lib.landscapes import Quadratic, Rosenbrock
 
@@ -422,34 +422,6 @@ def _heun_model_class(answer: Any) -> type:
     return type("YourHeunModel", (keras.Model,), {"train_step": answer})
 
 
-def _run_on_the_quadratic(model_class: type) -> tuple[list, list, int]:
-    """Weights after each step, each step's logged loss and the optimizer's count (heun_problem)."""
-    x, y = quadratic_regression_data(heun_problem.A)
-    inputs = keras.Input((2,))
-    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1, use_bias=False)(inputs))
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        heun_problem.FIRST_RATE, decay_steps=1, decay_rate=heun_problem.DECAY
-    )
-    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
-    kernel = model.layers[-1].kernel
-    kernel.assign(heun_problem.START[:, None].astype("float32"))
-    points: list[np.ndarray] = []
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: points.append(kernel.numpy()[:, 0].astype(np.float64))
-    )
-    with no_retracing_warning():
-        history = model.fit(
-            x,
-            y,
-            batch_size=2,
-            epochs=heun_problem.STEPS,
-            shuffle=False,
-            verbose=0,
-            callbacks=[record],
-        )
-    return points, history.history["loss"], int(model.optimizer.iterations.numpy())
-
-
 _HEUN_MOMENTUM_RATE, _HEUN_MOMENTUM_STEPS = 0.3, 3
 
 
@@ -467,7 +439,8 @@ def _library_heun_with_momentum() -> tuple[np.ndarray, ...]:
 
 def _check_heun_step(answer: Any) -> str:
     model_class = _heun_model_class(answer)
-    points, losses, optimizer_steps = _run_on_the_quadratic(model_class)
+    with no_retracing_warning():
+        points, losses, optimizer_steps = heun_problem.train_on_the_quadratic(model_class)
     heun_problem.judge(points, losses, optimizer_steps, _HEUN_MESSAGES)
     expected = _library_heun_with_momentum()
     keras.backend.clear_session()

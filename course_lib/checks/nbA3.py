@@ -18,7 +18,6 @@ The solutions are deliberately minimal (one fixed tableau); the library's genera
 from __future__ import annotations
 
 from course_lib.checks import Exercise, Incorrect, expect_close, heun_problem
-from course_lib.data import quadratic_regression_data
 
 import functools
 from typing import Any
@@ -132,7 +131,8 @@ def _library_fit(tableau: str) -> tuple[list[np.ndarray], float]:
     return _fit(RungeKuttaModel, tableau=tableau)
 
 
-def _check_midpoint_model(answer: Any) -> str:
+def _require_a_jax_model_class(answer: Any) -> None:
+    """The answer is a keras.Model subclass with its own train_step, in a JAX kernel."""
     if keras.backend.backend() != "jax":
         raise Incorrect(
             "this exercise runs on the JAX backend: restart the kernel and run the Setup cell, "
@@ -144,6 +144,10 @@ def _check_midpoint_model(answer: Any) -> str:
         )
     if answer.train_step is keras.Model.train_step:
         raise Incorrect("your class does not override train_step.")
+
+
+def _check_midpoint_model(answer: Any) -> str:
+    _require_a_jax_model_class(answer)
 
     got, loss = _fit(answer)
     expected, expected_loss = _library_fit("midpoint")
@@ -192,29 +196,6 @@ _HEUN_MESSAGES = {
 }
 
 
-def _quadratic_run(model_class: type) -> tuple[list, list, int]:
-    """Weights after each step, each step's logged loss, the optimizer's count (heun_problem)."""
-    x, y = quadratic_regression_data(heun_problem.A)
-    inputs = keras.Input((2,))
-    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1, use_bias=False)(inputs))
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        heun_problem.FIRST_RATE, decay_steps=1, decay_rate=heun_problem.DECAY
-    )
-    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
-    kernel = model.layers[-1].kernel
-    kernel.assign(heun_problem.START[:, None].astype("float32"))
-    points: list[np.ndarray] = []
-    record = keras.callbacks.LambdaCallback(  # fit writes the state back at each epoch's end
-        on_epoch_end=lambda epoch, logs: points.append(
-            np.asarray(kernel.numpy())[:, 0].astype(np.float64)
-        )
-    )
-    history = model.fit(
-        x, y, batch_size=2, epochs=heun_problem.STEPS, shuffle=False, verbose=0, callbacks=[record]
-    )
-    return points, history.history["loss"], int(model.optimizer.iterations.numpy())
-
-
 @functools.cache
 def _library_batch_norm_run() -> tuple[list, list]:
     """The library's Heun step on the BatchNorm model (computed once per process)."""
@@ -243,19 +224,9 @@ def _batch_norm_run(model_class: type, **settings: Any) -> tuple[list, list]:
 
 
 def _check_heun_step(answer: Any) -> str:
-    if keras.backend.backend() != "jax":
-        raise Incorrect(
-            "this exercise runs on the JAX backend: restart the kernel and run the Setup cell, "
-            "which selects JAX before Keras is imported."
-        )
-    if not (isinstance(answer, type) and issubclass(answer, keras.Model)):
-        raise Incorrect(
-            f"pass your class (a keras.Model subclass) itself, got {type(answer).__name__}."
-        )
-    if answer.train_step is keras.Model.train_step:
-        raise Incorrect("your class does not override train_step.")
+    _require_a_jax_model_class(answer)
     try:
-        run = _quadratic_run(answer)
+        run = heun_problem.train_on_the_quadratic(answer)
     except TypeError as error:
         if "'NoneType' object is not callable" not in str(error):
             raise
