@@ -172,7 +172,9 @@ def covered_problems(figure, number, ax, already_reported):
     lines = [
         line
         for line in ax.get_lines()
-        if line.get_visible() and not line.get_label().startswith("_") and line not in already_reported
+        if line.get_visible()
+        and not line.get_label().startswith("_")
+        and line not in already_reported
     ]
     if not lines:
         return []
