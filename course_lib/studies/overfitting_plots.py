@@ -2,11 +2,12 @@
 
 Both draw from plain numbers (a study's records, or the curves and readings tables of the result
 file), so notebook 06 draws the live study and the full one with the same code. One colour per
-method, the same in every figure; SGD is black.
+method, the course's (:data:`course_lib.plots.METHOD_COLOURS`), the same in every figure.
 """
 
 from __future__ import annotations
 
+from course_lib.plots import method_colour
 from course_lib.studies.overfitting import (
     RK23,
     RK23_FIXED,
@@ -23,41 +24,59 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-#: One colour per method (the replay of an adaptive method shares its colour, dashed in curves).
-METHOD_COLORS: dict[str, str] = {
-    "SGD": "black",
-    "Heun": "tab:olive",
-    "RK4": "tab:brown",
-    RK23_FIXED: "tab:cyan",
-    RK45_FIXED: "tab:pink",
-    RK23: "tab:blue",
-    RK45: "tab:red",
-    SGD_AT_RK23: "tab:purple",
-    SGD_AT_RK45: "tab:orange",
+#: How each kind of row is drawn. The colour is the method's, the course's one colour per method
+#: (:func:`course_lib.plots.method_colour`: SGD gradient descent's blue, RK23 Bogacki–Shampine's
+#: red, RK45 Dormand–Prince's brown); the kind of row is told by the line style: adaptive
+#: solid, fixed step dashed, SGD replaying an adaptive run's steps dotted, in that run's colour.
+LINE_STYLES: dict[str, Any] = {
+    RK23: "-",
+    RK45: "-",
+    RK23_FIXED: (0, (4, 4)),
+    RK45_FIXED: (4, (4, 4)),  # RK23's dashes in RK45's gaps, where the two coincide
+    SGD_AT_RK23: (0, (1, 3)),
+    SGD_AT_RK45: (2, (1, 3)),
 }
+#: What the legend says about the styles, under the figure.
+STYLE_NOTE = (
+    "colour: the method (SGD blue, RK23 red, RK45 brown); SGD: the wide pale band\n"
+    "line: solid adaptive, dashed fixed step, dotted SGD at the adaptive run's steps"
+)
+#: The order lines are drawn in, so that coinciding ones stay visible: SGD's band under all,
+#: then the solid adaptive lines, the dashed fixed-step ones over them (the solid line shows in
+#: their gaps) and the dotted replays last.
+_DRAW_ORDER = ("SGD", RK23, RK45, RK23_FIXED, RK45_FIXED, SGD_AT_RK23, SGD_AT_RK45)
+
+
+def method_color(method: str) -> str:
+    """The course's colour for a row of the study ("SGD at RK23's steps" takes RK23's)."""
+    try:
+        return method_colour(method)
+    except ValueError:
+        return "grey"
 
 
 def plot_curves(
     curves: Mapping[str, Any], ax_loss: Any, ax_accuracy: Any | None = None, title: str = ""
 ) -> None:
-    """Training (dashed) and validation (solid) loss per method on log axes; validation
+    """Training (faint) and validation (strong) loss per method on log axes; validation
     accuracy on ``ax_accuracy``. ``curves`` is :func:`course_lib.studies.regimes.curves`."""
     epochs = curves["epochs"]
-    for method, entry in curves["methods"].items():
-        if not entry["train_loss"]:
-            continue
-        # SGD, the reference, is a wide pale band underneath: a method that matches it shows
-        # as its own line inside the band instead of hiding it.
-        style = _style(method)
-        ax_loss.plot(epochs, entry["train_loss"], ls="--", **style)
-        ax_loss.plot(epochs, entry["val_loss"], label=method, **style)
+    drawn = [m for m, entry in curves["methods"].items() if entry["train_loss"]]
+    drawn.sort(key=lambda m: _DRAW_ORDER.index(m) if m in _DRAW_ORDER else len(_DRAW_ORDER))
+    # Training loss first, thin and faint, then validation on top; SGD, the reference, is a
+    # wide pale band underneath, so a method that matches it shows as its own line in the band.
+    for method in drawn:
+        ax_loss.plot(epochs, curves["methods"][method]["train_loss"], **_style(method, faint=True))
+    for method in drawn:
+        entry = curves["methods"][method]
+        ax_loss.plot(epochs, entry["val_loss"], label=method, **_style(method))
         if ax_accuracy is not None:
-            ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **style)
+            ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **_style(method))
     ax_loss.set_xscale("log")
     ax_loss.set_yscale("log")
     _plain_ticks(ax_loss.xaxis, ax_loss.yaxis)
     ax_loss.set_xlabel("epoch", fontsize=9)
-    ax_loss.set_ylabel("loss (solid: validation,\ndashed: training)", fontsize=9)
+    ax_loss.set_ylabel("loss (strong: validation,\nfaint: training)", fontsize=9)
     ax_loss.set_title(title, fontsize=10)
     ax_loss.tick_params(labelsize=9)
     if ax_accuracy is not None:
@@ -68,19 +87,15 @@ def plot_curves(
         ax_accuracy.tick_params(labelsize=9)
 
 
-#: Markers of the fixed-step twins, placed at alternate points: where the two coincide (a small
-#: step, where both follow the flow), each stays visible.
-_MARKERS = {RK23_FIXED: ("o", (0, 6)), RK45_FIXED: ("s", (3, 6))}
-
-
-def _style(method: str) -> dict[str, Any]:
-    color = METHOD_COLORS.get(method, "grey")
+def _style(method: str, faint: bool = False) -> dict[str, Any]:
+    """Colour by method, line style by kind of row (:data:`LINE_STYLES`); ``faint`` for the
+    training loss."""
+    color = method_color(method)
     if method == "SGD":
-        return {"color": color, "lw": 4.0, "alpha": 0.3, "zorder": 1}
-    style = {"color": color, "lw": 1.2, "zorder": 2}
-    if method in _MARKERS:
-        marker, every = _MARKERS[method]
-        style |= {"marker": marker, "ms": 3.5, "markevery": every, "markerfacecolor": "none"}
+        return {"color": color, "lw": 4.0, "alpha": 0.12 if faint else 0.3, "zorder": 1}
+    style = {"color": color, "ls": LINE_STYLES.get(method, "-"), "lw": 1.4, "zorder": 2}
+    if faint:
+        style |= {"lw": 0.9, "alpha": 0.45}
     return style
 
 
@@ -101,7 +116,9 @@ def curve_legend(figure: Any, methods: Sequence[str]) -> None:
     """One legend for every panel, below them (outside the axes under constrained layout)."""
     handles = [plt.Line2D([], [], label=m, **_style(m)) for m in methods]
     where = "outside lower center" if figure.get_layout_engine() is not None else "lower center"
-    figure.legend(handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9)
+    figure.legend(
+        handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9, title=STYLE_NOTE
+    ).get_title().set_fontsize(9)
 
 
 #: The forest plot's two figures: per reading point, its panels (metric, title, where harm
@@ -171,7 +188,7 @@ def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
     """One reading: its interval and mean in units of δ, clipped at the edges, every clipped end
     marked. A reading of Holm's family has a dot (filled: a direction resolved after the
     correction); a descriptive one a vertical tick."""
-    color = METHOD_COLORS.get(r["comparison"].method, "grey")
+    color = method_color(r["comparison"].method)
     mean, half = r["mean"] / r["delta"], r["half_width"] / r["delta"]
     family = r.get("role") == "Holm's family"
     if r["pairs"] == 1:  # no interval: a cross at the one difference
@@ -244,6 +261,7 @@ def forest_plot(
         [f"{regime_names.get(regime, regime)}: {c.short}" for regime, c in positions], fontsize=9
     )
     axes[0].set_ylim(-0.7, len(labels) - 0.3)
+    axes[0].set_ylabel("regime: comparison", fontsize=9)
     for index in range(1, len(labels)):  # a thin line between regimes
         if labels[index][0] != labels[index - 1][0]:
             for ax in axes:

@@ -171,15 +171,16 @@ def curve_note(regime: Mapping[str, Any]) -> str:
 CURVES_WIDTH = 10.0
 
 
-def draw_curves(result: Any) -> Any:
-    """Per regime, a row: training and validation loss beside validation accuracy, under the
-    regime's name and what its curves leave out."""
+def draw_curves(result: Any, keys: Sequence[str] | None = None) -> Any:
+    """Per regime (``keys``, by default every one), a row: training and validation loss beside
+    validation accuracy, under the regime's name and what its curves leave out. Notebook 06
+    draws one regime a figure: a short figure is quick to render and to audit."""
     from course_lib.studies.overfitting_plots import curve_legend, plot_curves
 
     import matplotlib.pyplot as plt
 
-    keys = result.values["order"]
-    figure = plt.figure(figsize=(CURVES_WIDTH, 2.9 * len(keys) + 0.9), layout="constrained")
+    keys = list(result.values["order"] if keys is None else keys)
+    figure = plt.figure(figsize=(CURVES_WIDTH, 2.9 * len(keys) + 1.4), layout="constrained")
     cells = figure.subfigures(len(keys), 1, squeeze=False).ravel()
     methods: list[str] = []
     for cell, key in zip(cells, keys, strict=True):
@@ -371,7 +372,7 @@ def markdown(result: Any) -> str:
         "",
         "The forest plots. " + forest_caption(FOREST_LIMIT),
         "",
-        "![training (dashed) and validation (solid) loss, and validation accuracy, per regime]"
+        "![training (faint) and validation (strong) loss, and validation accuracy, per regime]"
         "(overfitting_curves.png)",
         "",
         "## The evidence, regime by regime",
