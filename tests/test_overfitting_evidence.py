@@ -248,3 +248,33 @@ def test_the_tolerance_arms_share_their_sgd_and_fixed_step_runs():
     }
     for method in ("SGD", RK23_FIXED, RK45_FIXED):
         assert rows["rtol_0001"][method] == rows["rtol_01"][method], method
+
+
+def test_the_curves_colour_each_method_as_the_course_does_and_tell_rows_by_line_style():
+    from course_lib.plots import METHOD_COLOURS
+    from course_lib.studies.overfitting import RK45, RK45_FIXED
+    from course_lib.studies.overfitting_plots import plot_curves
+
+    methods = ["SGD", RK23_FIXED, RK45_FIXED, RK23, RK45, SGD_AT_RK23]
+    entry = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.9], "val_accuracy": [0.5, 0.6]}
+    figure, (ax_loss, ax_accuracy) = matplotlib.pyplot.subplots(1, 2)
+    plot_curves({"epochs": [1, 2], "methods": {m: entry for m in methods}}, ax_loss, ax_accuracy)
+    lines = {line.get_label(): line for line in ax_accuracy.get_lines()}
+    expected = {
+        "SGD": "gradient descent",
+        RK23_FIXED: "bogacki_shampine",
+        RK23: "bogacki_shampine",
+        RK45_FIXED: "dormand_prince",
+        RK45: "dormand_prince",
+    }
+    for label, method in expected.items():
+        colour = matplotlib.colors.to_rgb(lines[label].get_color())
+        assert colour == matplotlib.colors.to_rgb(METHOD_COLOURS[method]), label
+    # Fixed and adaptive share a colour, so their line styles differ; the adaptive line is drawn
+    # before its fixed twin, which is dashed, so where the two coincide both stay visible.
+    assert lines[RK23].get_linestyle() == "-"
+    patterns = {m: lines[m]._unscaled_dash_pattern for m in (RK23, RK23_FIXED, SGD_AT_RK23)}
+    assert len(set(map(str, patterns.values()))) == 3  # three rows, three line styles
+    order = [line.get_label() for line in ax_accuracy.get_lines()]
+    assert order.index(RK23) < order.index(RK23_FIXED)
+    matplotlib.pyplot.close(figure)
