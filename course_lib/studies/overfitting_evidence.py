@@ -458,9 +458,8 @@ def regime_line(result: Any, key: str) -> str:
         trained_here = _trained(readings, comparisons)
         if not trained_here:
             continue
-        parts.append(
-            f"{column} **{row[column]}**: " + _carried(readings, trained_here, row[column])
-        )
+        name = column if parts else column[0].upper() + column[1:]
+        parts.append(f"{name}: **{row[column]}**, " + _carried(readings, trained_here, row[column]))
     return f"*{regime['name']}*: {trained}. " + "; ".join(parts) + "."
 
 
