@@ -49,7 +49,8 @@ class Track:
 
     ``mode`` is ``"grow"`` (a point stays once it has appeared: a trajectory), ``"current"``
     (a point shows only in its own frame: the trial point of the step being taken) or
-    ``"still"`` (every point from the first frame: a reference curve drawn on top).
+    ``"still"`` (every point from the first frame: a reference curve, or a marker the figure
+    draws over the moving lines).
     """
 
     points: list[tuple[float, float]]

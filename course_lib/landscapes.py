@@ -5,7 +5,8 @@ solver for it. On a quadratic the flow has a closed form, so every solver can be
 the truth; Rosenbrock's curved valley shows what happens when it has none, and
 :class:`SharpFlatLandscape` has a sharp and a flat minimum (notebook 07). :func:`gradient_descent`
 (Euler) and :func:`runge_kutta_step` (any explicit tableau) are the NumPy references the Keras
-training steps are compared with.
+training steps are compared with; :func:`adaptive_path` runs an embedded pair with notebook 05's
+step-size controller and keeps every try.
 """
 
 from __future__ import annotations
@@ -136,6 +137,85 @@ def runge_kutta_step(
         )
         gradients.append(np.asarray(gradient(trial), dtype=np.float64))
     return p - learning_rate * sum(b_i * g_i for b_i, g_i in zip(b, gradients, strict=True))
+
+
+@dataclass(frozen=True)
+class AdaptivePath:
+    """An adaptive run of the gradient flow: its accepted points and every try on the way.
+
+    ``points`` holds the start and each accepted step's end (``steps + 1`` rows);
+    ``step_sizes`` the accepted step sizes; ``tries`` every try in order as
+    ``(step, h, end point, accepted)``, ``step`` counting accepted steps from 0, so that a
+    rejected try's end point shows where the step would have gone.
+    """
+
+    points: np.ndarray
+    step_sizes: np.ndarray
+    tries: list[tuple[int, float, np.ndarray, bool]]
+
+    @property
+    def rejections(self) -> np.ndarray:
+        """How many tries each accepted step rejected before it."""
+        counts = np.zeros(len(self.step_sizes), dtype=int)
+        for step, _, _, accepted in self.tries:
+            counts[step] += not accepted
+        return counts
+
+
+def adaptive_path(
+    gradient: Callable[[np.ndarray], np.ndarray],
+    p0: np.ndarray | list[float],
+    tableau: Any,
+    first_step: float,
+    steps: int,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+) -> AdaptivePath:
+    """``steps`` accepted steps of an embedded pair with the controller of notebook 05 §6.
+
+    SciPy's controller, as :class:`course_lib.adaptive.AdaptiveStepSize` runs it inside the
+    training step: err is the root mean square of the estimate over ``atol + rtol·max(|p|,
+    |p_new|)``; a try with err < 1 is accepted and the next step size is multiplied by
+    ``min(10, 0.9·err^(−1/(q̂+1)))`` (at most 1 right after a rejection); otherwise the step is
+    retried with ``max(0.2, 0.9·err^(−1/(q̂+1)))`` times the size. One function throughout, so
+    stage 1 is taken once per step. The NumPy reference behind notebook 05's animation of a run.
+    """
+    if not getattr(tableau, "is_adaptive", False):
+        raise ValueError(
+            f"{getattr(tableau, 'name', tableau)!r} has no embedded error estimate: use an "
+            "embedded pair such as get_tableau('bogacki_shampine') or 'dormand_prince'."
+        )
+    if not np.isfinite(first_step) or first_step <= 0:
+        raise ValueError(f"first_step={first_step!r} must be a positive finite number.")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r} must be a non-negative integer.")
+    a = np.asarray(tableau.a, dtype=np.float64)
+    b = np.asarray(tableau.b, dtype=np.float64)
+    error_weights = np.asarray(tableau.error_weights, dtype=np.float64)
+    exponent = -1.0 / (tableau.embedded_order + 1)
+    points, sizes, tries = [_as_points(p0, "p0")], [], []
+    h = float(first_step)
+    while len(sizes) < steps:
+        p, g1, rejected = points[-1], np.asarray(gradient(points[-1]), dtype=np.float64), False
+        while True:
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a rejected try
+                g = [g1]
+                for i in range(1, len(b)):
+                    g.append(gradient(p - h * sum((a[i, j] * g[j] for j in range(i)), 0.0 * p)))
+                p_new = p - h * sum(w * g_i for w, g_i in zip(b, g, strict=True))
+                error = -h * sum(w * g_i for w, g_i in zip(error_weights, g, strict=True))
+                scale = atol + rtol * np.maximum(np.abs(p), np.abs(p_new))
+                norm = float(np.sqrt(np.mean((error / scale) ** 2)))
+            tries.append((len(sizes), h, p_new, norm < 1.0))
+            if norm < 1.0:
+                factor = 10.0 if norm == 0.0 else min(10.0, 0.9 * norm**exponent)
+                points.append(p_new)
+                sizes.append(h)
+                h *= min(1.0, factor) if rejected else factor
+                break
+            h *= max(0.2, 0.9 * norm**exponent) if np.isfinite(norm) else 0.2  # SciPy's too
+            rejected = True
+    return AdaptivePath(np.array(points), np.array(sizes), tries)
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,39 @@ def _is_reference(line: plt.Line2D) -> bool:
     return methods_named_in(line.get_label())[:1] == ["reference"]
 
 
+def _stacking(line: plt.Line2D) -> tuple[float, int]:
+    """Where matplotlib draws the line among its axes' lines: by zorder, then in plotting order."""
+    return (line.get_zorder(), list(line.axes.get_lines()).index(line))
+
+
+def _drawable(line: plt.Line2D) -> bool:
+    marker = line.get_marker()
+    return marker in (None, "None", "", " ", "none") or marker in html_player.supported_markers()
+
+
+def _lines_above(moving: Sequence[plt.Line2D]) -> list[plt.Line2D]:
+    """The still lines the figure draws over a moving line of their axes (a minimum's star).
+
+    The moving lines are drawn over the background, so a line left in it would end up under
+    them; these are drawn whole, on top, as the figure stacks them. (Text, a legend or a
+    collection drawn over a moving line stays in the background, under it.)
+    """
+    lowest: dict[plt.Axes, tuple[float, int]] = {}
+    for line in moving:
+        if not _is_reference(line):
+            lowest[line.axes] = min(lowest.get(line.axes, _stacking(line)), _stacking(line))
+    return [
+        line
+        for ax, bottom in lowest.items()
+        for line in ax.get_lines()
+        if line not in moving
+        and line.get_visible()
+        and len(line.get_xdata())
+        and _stacking(line) > bottom
+        and _drawable(line)
+    ]
+
+
 def _moving_lines(figure: plt.Figure) -> list[plt.Line2D]:
     """By default: every labelled line of two points or more; references stand still."""
     return [
@@ -260,9 +293,10 @@ def animate(
     and stays; a line in ``current`` shows only the points of the frame being played (the trial
     point of the step being taken); a reference (a label naming "reference" or a flow) is drawn
     whole from the first frame, on top. ``lines`` chooses the moving lines (default: every
-    labelled line of two points or more). Everything else (contours, markers of single points,
-    unlabelled lines, the legend) is the still background. The figure is closed: the animation
-    replaces it in the notebook.
+    labelled line of two points or more). A still line the figure draws over a moving one (the
+    minimum's star of ``plot_trajectories``) stays over it, drawn whole from the first frame.
+    Everything else (contours, other lines, text, the legend) is the still background, under
+    the moving lines. The figure is closed: the animation replaces it in the notebook.
     """
     moving = list(_moving_lines(figure) if lines is None else lines)
     moving += [line for line in current if line not in moving]
@@ -275,26 +309,34 @@ def animate(
                 f"frames_of[{line.get_label()!r}] has {len(frames_of[line])} frames for "
                 f"{len(line.get_xdata())} points: give one frame per point."
             )
-    original_dpi = figure.dpi
+    original_dpi, engine, above = figure.dpi, figure.get_layout_engine(), []
     try:
+        # The axes' boxes are final from here on (the layout engine is set aside until the end).
         _lay_out(figure, ANIMATION_DPI)
         width, height = (int(round(v)) for v in figure.canvas.get_width_height())
-        figure.canvas.draw()  # lay out first: the axes' boxes are final from here on
+        above = _lines_above(moving)
+        # Stacked as the figure stacks them, references on top of everything else.
+        drawn = sorted(moving + above, key=lambda line: (_is_reference(line), _stacking(line)))
         tracks = []
-        for line in moving:
-            mode = "current" if line in current else "still" if _is_reference(line) else "grow"
-            frames = frames_of.get(line, range(len(line.get_xdata())))
+        for line in drawn:
+            if line in current:
+                mode = "current"
+            elif line in above or _is_reference(line):
+                mode = "still"
+            else:
+                mode = "grow"
+            points = len(line.get_xdata())
+            frames = frames_of.get(line, [0] * points if line in above else range(points))
             tracks.append(_track(line, frames, mode, height, ANIMATION_DPI))
-        # References on top of everything else, as in the still figures.
-        tracks.sort(key=lambda track: track.mode == "still")
-        for line in moving:
+        for line in drawn:
             line.set_visible(False)
         background = io.BytesIO()
         figure.savefig(background, format="png", dpi=ANIMATION_DPI, metadata={"Software": None})
     finally:
-        for line in moving:
+        for line in moving + above:
             line.set_visible(True)
         figure.set_dpi(original_dpi)
+        figure.set_layout_engine(engine)
         plt.close(figure)
     timed = [track for track in tracks if track.mode != "still"] or tracks
     frame_count = max(max(track.frames, default=0) for track in timed) + 1

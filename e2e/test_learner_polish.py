@@ -280,12 +280,9 @@ def test_the_figure_audit_renders_a_panel_with_what_overlaps_it_only():
     inset.set_facecolor("white")
     engine = figure.get_layout_engine()
     problems = audit.figure_problems(figure)
-    assert (
-        "axes 1: 'Heun' is almost hidden by what is drawn after it (0% of it visible)" in problems
-    )
-    assert (
-        "axes 2: 'Heun' is almost hidden by what is drawn after it (0% of it visible)" in problems
-    )
+    hidden = "'Heun' is almost hidden by what is drawn after it (0% of it visible)"
+    assert f"axes 1: {hidden}" in problems
+    assert f"axes 2: {hidden}" in problems
     assert figure.get_layout_engine() is engine
     assert all(ax.get_visible() for ax in figure.axes)
     plt.close("all")

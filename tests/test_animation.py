@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from course_lib.landscapes import Quadratic, gradient_descent
-from course_lib.plots import animate, plot_trajectories
+from course_lib.plots import ANIMATION_DPI, animate, plot_trajectories
 
 import io
 import json
@@ -27,9 +27,10 @@ def _figure(steps: int = 12):
     return figure, ax
 
 
-def _markers(html: str, track: int) -> list[bool]:
-    """Whether each marker of a track shows in the stored (last) frame."""
-    group = re.search(rf'<g [^>]*data-track="{track}">(.*?)</g>', html, re.S).group(1)
+def _markers(html: str, label: str) -> list[bool]:
+    """Whether each marker of the track labelled ``label`` shows in the stored (last) frame."""
+    pattern = rf'<g [^>]*data-track="\d+"><title>{re.escape(label)}</title>(.*?)</g>'
+    group = re.search(pattern, html, re.S).group(1)
     return ['display="none"' not in m for m in re.findall(r"<path data-point[^>]*>", group)]
 
 
@@ -38,7 +39,9 @@ def test_a_trajectory_grows_one_point_per_frame_and_a_reference_stands_still():
     animation = animate(figure)
     tracks = animation.player.tracks
     assert animation.frame_count == 13  # the start and twelve steps
-    assert [t.mode for t in tracks] == ["grow", "still"]  # the reference last: on top
+    # The trajectory, the minimum's star drawn over it, the reference last: on top.
+    assert [t.label for t in tracks] == ["gradient descent", "minimum", "reference flow"]
+    assert [t.mode for t in tracks] == ["grow", "still", "still"]
     assert tracks[0].frames == list(range(13)) and tracks[0].colour == "#1f77b4"
     assert not plt.fignum_exists(figure.number), "the animation replaces the figure"
 
@@ -57,8 +60,35 @@ def test_without_a_script_the_last_frame_shows_and_a_current_point_only_in_its_f
     (trial,) = ax.plot(*path[1:].T, "o", mfc="none", label="trial point")
     animation = animate(figure, lines=[ax.lines[0]], current=[trial])
     html = animation._repr_html_()
-    assert _markers(html, 0) == [True] * 5  # every step of the trajectory
-    assert _markers(html, 1) == [False, False, False, True]  # the trial point of the last step
+    assert _markers(html, "gradient descent") == [True] * 5  # every step of the trajectory
+    assert _markers(html, "trial point") == [False, False, False, True]  # the last step's only
+
+
+def test_a_still_line_drawn_over_a_moving_one_stays_over_it_and_one_drawn_under_stays_under():
+    figure, ax = plt.subplots(figsize=(5, 3))
+    (under,) = ax.plot([-5.0, 0.0], [0.0, 0.0], color="0.5", label="valley floor")
+    plot_trajectories(BOWL, {"gradient descent": gradient_descent(BOWL, START, 0.1, 6)}, ax=ax)
+    animation = animate(figure, lines=[ax.lines[1]])
+    tracks = {track.label: track for track in animation.player.tracks}
+    assert set(tracks) == {"gradient descent", "minimum"}  # the floor stays in the background
+    assert tracks["minimum"].mode == "still" and tracks["minimum"].frames == [0]
+    assert [t.label for t in animation.player.tracks] == ["gradient descent", "minimum"]
+    assert _markers(animation._repr_html_(), "minimum") == [True]
+    assert all(line.get_visible() for line in ax.lines), "the figure's lines are shown again"
+
+
+def test_the_lines_fall_on_the_background_under_a_layout_engine():
+    """Constrained layout lays a figure out again at every draw: the background must be saved
+    with the layout the lines' pixels were computed in."""
+    figure, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    plot_trajectories(BOWL, {"gradient descent": gradient_descent(BOWL, START, 0.1, 6)}, ax=ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # room below: a new layout
+    animation = animate(figure)
+    figure.set_dpi(ANIMATION_DPI)  # the axes as the background was saved
+    x, y = ax.transData.transform(START)
+    start = animation.player.tracks[0].points[0]
+    assert start == pytest.approx((x, animation.player.height - y), abs=0.01)
+    assert figure.get_layout_engine() is not None, "the figure keeps its layout engine"
 
 
 def test_the_lines_sit_on_the_background_where_a_layout_engine_moves_the_axes():
@@ -97,7 +127,8 @@ def test_frames_of_places_points_in_other_frames():
     figure, ax = _figure(steps=4)
     (rejected,) = ax.plot([-1.0, -2.0], [0.5, 0.5], "x", label="rejected try")
     animation = animate(figure, lines=[ax.lines[0], rejected], frames_of={rejected: [2, 2]})
-    assert animation.player.tracks[1].frames == [2, 2] and animation.frame_count == 5
+    tracks = {track.label: track for track in animation.player.tracks}
+    assert tracks["rejected try"].frames == [2, 2] and animation.frame_count == 5
 
 
 def test_bad_input_names_the_problem():

@@ -182,3 +182,122 @@ def test_rk23_checks():
     assert result.status == "incorrect" and "next step's first" in result.message
     assert nb05.rk23_adaptive.check(_not_implemented).status == "not attempted"
     assert nb05.rk23_adaptive.check(None).status == "not attempted"
+
+
+# The stage loop, which the lesson has the learner write --------------------------------------
+
+
+class _Stages(nb05.MyRungeKuttaModel):
+    """The lesson's class with a stage loop that subclasses get wrong in one known way."""
+
+    def trial(self, i, k, p, v, g, h):  # the right trial point: from p, row i of A
+        row = self.tableau.a[i]
+        return p - h * sum(row[j] * g[j][k] for j in range(i) if row[j] != 0)
+
+    def stages(self, x, y, start, g1, h, count):
+        variables, g = self.trainable_variables, [g1]
+        for i in range(1, count):
+            for k, (v, p) in enumerate(zip(variables, start, strict=True)):
+                v.assign(self.trial(i, k, p, v, g, h))
+            g.append(self.gradient_at(x, y)[0])
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)
+        return g
+
+
+class FromThePreviousTrialPoint(_Stages):
+    def trial(self, i, k, p, v, g, h):
+        row = self.tableau.a[i]
+        return v - h * sum(row[j] * g[j][k] for j in range(i) if row[j] != 0)
+
+
+class AlongTheLastGradient(_Stages):
+    def trial(self, i, k, p, v, g, h):
+        return p - h * self.tableau.c[i] * g[i - 1][k]
+
+
+class PreviousRow(_Stages):
+    def trial(self, i, k, p, v, g, h):
+        row = self.tableau.a[i - 1]
+        return p - h * sum(row[j] * g[j][k] for j in range(i) if row[j] != 0)
+
+
+class StagesReversed(_Stages):
+    def trial(self, i, k, p, v, g, h):
+        row = self.tableau.a[i]
+        return p - h * sum(row[j] * g[i - 1 - j][k] for j in range(i) if row[j] != 0)
+
+
+class GradientBeforeTheMove(nb05.MyRungeKuttaModel):
+    def stages(self, x, y, start, g1, h, count):
+        variables, g = self.trainable_variables, [g1]
+        for i in range(1, count):
+            row = self.tableau.a[i]
+            gradient = self.gradient_at(x, y)[0]  # the mistake: before the weights move
+            for k, (v, p) in enumerate(zip(variables, start, strict=True)):
+                v.assign(p - h * sum(row[j] * g[j][k] for j in range(i) if row[j] != 0))
+            g.append(gradient)
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)
+        return g
+
+
+class NoRestore(_Stages):
+    def stages(self, x, y, start, g1, h, count):
+        g = super().stages(x, y, start, g1, h, count)
+        for v, p, d in zip(self.trainable_variables, start, g[-1], strict=True):
+            v.assign(p - h * d)  # leaves the weights away from p
+        return g
+
+
+class StagesNeededOnly(nb05.MyRungeKuttaModel):
+    def stages(self, x, y, start, g1, h, count):
+        return super().stages(x, y, start, g1, h, self.tableau.stages_needed())
+
+
+class EqualWeights(nb05.MyRungeKuttaModel):
+    def combine(self, weights, g):
+        return [sum(g_i[k] for g_i in g) / len(g) for k in range(len(g[0]))]
+
+
+class OwnWeights(nb05.MyRungeKuttaModel):
+    def combine(self, weights, g):
+        return super().combine(self.tableau.b, g)
+
+
+class Starter(nb05.MyRungeKuttaModel):
+    def stages(self, x, y, start, g1, h, count):
+        raise NotImplementedError("the trial points, their gradients, then p restored")
+
+    def combine(self, weights, g):
+        raise NotImplementedError("Σ_i w_i g_i for each variable")
+
+
+def test_stage_loop_check_passes_the_solution():
+    result = nb05.stage_loop.check(nb05.MyRungeKuttaModel)
+    assert result.correct, result
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (FromThePreviousTrialPoint, "built from the previous trial point"),
+        (AlongTheLastGradient, "along the last gradient only"),
+        (PreviousRow, "was taken at p itself"),
+        (StagesReversed, "wrong stages"),
+        (GradientBeforeTheMove, "Assign them before taking the gradient"),
+        (NoRestore, "not p ="),
+        (StagesNeededOnly, "returned 3 stage gradients"),
+        (EqualWeights, "weighs every stage equally"),
+        (OwnWeights, "used the tableau's b"),
+    ],
+)
+def test_stage_loop_check_names_the_mistake(wrong, phrase):
+    result = nb05.stage_loop.check(wrong)
+    assert result.status == "incorrect" and phrase in result.message, result
+
+
+def test_stage_loop_not_attempted_and_not_a_model():
+    assert nb05.stage_loop.check(Starter).status == "not attempted"
+    assert nb05.stage_loop.check(None).status == "not attempted"
+    assert nb05.stage_loop.check(nb05.rk23_adaptive_solution).status == "incorrect"

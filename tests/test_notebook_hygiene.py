@@ -145,3 +145,42 @@ def test_index_and_readme_link_every_lesson():
     for path in NOTEBOOKS[1:]:
         assert f"({path.name})" in index_text, f"00_index does not link {path.name}"
         assert f"notebooks/{path.name}" in readme, f"README does not list {path.name}"
+
+
+def _reference_modules() -> list[str]:
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    return re.findall(r"course-lib-module:: (\S+)", text)
+
+
+def test_a_lesson_links_the_reference_of_what_it_imports(notebook):
+    """Issue 25: where a lesson imports the library's version, it links that part of the reference.
+
+    ``python tools/link_reference.py`` writes the links; this test reads the imports itself.
+    """
+    path, nb = notebook
+    modules = _reference_modules()
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    imported = [
+        f"{module}.{name.strip().split(' as ')[0]}"
+        for module, names in re.findall(r"^from (course_lib[\w.]*) import \(?([^)\n]+)", code, re.M)
+        for name in names.split(",")
+        if name.strip()
+    ]
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    missing = []
+    for name in imported:
+        if name.startswith("course_lib.checks"):
+            continue
+        owners = [m for m in modules if name == m or name.startswith(m + ".")]
+        if owners:
+            anchor = "module-" + max(owners, key=len)
+        elif name.count(".") == 1:
+            anchor = name
+        else:
+            continue
+        if f"](../docs/api.md#{anchor})" not in markdown:
+            missing.append(anchor)
+    assert not missing, (
+        f"{path.name} imports course_lib names whose reference it does not link: "
+        f"{sorted(set(missing))}; run `python tools/link_reference.py {path.relative_to(ROOT)}`"
+    )

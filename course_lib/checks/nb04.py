@@ -1,6 +1,19 @@
-"""Self-checks for the exercises of notebook 04 (Heun's method through the training step).
+"""Self-checks for notebook 04 (Heun's method through the training step).
 
-Each exercise needs more than a shown cell with a few numbers changed:
+Two checks judge what the learner writes inside the lesson:
+
+* :data:`training_loop`: a ``GradientTape`` training loop, the bridge from ``fit`` to owning the
+  step. Run on a small linear regression whose every gradient is known in closed form, with SGD
+  with momentum: the check records what the compiled optimizer receives at each step and names
+  the first step whose gradient is not the batch's (the whole data set's, a sum instead of a
+  mean, another batch's, the previous step's), and whether the optimizer stepped once per batch.
+* :data:`heun_step`: the body of Heun's ``train_step(self, data)``, on notebook 04's quadratic
+  with a falling learning rate (:mod:`course_lib.checks.heun_problem`): each step against the
+  closed form, naming the known mistakes (the trial point not restored, the second gradient at
+  the wrong point, a wrong average, a step size read once, the loss logged at the trial point),
+  then on a small tanh network with momentum against the library's ``RungeKuttaModel``.
+
+The exercises at the end ask for transfer:
 
 * :data:`two_stage_step`: the whole family of second-order two-stage methods in NumPy. The
   learner chooses where to probe (α) and must *derive* the weights that keep the method second
@@ -8,7 +21,9 @@ Each exercise needs more than a shown cell with a few numbers changed:
 * :data:`kutta3_model`: Kutta's third-order method as a ``train_step``: three gradients, and a
   trial point that combines two of them, each built from the start point p.
 * :data:`nesterov_model`: Nesterov momentum as a ``train_step`` (the gradient at the look-ahead
-  point), checked against ``keras.optimizers.SGD(momentum=..., nesterov=True)``.
+  point), checked step by step against ``keras.optimizers.SGD(momentum=..., nesterov=True)``:
+  the message says after which step the weights first part and whether the compiled optimizer
+  stepped.
 
 The solutions here are deliberately minimal (one device, one fixed tableau); the library's
 general version is :class:`course_lib.runge_kutta.RungeKuttaModel`, and
@@ -17,7 +32,8 @@ general version is :class:`course_lib.runge_kutta.RungeKuttaModel`, and
 
 from __future__ import annotations
 
-from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.checks import Exercise, Incorrect, expect_close, heun_problem
+from course_lib.data import quadratic_regression_data, train_batches
 from course_lib.environment import no_retracing_warning
 from course_lib.landscapes import Quadratic, Rosenbrock
 
@@ -31,6 +47,62 @@ import tensorflow as tf
 # --------------------------------------------------------------------------------------------
 # Solutions
 # --------------------------------------------------------------------------------------------
+
+
+def train_by_hand(model, x, y, batch_size, epochs):
+    """Train a compiled ``model`` as ``fit(..., shuffle=False)`` does; each batch's loss.
+
+    For every batch: the forward pass and the compiled loss on a ``GradientTape``, the gradient
+    of that loss with respect to the trainable variables, and one step of the compiled
+    optimizer. The loss of each batch is the one at the weights its gradient was taken at,
+    before the step: the loss ``fit`` averages into an epoch's log.
+    """
+    variables = model.trainable_variables
+    losses = []  # the loss of each batch, at the weights before its step
+    for _ in range(epochs):
+        for x_batch, y_batch in train_batches(x, y, batch_size):
+            with tf.GradientTape() as tape:
+                y_pred = model(x_batch, training=True)
+                loss = model.compute_loss(x=x_batch, y=y_batch, y_pred=y_pred)
+            gradients = tape.gradient(loss, variables)
+            model.optimizer.apply(gradients, variables)
+            losses.append(float(loss))
+    return losses
+
+
+def logs_at_start(model, x, y, y_pred, loss):
+    """What ``fit``'s own step logs: ``loss`` into the loss tracker, the metrics of ``y_pred``."""
+    for metric in model.metrics:
+        if metric.name == "loss":
+            metric.update_state(loss)
+    return model.compute_metrics(x, y, y_pred)
+
+
+def heun_train_step(self, data):
+    """Heun's step as a ``train_step``: g1 at p, g2 at p − h·g1 on the same batch, apply the mean.
+
+    The four rules: copy p by value, take both gradients on the same mini-batch, restore p before
+    the optimizer applies (g1 + g2)/2, and log the loss at p.
+    """
+    x, y = data[:2]  # one batch, for both gradients
+    variables, h = self.trainable_variables, self.optimizer.learning_rate
+    start = [tf.identity(v.value) for v in variables]  # copies of p, not references
+
+    with tf.GradientTape() as tape:
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred)  # the loss at p
+    g1 = tape.gradient(loss, variables)
+
+    for v, g in zip(variables, g1, strict=True):
+        v.assign_sub(h * g)  # trial point p - h*g1
+    with tf.GradientTape() as tape:
+        trial_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+    g2 = tape.gradient(trial_loss, variables)  # same batch
+
+    for v, value in zip(variables, start, strict=True):
+        v.assign(value)  # back to p
+    self.optimizer.apply([(a + b) / 2 for a, b in zip(g1, g2, strict=True)], variables)
+    return logs_at_start(self, x, y, y_pred, loss)  # both from the pass at p
 
 
 def two_stage_step_solution(gradient, p, learning_rate, alpha):
@@ -124,6 +196,299 @@ class NesterovModel(keras.Model):
 # --------------------------------------------------------------------------------------------
 # Checkers
 # --------------------------------------------------------------------------------------------
+
+
+# The training loop by hand -------------------------------------------------------------------
+
+#: Two epochs of two batches of 4: four steps of SGD with momentum.
+LOOP_BATCH, LOOP_EPOCHS, LOOP_RATE, LOOP_MOMENTUM = 4, 2, 0.1, 0.5
+
+
+def _loop_problem() -> tuple[np.ndarray, np.ndarray]:
+    """A linear regression, 8 examples of 2 features, whose every gradient is known."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(8, 2)).astype("float32")
+    noise = 0.1 * rng.normal(size=(8, 1))
+    y = (x @ np.array([[1.0], [-2.0]]) + 0.5 + noise).astype("float32")
+    return x, y
+
+
+def _loop_start() -> list[np.ndarray]:
+    return [np.array([[0.5], [0.5]], "float32"), np.zeros(1, "float32")]
+
+
+def _batch_gradient(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """The closed-form gradient of the mean squared error of ``Dense(1)`` on ``(x, y)``."""
+    kernel, bias = (np.asarray(w, np.float64) for w in weights)
+    residual = x @ kernel + bias - y
+    return [2 / len(x) * x.T @ residual, 2 / len(x) * residual.sum(axis=0)]
+
+
+def _batch_loss(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    kernel, bias = (np.asarray(w, np.float64) for w in weights)
+    return float(np.mean((x @ kernel + bias - y) ** 2))
+
+
+class _RecordingSGD(keras.optimizers.SGD):
+    """SGD with momentum that records, at every step, the model's weights and what it receives."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(learning_rate=LOOP_RATE, momentum=LOOP_MOMENTUM, **kwargs)
+        self.watched: list = []
+        self.record: list[tuple[list[np.ndarray], list[np.ndarray | None]]] = []
+
+    def apply(self, grads, trainable_variables=None):
+        weights = [np.array(v.numpy(), np.float64) for v in self.watched]
+        received = [None if g is None else np.asarray(g, np.float64) for g in grads]
+        self.record.append((weights, received))
+        return super().apply(grads, trainable_variables)
+
+
+def _same_gradient(got: list, expected: list) -> bool:
+    return all(
+        g is not None and np.allclose(g, e, rtol=1e-4, atol=1e-5)
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+def _judge_loop_step(step: int, record: list, x: np.ndarray, y: np.ndarray) -> None:
+    """Name what the optimizer received at ``step`` (from 0) when it is not the batch's gradient."""
+    weights, received = record[step]
+    batches = train_batches(x, y, LOOP_BATCH)
+    index = step % len(batches)
+    expected = _batch_gradient(weights, *batches[index])
+    if len(received) != len(expected):
+        raise Incorrect(
+            f"at step {step + 1} the optimizer received {len(received)} gradients for "
+            f"{len(expected)} trainable variables: one gradient per variable, in their order."
+        )
+    if _same_gradient(received, expected):
+        return
+    where = f"at step {step + 1} (batch {index + 1} of epoch {step // len(batches) + 1})"
+    known = {
+        "the gradient of the whole data set, not of this batch's 4 examples: compute the loss "
+        "on x_batch and y_batch.": _batch_gradient(weights, x, y),
+        f"{LOOP_BATCH} times the batch's gradient: your loss is the sum over the batch (or a "
+        "vector of per-example losses, which tape.gradient sums). The compiled loss, "
+        "model.compute_loss(...), is the batch's mean.": [LOOP_BATCH * e for e in expected],
+        "the gradient of the other batch of the epoch: take each gradient on the batch that "
+        "this iteration of the loop hands you.": _batch_gradient(
+            weights, *batches[(index + 1) % len(batches)]
+        ),
+    }
+    if step:
+        known[
+            "the gradient of the step before, again: take a new gradient for every batch, "
+            "inside the loop, at the weights the previous step left."
+        ] = record[step - 1][1]
+    for message, gradient in known.items():
+        if _same_gradient(received, gradient):
+            raise Incorrect(f"{where} the optimizer received {message}")
+    for index_, (g, e) in enumerate(zip(received, expected, strict=True)):
+        if g is None:
+            raise Incorrect(
+                f"{where} the gradient of variable {index_} is None: compute the loss inside the "
+                "`with tf.GradientTape() as tape:` block, from model(x_batch, training=True)."
+            )
+        expect_close(f"{where}, the gradient of variable {index_}", g, e, atol=1e-5)
+
+
+def _momentum_sgd_weights(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """The weights after the loop, in closed form: Keras's momentum, v ← μv − ηg, p ← p + v."""
+    weights = [w.astype(np.float64) for w in _loop_start()]
+    velocities = [np.zeros_like(w) for w in weights]
+    for _ in range(LOOP_EPOCHS):
+        for batch in train_batches(x, y, LOOP_BATCH):
+            gradients = _batch_gradient(weights, *batch)
+            velocities = [
+                LOOP_MOMENTUM * v - LOOP_RATE * g
+                for v, g in zip(velocities, gradients, strict=True)
+            ]
+            weights = [w + v for w, v in zip(weights, velocities, strict=True)]
+    return weights
+
+
+def _check_training_loop(answer: Any) -> str:
+    if not callable(answer):
+        raise Incorrect(f"pass your function train_by_hand itself, got {type(answer).__name__}.")
+    x, y = _loop_problem()
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    optimizer = _RecordingSGD()
+    model.compile(optimizer=optimizer, loss="mse")
+    for variable, value in zip(model.trainable_variables, _loop_start(), strict=True):
+        variable.assign(value)
+    optimizer.watched = model.trainable_variables
+    losses = answer(model, x, y, LOOP_BATCH, LOOP_EPOCHS)
+
+    steps = LOOP_EPOCHS * len(train_batches(x, y, LOOP_BATCH))
+    record = optimizer.record
+    if not record:
+        moved = any(
+            not np.array_equal(v.numpy(), w)
+            for v, w in zip(model.trainable_variables, _loop_start(), strict=True)
+        )
+        raise Incorrect(
+            "the compiled optimizer never stepped"
+            + (" (you moved the weights yourself)" if moved else "")
+            + ": hand each batch's gradients to model.optimizer.apply(gradients, variables), so "
+            "that momentum, Adam or a schedule work as in fit (the check compiles SGD with "
+            "momentum)."
+        )
+    if len(record) != steps:
+        raise Incorrect(
+            f"the optimizer stepped {len(record)} times for {steps} batches ({LOOP_EPOCHS} "
+            f"epochs of {steps // LOOP_EPOCHS}): call model.optimizer.apply once per batch, "
+            "inside the inner loop."
+        )
+    for step in range(steps):
+        _judge_loop_step(step, record, x, y)
+    if not isinstance(losses, list | tuple) or len(losses) != steps:
+        raise Incorrect(
+            f"return the list of the {steps} batches' losses (one float per batch), got {losses!r}."
+        )
+    after = [w for w, _ in record[1:]] + [
+        [np.asarray(v.numpy()) for v in model.trainable_variables]
+    ]
+    batches = train_batches(x, y, LOOP_BATCH)
+    for step, (got, (weights, _)) in enumerate(zip(losses, record, strict=True)):
+        batch = batches[step % len(batches)]
+        if np.isclose(float(got), _batch_loss(weights, *batch), rtol=1e-5, atol=1e-6):
+            continue
+        if np.isclose(float(got), _batch_loss(after[step], *batch), rtol=1e-5, atol=1e-6):
+            raise Incorrect(
+                f"the loss you returned for step {step + 1} is the one after the step: return "
+                "the loss from the tape, at the weights the gradient was taken at (fit logs that)."
+            )
+        raise Incorrect(
+            f"the loss you returned for step {step + 1} is {float(got):.5g}; the batch's loss at "
+            f"the weights before its step is {_batch_loss(weights, *batch):.5g}."
+        )
+    for index, (got, expected) in enumerate(
+        zip(model.trainable_variables, _momentum_sgd_weights(x, y), strict=True)
+    ):
+        expect_close(
+            f"variable {index} after the loop (expected: SGD with momentum, one step per batch)",
+            got.numpy(),
+            expected,
+            atol=1e-5,
+        )
+    return (
+        f"each of the {steps} steps hands the optimizer its batch's gradient at the current "
+        "weights, once, and you return the loss at the weights before each step."
+    )
+
+
+# Heun's train_step -----------------------------------------------------------------------------
+
+#: What each known mistake of the Heun step means on TensorFlow (keys of heun_problem.judge).
+_HEUN_MESSAGES = {
+    "not restored": "the optimizer stepped from the trial point p − h·g1, not from p. Put the "
+    "weights back to p before self.optimizer.apply, from copies taken by value "
+    "(tf.identity(v.value)): a copy taken as v.value is the variable itself and restores nothing.",
+    "gradient descent": "this is a gradient-descent step, p − h·g1: the second gradient changed "
+    "nothing. Were the weights at the trial point during the second tape, and does the optimizer "
+    "receive the average (g1 + g2)/2?",
+    "second slope only": "the optimizer received g2 alone, the slope at the trial point: Heun "
+    "averages the two slopes, (g1 + g2)/2.",
+    "sum": "the optimizer received g1 + g2, twice the average: Heun's step is p − h/2·(g1 + g2).",
+    "uphill trial": "the second gradient was taken at p + h·g1, uphill: the trial point is an "
+    "ordinary gradient step, p − h·g1.",
+    "half-step trial": "the second gradient was taken at p − h/2·g1, half a step ahead (the "
+    "midpoint method's probe): Heun's trial point is a whole step, p − h·g1.",
+    "first rate": "the trial point used the first step's h. The check's learning rate changes "
+    "every step (a schedule): read h = self.optimizer.learning_rate inside the step.",
+    "trial loss": "it is the loss at the trial point p − h·g1. Log the loss of the first pass, "
+    "at p, as fit's own step does.",
+    "loss after the step": "it is the loss after the step. Log the loss of the first pass, at p, "
+    "as fit's own step does.",
+    "both losses": "it is the mean of the losses at p and at the trial point: the loss tracker "
+    "received both. Update it once, with the loss at p.",
+    "optimizer": "Call self.optimizer.apply once per step, with the average of the two "
+    "gradients: it counts the steps, and momentum, Adam or a schedule keep their state there.",
+    "own update": "You moved the weights yourself: hand the average of the two gradients to "
+    "self.optimizer.apply, so that momentum, Adam or a schedule treat it as any gradient.",
+}
+
+
+def _heun_model_class(answer: Any) -> type:
+    """The learner's step as a model class: a function train_step(self, data), or a class."""
+    if isinstance(answer, type) and issubclass(answer, keras.Model):
+        if answer.train_step is keras.Model.train_step:
+            raise Incorrect("your class does not override train_step.")
+        return answer
+    if not callable(answer):
+        raise Incorrect(f"pass your function heun_train_step itself, got {type(answer).__name__}.")
+    return type("YourHeunModel", (keras.Model,), {"train_step": answer})
+
+
+def _run_on_the_quadratic(model_class: type) -> tuple[list, list, int]:
+    """Weights after each step, each step's logged loss and the optimizer's count (heun_problem)."""
+    x, y = quadratic_regression_data(heun_problem.A)
+    inputs = keras.Input((2,))
+    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1, use_bias=False)(inputs))
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        heun_problem.FIRST_RATE, decay_steps=1, decay_rate=heun_problem.DECAY
+    )
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    kernel = model.layers[-1].kernel
+    kernel.assign(heun_problem.START[:, None].astype("float32"))
+    points: list[np.ndarray] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: points.append(kernel.numpy()[:, 0].astype(np.float64))
+    )
+    with no_retracing_warning():
+        history = model.fit(
+            x,
+            y,
+            batch_size=2,
+            epochs=heun_problem.STEPS,
+            shuffle=False,
+            verbose=0,
+            callbacks=[record],
+        )
+    return points, history.history["loss"], int(model.optimizer.iterations.numpy())
+
+
+_HEUN_MOMENTUM_RATE, _HEUN_MOMENTUM_STEPS = 0.3, 3
+
+
+@functools.cache
+def _library_heun_with_momentum() -> tuple[np.ndarray, ...]:
+    """The library's Heun step with momentum SGD on the tanh network (computed once)."""
+    keras.backend.clear_session()
+    model, _ = _train_nonlinear(
+        _heun_model,
+        keras.optimizers.SGD(_HEUN_MOMENTUM_RATE, momentum=0.9),
+        _HEUN_MOMENTUM_STEPS,
+    )
+    return tuple(v.numpy() for v in model.trainable_variables)
+
+
+def _check_heun_step(answer: Any) -> str:
+    model_class = _heun_model_class(answer)
+    points, losses, optimizer_steps = _run_on_the_quadratic(model_class)
+    heun_problem.judge(points, losses, optimizer_steps, _HEUN_MESSAGES)
+    expected = _library_heun_with_momentum()
+    keras.backend.clear_session()
+    model, _ = _train_nonlinear(
+        model_class,
+        keras.optimizers.SGD(_HEUN_MOMENTUM_RATE, momentum=0.9),
+        _HEUN_MOMENTUM_STEPS,
+    )
+    for index, (got, want) in enumerate(zip(model.trainable_variables, expected, strict=True)):
+        expect_close(
+            f"on a small tanh network with SGD(momentum=0.9), weight {index} after "
+            f"{_HEUN_MOMENTUM_STEPS} steps (against the library's Heun step)",
+            got.numpy(),
+            want,
+            atol=1e-5,
+        )
+    return (
+        f"{heun_problem.STEPS} steps on the quadratic are Heun's closed form, each logging the "
+        "loss at p, with the optimizer stepping once per step; with momentum on a tanh network "
+        "your step equals the library's."
+    )
 
 
 def _two_stage_with(gradient, p, h, alpha, weights):
@@ -328,6 +693,63 @@ def _check_kutta3_model(answer: Any) -> str:
 NESTEROV_RATE, NESTEROV_MOMENTUM, NESTEROV_STEPS = 0.1, 0.9, 6
 
 
+def _observed_run(
+    model_class: Any, optimizer: keras.optimizers.Optimizer, observe: Any, **kwargs: Any
+) -> tuple[keras.Model, list[float], list]:
+    """:func:`_train_nonlinear` for NESTEROV_STEPS steps, with ``observe(model)`` after each."""
+    seen: list = []
+    x, y, weights = _nonlinear_problem()
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, activation="tanh")(inputs)
+    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1)(hidden), **kwargs)
+    model.compile(optimizer=optimizer, loss="mse")
+    for variable, value in zip(model.trainable_variables, weights, strict=True):
+        variable.assign(value)
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: seen.append(observe(model)))
+    with no_retracing_warning():
+        history = model.fit(
+            x,
+            y,
+            batch_size=len(x),
+            epochs=NESTEROV_STEPS,
+            verbose=0,
+            shuffle=False,
+            callbacks=[callback],
+        )
+    return model, history.history["loss"], seen
+
+
+def _weights(model: keras.Model) -> list[np.ndarray]:
+    return [np.array(v.numpy()) for v in model.trainable_variables]
+
+
+def _look_ahead(model: keras.Model) -> list[np.ndarray]:
+    """p + μ·v, the point Keras's nesterov=True stores as its weights."""
+    velocities = getattr(model, "velocities", None)
+    if velocities is None or len(velocities) != len(model.trainable_variables):
+        return []
+    return [
+        np.array(v.numpy()) + NESTEROV_MOMENTUM * np.asarray(keras.ops.convert_to_numpy(u))
+        for v, u in zip(model.trainable_variables, velocities, strict=True)
+    ]
+
+
+@functools.cache
+def _keras_momentum_runs() -> tuple[list[float], list, tuple[np.ndarray, ...]]:
+    """Keras's nesterov=True (logged losses, weights after each step) and heavy ball's weights.
+
+    Deterministic, so computed once per process.
+    """
+    h, mu = NESTEROV_RATE, NESTEROV_MOMENTUM
+    keras.backend.clear_session()
+    _, losses, weights = _observed_run(
+        keras.Model, keras.optimizers.SGD(h, momentum=mu, nesterov=True), _weights
+    )
+    keras.backend.clear_session()
+    heavy_ball, _, _ = _observed_run(keras.Model, keras.optimizers.SGD(h, momentum=mu), _weights)
+    return losses, weights, tuple(v.numpy() for v in heavy_ball.trainable_variables)
+
+
 def _check_nesterov_model(answer: Any) -> str:
     if not (isinstance(answer, type) and issubclass(answer, keras.Model)):
         raise Incorrect(
@@ -335,45 +757,79 @@ def _check_nesterov_model(answer: Any) -> str:
         )
     if answer.train_step is keras.Model.train_step:
         raise Incorrect("your class does not override train_step.")
-    h, mu, steps = NESTEROV_RATE, NESTEROV_MOMENTUM, NESTEROV_STEPS
-    model, _ = _train_nonlinear(answer, keras.optimizers.SGD(learning_rate=h), steps, momentum=mu)
-    velocities = getattr(model, "velocities", None)
-    if velocities is None or len(velocities) != len(model.trainable_variables):
+    h, mu = NESTEROV_RATE, NESTEROV_MOMENTUM
+    model, losses, yours = _observed_run(
+        answer, keras.optimizers.SGD(learning_rate=h), _look_ahead, momentum=mu
+    )
+    if not all(yours):
         raise Incorrect(
             "keep the starter's `self.velocities`, one per trainable variable: the check reads "
             "them to compare with Keras."
         )
-    p = [v.numpy() for v in model.trainable_variables]
-    v = [np.asarray(u.numpy() if hasattr(u, "numpy") else u) for u in velocities]
-    keras.backend.clear_session()
-    keras_nesterov, _ = _train_nonlinear(
-        keras.Model, keras.optimizers.SGD(h, momentum=mu, nesterov=True), steps
+    optimizer_steps = int(model.optimizer.iterations.numpy())
+    stepped = (
+        "The compiled optimizer did not step, as it should not."
+        if optimizer_steps == 0
+        else f"The compiled optimizer stepped {optimizer_steps} times; it should not step at "
+        "all: this train_step is the optimizer and only reads h from it."
     )
-    keras.backend.clear_session()
-    heavy_ball, _ = _train_nonlinear(keras.Model, keras.optimizers.SGD(h, momentum=mu), steps)
+    keras_losses, theirs, heavy_ball = _keras_momentum_runs()
     if all(
-        np.allclose(a, b.numpy(), atol=1e-6)
-        for a, b in zip(p, heavy_ball.trainable_variables, strict=True)
+        np.allclose(a.numpy(), b, atol=1e-6)
+        for a, b in zip(model.trainable_variables, heavy_ball, strict=True)
     ):
         raise Incorrect(
             "your weights follow heavy-ball momentum (the gradient at p): Nesterov takes it at "
-            "the look-ahead point p + μ·v."
+            f"the look-ahead point p + μ·v. {stepped}"
         )
-    for index, (weight, velocity, reference) in enumerate(
-        zip(p, v, keras_nesterov.trainable_variables, strict=True)
-    ):
-        expect_close(
-            f"p + μ·v of weight {index} after {steps} steps (Keras's nesterov=True stores that "
-            "point as its weights)",
-            weight + mu * velocity,
-            reference.numpy(),
-            atol=1e-5,
-        )
+    for step, (ours, reference) in enumerate(zip(yours, theirs, strict=True)):
+        gaps = [float(np.abs(a - b).max()) for a, b in zip(ours, reference, strict=True)]
+        if max(gaps) > 1e-5:
+            agree = f" (after steps 1 to {step} they agree)" if step else ""
+            raise Incorrect(
+                f"after step {step + 1} your p + μ·v first parts from Keras's nesterov=True "
+                f"weights{agree}: by up to {max(gaps):.3g}, in weight {int(np.argmax(gaps))}. "
+                f"{stepped}"
+            )
+    if optimizer_steps:
+        raise Incorrect(f"your p + μ·v equals Keras's weights after every step. {stepped}")
+    for step, (ours, reference) in enumerate(zip(losses, keras_losses, strict=True)):
+        if abs(ours - reference) > 1e-5 * max(1.0, abs(reference)):
+            raise Incorrect(
+                f"at step {step + 1} you log the loss {ours:.5g}, Keras {reference:.5g}. Keras "
+                "logs the loss at its weights, which are your look-ahead point p + μ·v: log the "
+                "loss of the pass where you take the gradient."
+            )
     return (
         "your step is Nesterov momentum: p + μ·v equals Keras's SGD(momentum=0.9, nesterov=True) "
-        "weights after every step."
+        "weights after every step, the logged losses are Keras's, and the compiled optimizer did "
+        "not step."
     )
 
+
+training_loop = Exercise(
+    title="A training loop with GradientTape",
+    checker=_check_training_loop,
+    hint=(
+        "Three moves per batch, in the order fit makes them: record the forward pass and the "
+        "compiled loss while the tape watches, ask the tape for the loss's gradient with respect "
+        "to the trainable variables, hand those gradients to the compiled optimizer. Which "
+        "weights was the loss you keep computed at?"
+    ),
+    solution=train_by_hand,
+)
+
+heun_step = Exercise(
+    title="Heun's train_step",
+    checker=_check_heun_step,
+    hint=(
+        "Follow the four rules in order. Before moving anything, keep p as values that the "
+        "trial step cannot change. Which pass gives the loss that fit logs, and which weights "
+        "must the optimizer start from? The optimizer itself takes the step: give it one "
+        "gradient per variable."
+    ),
+    solution=heun_train_step,
+)
 
 two_stage_step = Exercise(
     title="Every second-order two-stage method",
@@ -408,4 +864,15 @@ nesterov_model = Exercise(
     solution=NesterovModel,
 )
 
-__all__ = ["Kutta3Model", "kutta3_model", "nesterov_model", "two_stage_step"]
+__all__ = [
+    "Kutta3Model",
+    "NesterovModel",
+    "heun_step",
+    "heun_train_step",
+    "kutta3_model",
+    "logs_at_start",
+    "nesterov_model",
+    "train_by_hand",
+    "training_loop",
+    "two_stage_step",
+]

@@ -1,4 +1,14 @@
-"""Self-checks for the exercises of notebook 05 (Runge–Kutta optimizers); all four ask for transfer.
+"""Self-checks for notebook 05 (Runge–Kutta optimizers): the stage loop, and four for transfer.
+
+* :data:`stage_loop`: the stage loop of the lesson's general-tableau ``train_step``, which the
+  learner writes: ``stages`` (each trial point p − h·Σ_j a_ij·g_j from the copy of p, its gradient
+  on the same batch, then p restored) and ``combine`` (Σ_i w_i·g_i, variable by variable). Called
+  directly on notebook 04's quadratic, whose gradient Ap tells where each stage looked, so a
+  wrong trial point is named (built from the previous trial point, along the last gradient only,
+  with the previous stage's row of A, with the a_ij paired to the wrong stages, not moved at
+  all); then trained in ``fit`` with Dormand–Prince on a small tanh network against the library.
+
+The exercises at the end ask for transfer:
 
 * :data:`second_order_tableau`: the two-stage second-order method with its second stage at c₂,
   derived from the order conditions (Heun, the midpoint rule and Ralston are three members).
@@ -12,17 +22,70 @@
 
 from __future__ import annotations
 
-from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.checks import Exercise, Incorrect, expect_close, heun_problem
+from course_lib.data import quadratic_regression_data
+from course_lib.environment import no_retracing_warning
 from course_lib.landscapes import Rosenbrock, runge_kutta_step
 from course_lib.tableaux import TABLEAUX, ButcherTableau, get_tableau, real_stability_limit
 
+import functools
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 # --------------------------------------------------------------------------------------------
 # Solutions
 # --------------------------------------------------------------------------------------------
+
+
+class MyRungeKuttaModel(keras.Model):
+    """A functional model whose train_step runs the stages of a Butcher tableau.
+
+    The lesson's class, its stage loop filled in: ``stages`` builds every trial point from the
+    copy of p (never from where the previous stage left the weights), takes its gradient on the
+    same batch and puts p back; ``combine`` weighs the stages, variable by variable.
+    """
+
+    def __init__(self, *args, tableau="rk4", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tableau = TABLEAUX[tableau]
+
+    def gradient_at(self, x, y):
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+        return tape.gradient(loss, self.trainable_variables), y_pred, loss
+
+    def stages(self, x, y, start, g1, h, count):
+        """g_1 .. g_count on one batch, stage i at p - h·Σ_j a_ij g_j; then p is restored."""
+        variables, g = self.trainable_variables, [g1]
+        for i in range(1, count):
+            row = self.tableau.a[i]
+            for k, (v, p) in enumerate(zip(variables, start, strict=True)):
+                v.assign(p - h * sum(row[j] * g[j][k] for j in range(i) if row[j] != 0))
+            g.append(self.gradient_at(x, y)[0])  # the same batch at every stage
+        for v, p in zip(variables, start, strict=True):
+            v.assign(p)  # back to p
+        return g
+
+    def combine(self, weights, g):
+        """Σ_i w_i·g_i for each variable; ``weights`` may be longer than ``g``."""
+        pairs = [(w, g_i) for w, g_i in zip(weights[: len(g)], g, strict=True) if w != 0]
+        return [sum(w * g_i[k] for w, g_i in pairs) for k in range(len(g[0]))]
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        start = [tf.identity(v.value) for v in self.trainable_variables]  # copies of p
+        g1, y_pred, loss = self.gradient_at(x, y)
+        h = tf.cast(self.optimizer.learning_rate, start[0].dtype)
+        g = self.stages(x, y, start, g1, h, self.tableau.stages_needed())
+        self.optimizer.apply(self.combine(self.tableau.b, g), self.trainable_variables)
+        for metric in self.metrics:  # loss and metrics at the start point p
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred)
 
 
 def second_order_tableau_solution(c2: float) -> ButcherTableau:
@@ -157,6 +220,184 @@ def scipy_rk23_evaluations(gradient, p0, first_step: float, steps: int, rtol, at
 # --------------------------------------------------------------------------------------------
 # Checkers
 # --------------------------------------------------------------------------------------------
+
+
+# The stage loop --------------------------------------------------------------------------------
+
+#: The step size of the stage checks, and the tableaux whose stages they call (with how many).
+STAGE_RATE = 0.1
+STAGE_CASES = (("kutta3", 3), ("bogacki_shampine", 4), ("dormand_prince", 7))
+
+
+def _quadratic_model(answer: Any, tableau: str) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """The learner's class on notebook 04's quadratic: its gradient Ap says where it was taken."""
+    x, y = quadratic_regression_data(heun_problem.A)
+    inputs = keras.Input((2,))
+    model = answer(
+        inputs=inputs, outputs=keras.layers.Dense(1, use_bias=False)(inputs), tableau=tableau
+    )
+    if not isinstance(model, keras.Model):
+        raise Incorrect(f"your class must make a keras.Model, got {type(model).__name__}.")
+    model.compile(optimizer=keras.optimizers.SGD(STAGE_RATE), loss="mse")
+    model.trainable_variables[0].assign(heun_problem.START[:, None].astype("float32"))
+    return model, x, y
+
+
+def _where_taken(gradients: list) -> np.ndarray:
+    """The point at which a stage's gradient A·q of the quadratic was taken: q = A⁻¹·g."""
+    return np.linalg.solve(heun_problem.A, np.asarray(gradients[0], np.float64)[:, 0])
+
+
+def _stage_mistakes(i: int, a: np.ndarray, c: tuple, points: list, steps: list, h: float):
+    """Where known mistakes put stage ``i`` (from 0): message → point. ``steps`` are g_j = A·q_j."""
+    p = points[0]
+
+    def moved(row, gradients=steps):
+        return p - h * sum((row[j] * gradients[j] for j in range(i)), np.zeros(2))
+
+    reversed_steps = steps[:i][::-1]
+    return {
+        "was taken at p itself: the weights never moved to the trial point. Assign them before "
+        "taking the gradient, with stage i's own row of A, self.tableau.a[i].": p,
+        "was taken where the previous stage looked: assign the new trial point before taking "
+        "the gradient.": points[i - 1],
+        "was taken at a point built from the previous trial point: every trial point is "
+        "p − h·Σ_j a_ij·g_j, measured from p (the copies in `start`), not from where the "
+        "previous stage left the weights.": points[i - 1]
+        - h * sum((a[i, j] * steps[j] for j in range(i)), np.zeros(2)),
+        "looked along the last gradient only, p − h·c_i·g_(i−1): a trial point combines every "
+        "earlier stage, each g_j weighted by a_ij from row i of A.": p - h * c[i] * steps[i - 1],
+        "used the previous stage's row of A: stage i (counted from 0, as in the loop) uses row "
+        "self.tableau.a[i].": moved(a[i - 1]),
+        "paired row i's coefficients with the wrong stages: a_ij multiplies g_j, the gradient "
+        "of stage j.": moved(a[i], reversed_steps),
+    }
+
+
+def _check_stages(answer: Any, name: str, count: int) -> None:
+    """Call ``stages`` eagerly and judge each stage's point, the count and the restore."""
+    model, x, y = _quadratic_model(answer, name)
+    tableau = get_tableau(name)
+    a = np.array(tableau.a, dtype=np.float64)
+    variables = model.trainable_variables
+    start = [tf.identity(v.value) for v in variables]
+    g1, _, _ = model.gradient_at(x, y)
+    g = model.stages(x, y, start, g1, tf.constant(STAGE_RATE, "float32"), count)
+    label = f"with {name} and count={count}"
+    if not isinstance(g, list | tuple) or len(g) != count:
+        got = len(g) if isinstance(g, list | tuple) else type(g).__name__
+        raise Incorrect(
+            f"{label}, stages returned {got} stage gradients: return exactly `count`, g1 "
+            "included (the adaptive step of §6 asks for every stage, the fixed step for "
+            "stages_needed())."
+        )
+    after = variables[0].numpy()[:, 0].astype(np.float64)
+    p = heun_problem.START
+    points, steps = [p], [heun_problem.A @ p]
+    for i in range(1, count):
+        point = _where_taken(g[i])
+        expected = p - STAGE_RATE * sum((a[i, j] * steps[j] for j in range(i)), np.zeros(2))
+        if not np.allclose(point, expected, rtol=1e-4, atol=1e-5):
+            where = f"{label}, the gradient of stage {i + 1} (index {i} in the loop)"
+            mistakes = _stage_mistakes(i, a, tableau.c, points, steps, STAGE_RATE)
+            for message, wrong in mistakes.items():
+                if np.allclose(point, wrong, rtol=1e-4, atol=1e-5):
+                    raise Incorrect(f"{where} {message}")
+            raise Incorrect(
+                f"{where} was taken at {np.round(point, 5)}; the tableau puts it at "
+                f"p − h·Σ_j a_ij·g_j = {np.round(expected, 5)}."
+            )
+        points.append(point)
+        steps.append(heun_problem.A @ point)
+    if not np.allclose(after, p, rtol=0, atol=1e-6):
+        raise Incorrect(
+            f"{label}, after stages() the weights are {np.round(after, 5)}, not p = {p}: put "
+            "them back from `start` after the last stage, so that the optimizer steps from p."
+        )
+
+
+def _check_combine(answer: Any) -> None:
+    """``combine`` on made-up stages: the weights it is given, variable by variable."""
+    model, _, _ = _quadratic_model(answer, "bogacki_shampine")
+    rng = np.random.default_rng(7)
+    g = [
+        [tf.constant(rng.normal(size=shape), "float32") for shape in ((2, 1), (3,))] for _ in "abc"
+    ]
+    for weights in ((0.25, -1.5, 0.0, 2.0), model.tableau.error_weights):
+        got = model.combine(weights, g)
+        expected = [
+            sum(w * np.asarray(stage[k]) for w, stage in zip(weights, g, strict=False))
+            for k in range(2)
+        ]
+        label = f"combine({tuple(round(w, 4) for w in weights)}, three stages)"
+        if not isinstance(got, list | tuple) or len(got) != 2:
+            raise Incorrect(f"{label} must return one tensor per variable (2 here), got {got!r}.")
+        mean = [sum(np.asarray(stage[k]) for stage in g) / len(g) for k in range(2)]
+        if all(np.allclose(a, b, atol=1e-6) for a, b in zip(got, mean, strict=True)):
+            raise Incorrect(
+                f"{label} weighs every stage equally: weight stage i by weights[i] (train_step "
+                "passes the tableau's b, §6's error estimate b − b̂)."
+            )
+        own_b = [
+            sum(w * np.asarray(stage[k]) for w, stage in zip(model.tableau.b, g, strict=False))
+            for k in range(2)
+        ]
+        if all(np.allclose(a, b, atol=1e-6) for a, b in zip(got, own_b, strict=True)):
+            raise Incorrect(
+                f"{label} used the tableau's b, not the weights it was given: §6's adaptive step "
+                "calls combine with other weights (b − b̂)."
+            )
+        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
+            expect_close(f"{label}, variable {k} (Σ_i weights[i]·g_i)", a, b, atol=1e-6)
+
+
+def _tiny_network_weights(model_class: Any, **settings: Any) -> list[np.ndarray]:
+    """Two full-batch steps of a 3-4-1 tanh network with SGD(0.3), compiled as fit compiles."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = np.sin(x.sum(axis=1, keepdims=True)).astype("float32")
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, activation="tanh")(inputs)
+    model = model_class(inputs=inputs, outputs=keras.layers.Dense(1)(hidden), **settings)
+    model.compile(optimizer=keras.optimizers.SGD(0.3), loss="mse")
+    with no_retracing_warning():
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    return [v.numpy() for v in model.trainable_variables]
+
+
+@functools.cache
+def _library_dormand_prince() -> tuple[np.ndarray, ...]:
+    from course_lib.runge_kutta import RungeKuttaModel
+
+    keras.backend.clear_session()
+    return tuple(_tiny_network_weights(RungeKuttaModel, tableau="dormand_prince"))
+
+
+def _check_stage_loop(answer: Any) -> str:
+    if not (isinstance(answer, type) and issubclass(answer, keras.Model)):
+        raise Incorrect(
+            f"pass your class (a keras.Model subclass) itself, got {type(answer).__name__}."
+        )
+    for name, count in STAGE_CASES:
+        _check_stages(answer, name, count)
+    _check_combine(answer)
+    expected = _library_dormand_prince()
+    keras.backend.clear_session()
+    got = _tiny_network_weights(answer, tableau="dormand_prince")
+    for index, (a, b) in enumerate(zip(got, expected, strict=True)):
+        expect_close(
+            f"in fit, Dormand–Prince on a small tanh network, weight {index} after 2 steps "
+            "(against the library's RungeKuttaModel)",
+            a,
+            b,
+            atol=1e-5,
+        )
+    return (
+        "every stage of Kutta's, Bogacki–Shampine's and Dormand–Prince's tableaux looks where "
+        "its row of A says, p comes back, combine weighs what it is given, and in fit your step "
+        "equals the library's."
+    )
 
 
 #: Where the second stage sits in the tableaux the first check builds (½: midpoint, 1: Heun,
@@ -403,6 +644,19 @@ def _rk23_variant(
     return p, accepted
 
 
+stage_loop = Exercise(
+    title="The stage loop of a Butcher tableau",
+    checker=_check_stage_loop,
+    hint=(
+        "For stage i, every variable's trial value starts from its copy in `start`, never from "
+        "the variable as the previous stage left it; row i of A says how much of each earlier "
+        "g_j to step back by. Take the gradient only once the weights are there. When the loop "
+        "is done, where must the weights be for the optimizer? In combine, each stage counts "
+        "with its own weight."
+    ),
+    solution=MyRungeKuttaModel,
+)
+
 second_order_tableau = Exercise(
     title="The second-order two-stage method with its second stage at c₂",
     checker=_check_second_order,
@@ -446,4 +700,11 @@ rk23_adaptive = Exercise(
     solution=rk23_adaptive_solution,
 )
 
-__all__ = ["heun_euler", "rk23_adaptive", "second_order_tableau", "stability_limit"]
+__all__ = [
+    "MyRungeKuttaModel",
+    "heun_euler",
+    "rk23_adaptive",
+    "second_order_tableau",
+    "stability_limit",
+    "stage_loop",
+]

@@ -73,12 +73,12 @@ KERAS2_HEIRS: tuple[tuple[str, str, str], ...] = (
         "02_minimal_optimizer",
     ),
     (
-        "`K.switch(cond, then_fn, else_fn)` given functions (a `tf.cond`)",
+        "`K.switch(cond, then_fn, else_fn)` given functions, scalar cond (a `tf.cond`)",
         "`ops.cond(pred, true_fn, false_fn)`",
         "03_soft_batch",
     ),
     (
-        "`K.switch(cond, a, b)` given finished tensors (a `tf.cond` that only hands one back)",
+        "`K.switch(cond, a, b)` given finished tensors, scalar cond (a `tf.cond` handing one back)",
         "`ops.where(cond, a, b)`: a different mechanism, the same effect (pick between values)",
         "A2_same_optimizers_on_jax",
     ),
