@@ -5,8 +5,10 @@ training steps overfit easily: very low training loss, poor validation loss and 
 script measures that on scikit-learn's digits in every arm of :mod:`course_lib.studies.regimes`
 (long training, noisy labels, two controller tolerances, two batch sizes, a small-step sanity
 check), each with SGD, the fixed-step twins of RK23 and RK45, the adaptive optimizers and SGD
-replaying their accepted steps, paired by seed. Every reading is corrected for their number
-(Holm), and each regime gets a verdict by the rule notebook 06 states before any number.
+replaying their accepted steps, paired by seed. The readings the verdicts read form Holm's
+family, fixed in advance and corrected for their number; every other reading is descriptive
+(uncorrected). Each regime gets a verdict by the rule notebook 06 states before any number; the
+small-step arm is a check of the harness.
 
 It runs on Keras's JAX backend (it sets ``KERAS_BACKEND=jax`` and ``JAX_ENABLE_X64=1`` for its
 worker processes; ``--backend tensorflow`` runs the same on TensorFlow, several times slower),
@@ -15,8 +17,10 @@ each one as it finishes, and writes
 
 * ``docs/results/overfitting.json`` through :class:`course_lib.studies.results.BenchmarkRun`
   (raw numbers: per regime its settings, rows, readings, failures and curves; the verdicts);
-* ``docs/overfitting.md`` (the tables rendered from that file, and what they show) and its two
-  figures, ``docs/overfitting.png`` (the forest plot) and ``docs/overfitting_curves.png``.
+* ``docs/overfitting.md`` (the tables rendered from that file, and what they show) and its three
+  figures, ``docs/overfitting.png`` and ``docs/overfitting_end.png`` (the forest plots at
+  matched training loss and at the end of training) and ``docs/overfitting_curves.png``;
+* README's blocks of verdicts and of the harness check.
 
 Run ``python benchmarks/overfitting.py`` for the full study (12 seeds; see docs/overfitting.md for
 how long it took). ``--scale provisional`` runs the same arms with shorter budgets and 6 seeds

@@ -42,6 +42,59 @@ def test_holm_checks():
     assert check(_not_implemented).status == "not attempted"
 
 
+def test_crossing_solution_is_the_first_crossing_interpolated_in_log_loss():
+    # A closed form: from 0.4 to 0.1 the loss falls by a factor 4; 0.2 is a factor 2 below 0.4,
+    # halfway in log, so the crossing is 1.5 (linear in the loss would give 1 + 2/3).
+    assert nb06.crossing_solution([0.8, 0.4, 0.1, 0.05], 0.2) == pytest.approx(1.5)
+    assert nb06.crossing_solution([0.8, 0.4, 0.1, 0.05], 0.4) == 1.0
+    assert nb06.crossing_solution([0.8, 0.4], 0.9) == 0.0
+    assert nb06.crossing_solution([0.8, 0.4], 0.1) is None
+    assert nb06.crossing_solution([0.9, 0.5, 0.09, 0.3, 0.02], 0.1) < 2  # the first time
+
+
+def test_crossing_checks():
+    check = nb06.crossing.check
+    assert check(nb06.crossing_solution).correct
+
+    def linear(losses, target):
+        for i, loss in enumerate(losses):
+            if loss <= target:
+                return 0.0 if i == 0 else i - 1 + (losses[i - 1] - target) / (losses[i - 1] - loss)
+        return None
+
+    def one_late(losses, target):
+        found = nb06.crossing_solution(losses, target)
+        return None if found is None else (found + 1 if found > 0 else found)
+
+    def first_at_or_below(losses, target):
+        return next((float(i) for i, loss in enumerate(losses) if loss <= target), None)
+
+    def never_none(losses, target):
+        found = nb06.crossing_solution(losses, target)
+        return float(len(losses)) if found is None else found
+
+    def last_crossing(losses, target):
+        below = [i for i, loss in enumerate(losses) if loss <= target]
+        if not below:
+            return None
+        i = max(j for j in below if j == 0 or losses[j - 1] > target)
+        return nb06.crossing_solution(losses[i - 1 :], target) + i - 1 if i else 0.0
+
+    result = check(linear)
+    assert result.status == "incorrect" and "log(loss)" in result.message
+    result = check(one_late)
+    assert result.status == "incorrect" and "one epoch too late" in result.message
+    result = check(first_at_or_below)
+    assert result.status == "incorrect" and "epoch before" in result.message
+    result = check(never_none)
+    assert result.status == "incorrect" and "return None" in result.message
+    result = check(last_crossing)
+    assert result.status == "incorrect" and "first time" in result.message
+    assert check(_not_implemented).status == "not attempted"
+    # use() hands later cells the learner's version once it passes, the solution until then.
+    assert nb06.crossing.use(_not_implemented) is nb06.crossing_solution
+
+
 def test_seeds_needed_solution_is_the_first_n_whose_half_width_is_below_delta():
     for pilot, delta in nb06.SEEDS_CASES:
         n = nb06.seeds_needed_solution(pilot, delta)

@@ -72,6 +72,14 @@ def test_the_committed_result_files_verdicts_follow_from_its_readings():
         "docs/results/overfitting.json: its verdicts differ from its readings under today's rule; "
         "re-run python benchmarks/overfitting.py"
     )
+    assert evidence.harness_rows_from(result) == result.table("harness").records()
+    # Holm's family in the file is the rule's: matched validation readings of the verdicts'
+    # comparisons, and nothing descriptive carries a corrected reading.
+    for r in evidence.study_readings(result):
+        member = r["point"] == "matched" and r["metric"] != "train_loss"
+        member &= r["comparison"].differs != "step size"
+        assert (r["role"] != "descriptive") == member, r
+        assert (r["corrected"] is None) == (not member), r
 
 
 def test_training_further_reads_as_such_beside_a_refuted_verdict():
@@ -118,12 +126,72 @@ def _texts(figure):
     return [t for t in figure.findobj(matplotlib.text.Text) if t.get_text().strip()]
 
 
-def test_the_figures_text_is_at_least_9_points():
+def test_the_figures_text_is_at_least_9_points_at_a_width_of_10_inches():
+    # A notebook shows a figure at most about 10 inches wide: a wider one is scaled down, and
+    # its 9-point text with it.
     result = load_result("overfitting")
-    for figure in (draw_forest(result), draw_curves(result)):
+    for figure in (draw_forest(result), draw_forest(result, "end"), draw_curves(result)):
         small = [(t.get_text(), t.get_fontsize()) for t in _texts(figure) if t.get_fontsize() < 9]
         assert not small, small
+        assert figure.get_figwidth() <= 10.0
         matplotlib.pyplot.close(figure)
+
+
+def _reading(mean, half, role="descriptive", corrected=None):
+    from course_lib.studies.overfitting import COMPARISONS
+
+    return {
+        "comparison": COMPARISONS[2],
+        "mean": mean,
+        "half_width": half,
+        "delta": 1.0,
+        "pairs": 6,
+        "role": role,
+        "corrected": corrected,
+    }
+
+
+def _edge_marks(ax):
+    """(marker, x) of every triangle drawn on ``ax``."""
+    return sorted(
+        (line.get_marker(), float(line.get_xdata()[0]))
+        for line in ax.get_lines()
+        if line.get_marker() in ("<", ">")
+    )
+
+
+def test_the_forest_plot_marks_every_clipped_end_of_an_interval():
+    from course_lib.studies.overfitting_plots import FOREST_LIMIT, _forest_row
+
+    # The round-2 case: mean +6.9 δ, interval −6.5 δ … +20.3 δ. Both ends lie off the frame:
+    # the right one under the large triangle of the mean, the left one a small triangle of its
+    # own, and the label gives the mean to one decimal.
+    figure, ax = matplotlib.pyplot.subplots()
+    _forest_row(ax, _reading(6.9, 13.4), 0)
+    assert _edge_marks(ax) == [("<", -FOREST_LIMIT), (">", FOREST_LIMIT), (">", FOREST_LIMIT)]
+    assert "+6.9" in [t.get_text() for t in ax.texts]
+    # A mean inside with one end beyond: that end only.
+    ax.clear()
+    _forest_row(ax, _reading(4.0, 3.0, "Holm's family", "higher, size not resolved"), 0)
+    assert _edge_marks(ax) == [(">", FOREST_LIMIT)]
+    # Nothing beyond: no triangle.
+    ax.clear()
+    _forest_row(ax, _reading(1.0, 0.5), 0)
+    assert _edge_marks(ax) == []
+    matplotlib.pyplot.close(figure)
+
+
+def test_the_forest_plot_draws_family_readings_as_dots_and_descriptive_ones_as_ticks():
+    from course_lib.studies.overfitting_plots import _forest_row
+
+    figure, ax = matplotlib.pyplot.subplots()
+    _forest_row(ax, _reading(2.0, 0.5, "Holm's family", "higher, ≥ δ"), 0)
+    _forest_row(ax, _reading(2.0, 0.5, "Holm's family", "not resolved"), 1)
+    _forest_row(ax, _reading(2.0, 0.5), 2)
+    marks = [line for line in ax.get_lines() if line.get_marker() in ("o", "|")]
+    assert [line.get_marker() for line in marks] == ["o", "o", "|"]
+    assert marks[0].get_markerfacecolor() != "white" and marks[1].get_markerfacecolor() == "white"
+    matplotlib.pyplot.close(figure)
 
 
 def test_the_forest_plot_scales_a_single_pair_by_delta_and_marks_it_off_scale():
@@ -137,7 +205,9 @@ def test_the_forest_plot_scales_a_single_pair_by_delta_and_marks_it_off_scale():
         for r in readings
         if r["pairs"] == 1 and r["point"] == "matched" and r["metric"] == "val_loss"
     )
-    expected = f"{lonely['mean'] / lonely['delta']:+.0f}"
+    from course_lib.studies.overfitting_plots import _in_delta
+
+    expected = _in_delta(lonely["mean"] / lonely["delta"])
     assert abs(lonely["mean"] / lonely["delta"]) > 6
     figure = draw_forest(result)
     assert expected in [t.get_text() for t in _texts(figure)]
@@ -164,3 +234,47 @@ def test_the_forest_plot_lists_comparisons_without_pairs_instead_of_drawing_them
 def test_an_empty_reading_has_no_effect_to_show():
     r = {"pairs": 0, "mean": math.nan, "half_width": math.nan, "corrected": "too few pairs"}
     assert evidence.effect(r) == "no pairs"
+
+
+def test_the_tolerance_arms_share_their_sgd_and_fixed_step_runs():
+    # docs/overfitting.md says the two tolerance arms' SGD and fixed-step runs are the same (rtol
+    # is the controller's only): the committed file must show it.
+    from course_lib.studies.overfitting import RK45_FIXED
+
+    result = load_result("overfitting")
+    rows = {
+        key: {row["method"]: row for row in result.table(f"epochs_{key}").records()}
+        for key in ("rtol_0001", "rtol_01")
+    }
+    for method in ("SGD", RK23_FIXED, RK45_FIXED):
+        assert rows["rtol_0001"][method] == rows["rtol_01"][method], method
+
+
+def test_the_curves_colour_each_method_as_the_course_does_and_tell_rows_by_line_style():
+    from course_lib.plots import METHOD_COLOURS
+    from course_lib.studies.overfitting import RK45, RK45_FIXED
+    from course_lib.studies.overfitting_plots import plot_curves
+
+    methods = ["SGD", RK23_FIXED, RK45_FIXED, RK23, RK45, SGD_AT_RK23]
+    entry = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.9], "val_accuracy": [0.5, 0.6]}
+    figure, (ax_loss, ax_accuracy) = matplotlib.pyplot.subplots(1, 2)
+    plot_curves({"epochs": [1, 2], "methods": {m: entry for m in methods}}, ax_loss, ax_accuracy)
+    lines = {line.get_label(): line for line in ax_accuracy.get_lines()}
+    expected = {
+        "SGD": "gradient descent",
+        RK23_FIXED: "bogacki_shampine",
+        RK23: "bogacki_shampine",
+        RK45_FIXED: "dormand_prince",
+        RK45: "dormand_prince",
+    }
+    for label, method in expected.items():
+        colour = matplotlib.colors.to_rgb(lines[label].get_color())
+        assert colour == matplotlib.colors.to_rgb(METHOD_COLOURS[method]), label
+    # Fixed and adaptive share a colour, so their line styles differ; the adaptive line is drawn
+    # before its fixed twin, which is dashed, so where the two coincide both stay visible.
+    assert lines[RK23].get_linestyle() == "-"
+    patterns = {m: lines[m]._unscaled_dash_pattern for m in (RK23, RK23_FIXED, SGD_AT_RK23)}
+    assert len(set(map(str, patterns.values()))) == 3  # three rows, three line styles
+    order = [line.get_label() for line in ax_accuracy.get_lines()]
+    assert order.index(RK23) < order.index(RK23_FIXED)
+    matplotlib.pyplot.close(figure)

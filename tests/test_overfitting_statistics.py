@@ -7,9 +7,14 @@ from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23, RunRec
 from course_lib.studies.readings import loss_crossing, matched_target, value_at_loss
 from course_lib.studies.regimes import (
     AS_STATED,
+    END_COLUMN,
+    STEP_SIZE_COLUMN,
     Regime,
+    at_the_end,
     correct,
     family_counts,
+    family_member,
+    harness_check,
     meaningful_effect,
     readings_from_table,
     readings_table,
@@ -203,11 +208,11 @@ def test_delta_is_a_tenth_of_sgds_final_validation_loss():
 def test_the_claim_is_supported_only_where_validation_is_worse_by_delta_at_matched_loss():
     row, readings = _verdicts(_study(effect_train=-0.5, effect_val=0.3))
     assert row["as stated"] == "supported" and row["from the order"] == "supported"
-    assert row["at the end, as stated"] == "worse by ≥ δ, after training further"
+    assert row[END_COLUMN] == "worse by ≥ δ, after training further"
     # Training further with validation no worse: harm excluded, not the claim.
     row, _ = _verdicts(_study(effect_train=-0.5, effect_val=0.0))
     assert row["as stated"] == "refuted" and row["from the order"] == "refuted"
-    assert row["at the end, as stated"] == "within δ or better"
+    assert row[END_COLUMN] == "within δ or better"
     # Validation worse, but by less than δ (a tenth of about 1.0): refuted, not supported.
     row, _ = _verdicts(_study(effect_train=-0.5, effect_val=0.02))
     assert row["as stated"] == "refuted"
@@ -234,7 +239,7 @@ def test_training_further_on_the_same_curve_is_worse_at_the_end_but_not_at_match
     # further; at the same training loss they fit no worse. The verdict says refuted, and the
     # end of training is reported beside it, never as support.
     row, readings = _verdicts(_overfitting_runs())
-    assert row["at the end, as stated"] == "worse by ≥ δ, after training further"
+    assert row[END_COLUMN] == "worse by ≥ δ, after training further"
     assert row["as stated"] == "refuted" and row["from the order"] == "refuted"
     # The same runs, worse by 0.4 at every training loss (δ ≈ 0.16): supported.
     row, _ = _verdicts(_overfitting_runs(extra=0.4))
@@ -242,9 +247,43 @@ def test_training_further_on_the_same_curve_is_worse_at_the_end_but_not_at_match
 
 
 def test_a_verdict_is_undecided_where_the_seeds_cannot_exclude_harm():
-    row, readings = _verdicts(_study(effect_train=0.0, effect_val=0.0, seeds=2))
+    # Two seeds whose validation differences disagree (+0.08, −0.06 against δ ≈ 0.1): the
+    # interval, with t(0.975, 1) ≈ 12.7, reaches far beyond ±δ.
+    runs = _study(effect_train=0.0, effect_val=0.0, seeds=2)
+    for r in runs:
+        if r.method == RK23:
+            r.val_loss = [v + (0.08 if r.seed == 0 else -0.06) for v in r.val_loss]
+    row, readings = _verdicts(runs)
     assert row["as stated"] == "undecided"
     assert verdict([], AS_STATED) == "not tested"
+
+
+def test_the_end_of_training_names_a_resolved_worsening_whose_size_is_open():
+    # Validation worse at the end, resolved, but its interval straddles δ: "worse, size not
+    # resolved" (not "not resolved", and not "worse by ≥ δ"), after training further.
+    rng = np.random.default_rng(7)
+    runs = _study(effect_train=-0.5, effect_val=0.0, seeds=6)
+    for r in runs:
+        if r.method == RK23:
+            r.val_loss[-1] += 0.1 + 0.05 * rng.standard_normal()  # δ ≈ 0.1
+    row, readings = _verdicts(runs)
+    (end,) = [
+        r
+        for r in readings
+        if r["comparison"] == AS_STATED[0] and (r["point"], r["metric"]) == ("end", "val_loss")
+    ]
+    assert end["uncorrected"] == "higher, size not resolved"
+    assert end["corrected"] is None  # descriptive: no corrected reading
+    assert row[END_COLUMN] == "worse, size not resolved, after training further"
+    assert at_the_end(readings) == row[END_COLUMN]
+
+
+def test_the_step_size_column_is_descriptive():
+    row, readings = _verdicts(_study(effect_train=-0.5, effect_val=0.0))
+    step = [r for r in readings if r["comparison"].differs == "step size"]
+    assert step and all(r["role"] == "descriptive" and r["corrected"] is None for r in step)
+    assert row[STEP_SIZE_COLUMN] == "within δ or better"
+    assert "from the step size" not in row  # no verdict for it
 
 
 def test_holm_can_turn_an_uncorrected_verdict_undecided():
@@ -261,6 +300,31 @@ def test_holm_can_turn_an_uncorrected_verdict_undecided():
     assert sum(r["corrected"] != r["uncorrected"] for r in readings) > 0
 
 
+def test_holms_family_is_the_verdicts_readings_and_descriptive_readings_never_enter_it():
+    # The family is fixed by the rule: the matched validation readings of the comparisons a
+    # verdict reads (here RK23 − SGD, RK23 − SGD at its steps, RK23 fixed − SGD: 3 × 2 = 6
+    # readings, 18 statements). Its Holm-adjusted p-values are Holm's over exactly those 18,
+    # whatever the descriptive readings (the step size, the end of training) say.
+    runs = _study(effect_train=-0.5, effect_val=0.3)
+    readings = regime_readings(REGIME, runs)
+    correct(readings)
+    family = [r for r in readings if family_member(r)]
+    assert len(family) == 6 and {r["point"] for r in family} == {"matched"}
+    assert {r["metric"] for r in family} == {"val_loss", "val_accuracy"}
+    assert all(r["comparison"].differs != "step size" for r in family)
+    keys = ("zero", "within", "beyond")
+    expected = holm([r["p"][k] for r in family for k in keys])
+    got = [r["adjusted"][k] for r in family for k in keys]
+    np.testing.assert_allclose(got, expected)
+    descriptive = [r for r in readings if not family_member(r)]
+    assert len(descriptive) == len(readings) - 6
+    assert all(r["corrected"] is None and r["role"] == "descriptive" for r in descriptive)
+    assert all(r["uncorrected"] for r in descriptive)  # read at 95 %, uncorrected
+    counts = family_counts(readings)
+    assert (counts["members"], counts["in family"], counts["statements"]) == (6, 6, 18)
+    assert counts["descriptive"] == len(descriptive)
+
+
 def test_readings_without_an_interval_stay_out_of_holms_family():
     runs = _study(effect_train=-0.5, effect_val=0.3)
     for r in runs:  # RK23 diverges on every seed but one: one pair left in its comparisons
@@ -269,18 +333,43 @@ def test_readings_without_an_interval_stay_out_of_holms_family():
     readings = regime_readings(REGIME, runs)
     correct(readings)
     lonely = [r for r in readings if r["pairs"] == 1]
-    assert lonely and all(r["corrected"] == r["uncorrected"] == "too few pairs" for r in lonely)
+    assert lonely and all(r["uncorrected"] == "too few pairs" for r in lonely)
+    assert all(r["corrected"] == "too few pairs" for r in lonely if family_member(r))
     counts = family_counts(readings)
-    assert counts["one pair"] == len(lonely)
-    assert counts["in family"] == len(readings) - len(lonely)
+    members = [r for r in readings if family_member(r)]
+    assert counts["one pair"] == sum(r["pairs"] == 1 for r in members) == 4
+    assert counts["in family"] == len(members) - 4 == 2  # RK23 fixed − SGD only
     assert counts["statements"] == 3 * counts["in family"]
     # The others are corrected as if the lonely readings did not exist.
     others = [dict(r) for r in readings if r["pairs"] >= 2]
     correct(others)
-    kept = [r for r in readings if r["pairs"] >= 2]
-    assert [r["adjusted"] for r in others] == [r["adjusted"] for r in kept]
+    kept = [r for r in readings if r["pairs"] >= 2 and family_member(r)]
+    assert [r["adjusted"] for r in others if family_member(r)] == [r["adjusted"] for r in kept]
     (row,) = verdict_rows([REGIME], readings)
     assert row["as stated"] == "undecided"  # RK23 − SGD has no interval: harm not excluded
+
+
+def test_the_harness_check_passes_fails_or_says_it_cannot_tell():
+    sanity = Regime("sanity", "sanity", "?", {"methods": ("SGD", RK23_FIXED)}, harness_check=True)
+
+    def check(extra, seeds=8):
+        rng = np.random.default_rng(2)
+        runs = []
+        for seed in range(seeds):
+            train = np.geomspace(1.0, 0.3 + 0.05 * rng.standard_normal(), 10)
+            val = 1.0 + 0.05 * rng.standard_normal()
+            runs.append(_run("SGD", seed, train, np.full(10, val)))
+            runs.append(_run(RK23_FIXED, seed, train, np.full(10, val + extra(rng))))
+        readings = regime_readings(sanity, runs)
+        correct(readings)
+        return harness_check(readings), readings
+
+    said, readings = check(lambda rng: 0.001 * rng.standard_normal())
+    assert said == "passed"
+    assert verdict_rows([sanity], readings) == []  # a harness check is no verdict of the claim
+    assert check(lambda rng: 0.5 + 0.001 * rng.standard_normal())[0] == "failed"
+    assert check(lambda rng: 0.2 * rng.standard_normal(), seeds=3)[0] == "inconclusive"
+    assert harness_check([]) == "not tested"
 
 
 def test_the_verdicts_come_back_from_the_result_files_readings_table():
@@ -315,11 +404,21 @@ def test_the_regimes_settings_reach_the_result_file():
         assert recorded["methods"] == list(settings.methods)
         assert recorded["seeds"] == [0, 1, 2]
         assert f"readings_{regime.key}" in tables and f"epochs_{regime.key}" in tables
-    assert [row[0] for row in tables["verdicts"].rows] == [r.name for r in arms]
-    # Holm ran over the whole study: three statements per reading, every regime's readings.
+    claim_arms = [r.name for r in arms if not r.harness_check]
+    assert [row[0] for row in tables["verdicts"].rows] == claim_arms
+    assert [row[0] for row in tables["harness"].rows] == ["sanity: small step h = 0.03"]
+    # Holm's family, fixed by the rule: in each of the six arms of the claim, the matched
+    # validation loss and accuracy of its six verdict comparisons (2 as stated, 4 from the order:
+    # every arm trains the fixed-step twins); in the sanity arm, those of its two order-only
+    # comparisons. 6 × 12 + 4 = 76 readings, 228 statements (every reading here has 3 pairs).
     count = sum(len(tables[f"readings_{r.key}"].rows) for r in arms)
     assert values["family"]["readings"] == count
-    assert values["family"]["statements"] == 3 * count  # every reading here has three pairs
+    assert values["family"]["members"] == values["family"]["in family"] == 76
+    assert values["family"]["statements"] == 228
+    assert values["family"]["descriptive"] == count - 76
+    for regime in arms:
+        roles = tables[f"readings_{regime.key}"].column("role")
+        assert roles.count("Holm's family") == (4 if regime.harness_check else 12), regime.key
     assert values["regimes"]["long"]["aim"] == 1e-3
     assert values["regimes"]["sanity"]["harness_check"] is True
     assert values["regimes"]["noisy_labels"]["settings"]["label_noise"] == 0.2

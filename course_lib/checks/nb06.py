@@ -4,6 +4,11 @@
   given; checked against the library's :func:`course_lib.studies.statistics.holm` on the
   textbook example and on cases that catch Bonferroni, a missing running maximum, and the
   step-up (Hochberg) order.
+* :data:`crossing` (the mechanism of section 5): where a run's training loss first reaches a
+  target, interpolated in log(loss) between two epochs: the matched-loss reading; checked
+  against the library's :func:`course_lib.studies.readings.loss_crossing` on cases that catch
+  interpolation in the loss itself, an off-by-one epoch, the last crossing instead of the first,
+  and a target never reached.
 * :data:`seeds_needed` (transfer): plan a study with the paired interval the lesson builds: how
   many seeds make the 95 % half-width smaller than the meaningful effect δ, given a pilot's
   per-seed differences.
@@ -35,6 +40,19 @@ def holm_solution(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+def crossing_solution(train_loss: list[float], target: float) -> float | None:
+    """Where ``train_loss`` first reaches ``target``, as a fractional epoch index: between the
+    last epoch above and the first at or below, linearly in log(loss); 0.0 when the first epoch
+    is already there; None when it never gets there."""
+    for index, loss in enumerate(train_loss):
+        if loss <= target:
+            if index == 0:
+                return 0.0
+            above = train_loss[index - 1]
+            return index - 1 + math.log(above / target) / math.log(above / loss)
+    return None
 
 
 def seeds_needed_solution(pilot: list[float], delta: float) -> int:
@@ -125,6 +143,18 @@ HOLM_CASES = (
     [0.04, 0.045, 0.03],
 )
 
+#: (training losses per epoch, target) the crossing check runs: halfway in log, an exact hit, the
+#: first epoch, a loss that dips below and rises again (the first time counts), a run that
+#: stopped (NaN after), and a target never reached.
+CROSSING_CASES = (
+    ([0.8, 0.4, 0.1, 0.05], 0.2),
+    ([0.8, 0.4, 0.1, 0.05], 0.4),
+    ([0.8, 0.4, 0.1, 0.05], 0.9),
+    ([0.9, 0.5, 0.09, 0.3, 0.02], 0.1),
+    ([1.2, 0.6, 0.3, math.nan, math.nan], 0.35),
+    ([1.2, 0.6, 0.3], 0.1),
+)
+
 #: (learning rate, momentum) pairs the momentum check runs.
 MOMENTUM_CASES = ((0.01, 0.9), (0.02, 0.5))
 
@@ -167,6 +197,53 @@ def _check_holm(answer: Any) -> str:
             f"{got.round(4).tolist()}. Keep the order the p-values came in."
         )
     return "your adjusted p-values equal Holm's: sorted, scaled by m − i + 1, running maximum."
+
+
+def _check_crossing(answer: Any) -> str:
+    from course_lib.studies.overfitting import RunRecord
+    from course_lib.studies.readings import loss_crossing
+
+    if not callable(answer):
+        raise Incorrect(f"pass your function itself, got {type(answer).__name__}.")
+    for losses, target in CROSSING_CASES:
+        want = loss_crossing(RunRecord("SGD", 0, train_loss=list(losses)), target)
+        got = answer(list(losses), target)
+        if want is None:
+            if got is not None:
+                raise Incorrect(
+                    f"{list(losses)} never reaches {target}: return None (there is no epoch to "
+                    f"read), not {got!r}."
+                )
+            continue
+        if got is None or isinstance(got, bool) or not isinstance(got, int | float | np.number):
+            raise Incorrect(f"for {list(losses)} and {target} return a number, got {got!r}.")
+        if math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
+            continue
+        first = next(i for i, loss in enumerate(losses) if loss <= target)
+        if first > 0:
+            above, below = losses[first - 1], losses[first]
+            linear = first - 1 + (above - target) / (above - below)
+            if math.isclose(float(got), linear, rel_tol=1e-9):
+                raise Incorrect(
+                    "you interpolated in the loss itself; late in training the loss falls "
+                    "roughly geometrically, so interpolate in log(loss): log(above/target) / "
+                    "log(above/below)."
+                )
+            if math.isclose(float(got), want + 1, rel_tol=1e-9):
+                raise Incorrect(
+                    "one epoch too late: the crossing lies between index i − 1 (above the "
+                    "target) and i, so it is i − 1 plus the share."
+                )
+            if float(got) == first:
+                raise Incorrect(
+                    "that is the first epoch at or below the target; read between it and the "
+                    "epoch before, interpolated in log(loss)."
+                )
+        raise Incorrect(
+            f"for losses {list(losses)} and target {target} the crossing is at {want:.4f}; you "
+            f"gave {float(got):.4f}. The first time the loss reaches the target counts."
+        )
+    return "your crossing is the library's: the first time, between two epochs, in log(loss)."
 
 
 def _check_seeds_needed(answer: Any) -> str:
@@ -253,6 +330,17 @@ holm = Exercise(
     solution=holm_solution,
 )
 
+crossing = Exercise(
+    title="Where a run reaches a training loss",
+    checker=_check_crossing,
+    hint=(
+        "Walk the losses until one is at or below the target (index i). If i is 0 there is "
+        "nothing earlier: 0.0. Otherwise the target lies between losses[i − 1] and losses[i]: "
+        "add to i − 1 the share log(above/target) / log(above/below). Never there: None."
+    ),
+    solution=crossing_solution,
+)
+
 seeds_needed = Exercise(
     title="How many seeds a comparison needs",
     checker=_check_seeds_needed,
@@ -268,12 +356,12 @@ momentum_effect = Exercise(
     title="The momentum effect, against the right control",
     checker=_check_momentum_effect,
     hint=(
-        "A gradient that stays the same from step to step: how far does heavy-ball momentum "
-        "move the weights per step once its velocity has settled? Sum the series. That step "
-        "size is the SGD run to compare with; then pair by seed as in exercise 1. Compare "
-        "learning rates with math.isclose, not ==."
+        "Momentum's effective step is h/(1 − β) (the exercise says why): the SGD run at that "
+        "learning rate is the control. Pair the two by seed, as section 3 does, over the seeds "
+        "both have, and average the differences. Compare learning rates with math.isclose, "
+        "not ==."
     ),
     solution=momentum_effect_solution,
 )
 
-__all__ = ["holm", "momentum_effect", "seeds_needed"]
+__all__ = ["crossing", "holm", "momentum_effect", "seeds_needed"]

@@ -15,16 +15,20 @@ from course_lib.studies.overfitting import METHODS, Comparison, short_label
 from course_lib.studies.regimes import (
     AS_STATED,
     COLUMNS,
+    END_COLUMN,
     ORDER_ONLY,
+    STEP_SIZE,
+    STEP_SIZE_COLUMN,
+    VERDICT_COLUMNS,
     harm_excluded,
+    harness_row,
     readings_from_table,
     verdict_row,
     worse_by_delta,
 )
 from course_lib.studies.results import Table
-from course_lib.studies.statistics import says_smaller_than_delta
+from course_lib.studies.statistics import TOO_FEW
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,6 +45,18 @@ def study_readings(result: Any) -> list[dict[str, Any]]:
     return readings
 
 
+def claim_keys(result: Any) -> list[str]:
+    """The regimes that test the claim (not a harness check), in the file's order."""
+    regimes = result.values["regimes"]
+    return [key for key in result.values["order"] if not regimes[key].get("harness_check")]
+
+
+def harness_keys(result: Any) -> list[str]:
+    """The regimes that check the harness, in the file's order."""
+    regimes = result.values["regimes"]
+    return [key for key in result.values["order"] if regimes[key].get("harness_check")]
+
+
 def verdict_rows_from(result: Any) -> list[dict[str, str]]:
     """The verdict table recomputed from the file's readings (it must equal the file's own)."""
     readings = study_readings(result)
@@ -48,7 +64,18 @@ def verdict_rows_from(result: Any) -> list[dict[str, str]]:
         verdict_row(
             result.values["regimes"][key]["name"], [r for r in readings if r["regime"] == key]
         )
-        for key in result.values["order"]
+        for key in claim_keys(result)
+    ]
+
+
+def harness_rows_from(result: Any) -> list[dict[str, Any]]:
+    """The harness checks recomputed from the file's readings (they must equal its own)."""
+    readings = study_readings(result)
+    return [
+        harness_row(
+            result.values["regimes"][key]["name"], [r for r in readings if r["regime"] == key]
+        )
+        for key in harness_keys(result)
     ]
 
 
@@ -58,13 +85,19 @@ def verdict_rows_from(result: Any) -> list[dict[str, str]]:
 
 
 def effect(r: Mapping[str, Any]) -> str:
-    """A reading's mean difference and 95 % half-width, and what its tests resolve after
-    Holm's correction."""
+    """A reading's mean difference and 95 % half-width, and what its tests resolve: after
+    Holm's correction for a reading of the family, at 95 % (uncorrected, descriptive) for the
+    others."""
     if r["pairs"] == 0:
         return "no pairs"
     if r["pairs"] == 1:
         return f"{r['mean']:+.4f} (one pair, no interval)"
-    return f"{r['mean']:+.4f} ± {r['half_width']:.4f} (corrected: {r['corrected']})"
+    said = (
+        f"corrected: {r['corrected']}"
+        if r["role"] == "Holm's family"
+        else f"uncorrected, descriptive: {r['uncorrected']}"
+    )
+    return f"{r['mean']:+.4f} ± {r['half_width']:.4f} ({said})"
 
 
 def _find(readings: Sequence[Mapping[str, Any]], c: Comparison, point: str, metric: str):
@@ -159,12 +192,28 @@ def deciding_clause(
     return text
 
 
+def step_size_clause(readings: Sequence[Mapping[str, Any]]) -> str:
+    """The step-size comparisons at matched training loss, descriptive: each one's effects."""
+    parts = []
+    for c in _trained(readings, STEP_SIZE):
+        if _no_pairs(readings, c):
+            parts.append(f"{c.short} (no pairs)")
+            continue
+        parts.append(
+            f"{c.short}: "
+            + ", ".join(
+                f"{METRIC_NAMES[r['metric']]} {effect(r)}" for r in _matched_validation(readings, c)
+            )
+        )
+    return "; ".join(parts) + "."
+
+
 def holm_clause(
     readings: Sequence[Mapping[str, Any]], column: str, corrected: str, uncorrected: str
 ) -> str:
     """Where Holm's correction changed a column's verdict: the readings the uncorrected verdict
     rested on, what they say at 95 % and what they say corrected."""
-    comparisons = _trained(readings, COLUMNS[column])
+    comparisons = _trained(readings, VERDICT_COLUMNS[column])
     matched = [r for c in comparisons for r in _matched_validation(readings, c)]
     if uncorrected == "supported":
         lost = [r for r in matched if worse_by_delta(r, "uncorrected") and not worse_by_delta(r)]
@@ -206,7 +255,8 @@ def failures_clause(result: Any, key: str, readings: Sequence[Mapping[str, Any]]
             step = row["median step size"]
             text += f" ({whose} median accepted step {step:.3g}, {step / h:.3g} × h"
             if adaptive:
-                text += f"; {row['forced acceptances']} forced acceptances"
+                forced = row["forced acceptances"]
+                text += f"; {forced} forced acceptance{'' if forced == 1 else 's'}"
             text += ")"
         parts.append(text)
     if not parts:
@@ -254,56 +304,64 @@ def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]
     each alone (an empty string otherwise)."""
     sentences = []
     stated = _trained(readings, AS_STATED)
+    end = row[END_COLUMN]
     if stated and all(_no_pairs(readings, c) for c in stated):
         sentences.append(
             "The adaptive optimizers failed outright here: no pair with SGD is left to read."
         )
-    elif row["at the end, as stated"] == "worse by ≥ δ, after training further":
+    elif end.startswith("worse") and end.endswith("after training further"):
         if row["as stated"] == "refuted":
             sentences.append(
-                "The adaptive runs end worse after training further, yet at the same training "
-                "loss every validation reading is within δ or better: the end difference is how "
-                "far they trained, not a worse fit."
+                "The adaptive runs end worse (uncorrected) after training further, yet at the "
+                "same training loss every corrected validation reading is within δ or better: "
+                "the end difference is how far they trained, not a worse fit."
             )
         elif row["as stated"] == "undecided":
             sentences.append(
-                "The adaptive runs end worse after training further; at the same training loss "
-                "the corrected readings neither show a worse fit by δ nor exclude one, so the end "
-                "difference alone does not show a worse fit."
+                "The adaptive runs end worse (uncorrected) after training further; at the same "
+                "training loss the corrected readings neither show a worse fit by δ nor exclude "
+                "one, so the end difference alone does not show a worse fit."
             )
     if row["as stated"] == "supported" and row["from the order"] != "supported":
         sentence = f"The order alone does not carry it (from the order: {row['from the order']})"
-        if row["from the step size"] == "supported":
-            sentence += "; SGD given the adaptive steps reads worse by δ too"
+        if row[STEP_SIZE_COLUMN].startswith("worse by ≥ δ"):
+            sentence += "; SGD given the adaptive steps reads worse by δ too (descriptive)"
         sentences.append(sentence + ".")
     return " ".join(sentences)
 
 
-def harness_clause(readings: Sequence[Mapping[str, Any]]) -> str:
-    """For a harness check: how many order-only readings (end and matched, corrected) are
-    smaller than δ, and the largest difference in units of δ."""
-    order = [
-        r
-        for r in readings
-        if r["comparison"] in ORDER_ONLY and r["pairs"] >= 2 and r["metric"] != "train_loss"
-    ]
-    small = sum(says_smaller_than_delta(r["corrected"]) for r in order)
-    largest = max((abs(r["mean"]) / r["delta"] for r in order), default=math.nan)
+def harness_clause(name: str, readings: Sequence[Mapping[str, Any]]) -> str:
+    """A harness check in words: its outcome, how many of its corrected readings are smaller
+    than δ, the largest difference in units of δ, and the effects."""
+    row = harness_row(name, readings)
+    largest = row["largest |mean| / δ"]
     text = (
-        f"**Harness check**: {small} of {len(order)} order-only validation readings (end and "
-        f"matched, corrected) are smaller than δ; the largest difference is {largest:.2g} δ."
+        f"**Harness check: {row['harness check']}** (not evidence about the claim). "
+        f"{row['readings < δ, corrected']} of {row['readings']} order-only validation readings at "
+        "matched training loss are smaller than δ after Holm's correction"
+        + (f"; the largest mean difference is {largest:.2g} δ" if largest is not None else "")
+        + ". "
     )
-    if order and small == len(order):
-        return text + " Every order effect is smaller than δ, as a correct harness must give."
-    return text + " Not every order effect is shown smaller than δ: read the table below."
+    text += "; ".join(matched_clause(readings, c, None) for c in _trained(readings, ORDER_ONLY))
+    return text + "."
 
 
 def regime_evidence(result: Any, key: str) -> list[str]:
-    """The evidence for one regime's verdicts, as markdown bullet texts (without the dash)."""
+    """The evidence for one regime's verdicts (or harness check), as markdown bullet texts
+    (without the dash)."""
     readings = [r for r in study_readings(result) if r["regime"] == key]
     regime = result.values["regimes"][key]
-    row = verdict_row(regime["name"], readings)
     lines = [f"**Trained**: {trained_clause(result, key)}"]
+    if regime.get("harness_check"):
+        lines.append(harness_clause(regime["name"], readings))
+        lines.append(
+            "**At the end** (equal epochs, uncorrected, descriptive): "
+            + "; ".join(end_clause(readings, c) for c in _trained(readings, ORDER_ONLY))
+            + "."
+        )
+        lines.append("**Failures**: " + failures_clause(result, key, readings))
+        return lines
+    row = verdict_row(regime["name"], readings)
     stated = _trained(readings, AS_STATED)
     if stated:
         sgd_final = regime["sgd_final_train_loss"]
@@ -312,27 +370,29 @@ def regime_evidence(result: Any, key: str) -> list[str]:
             + "; ".join(matched_clause(readings, c, sgd_final) for c in stated)
             + "."
         )
-    for column in ("from the order", "from the step size"):
-        if _trained(readings, COLUMNS[column]):
-            lines.append(
-                f"**{column[0].upper()}{column[1:]}: {row[column]}** "
-                f"({row[column + ', uncorrected']} uncorrected). "
-                + deciding_clause(readings, COLUMNS[column], row[column])
-            )
-    for column in COLUMNS:
+    if _trained(readings, ORDER_ONLY):
+        lines.append(
+            f"**From the order: {row['from the order']}** "
+            f"({row['from the order, uncorrected']} uncorrected). "
+            + deciding_clause(readings, ORDER_ONLY, row["from the order"])
+        )
+    for column in VERDICT_COLUMNS:
         if row[column] != row[f"{column}, uncorrected"]:
             lines.append(
                 "**Holm's correction**: "
                 + holm_clause(readings, column, row[column], row[f"{column}, uncorrected"])
             )
+    if _trained(readings, STEP_SIZE):
+        lines.append(
+            f"**From the step size** (uncorrected, descriptive): {row[STEP_SIZE_COLUMN]}. "
+            + step_size_clause(readings)
+        )
     if stated:
         lines.append(
-            f"**At the end** (equal epochs, beside the verdict): {row['at the end, as stated']}. "
+            f"**At the end** (equal epochs, uncorrected, descriptive): {row[END_COLUMN]}. "
             + "; ".join(end_clause(readings, c) for c in stated)
             + "."
         )
-    if regime.get("harness_check"):
-        lines.append(harness_clause(readings))
     lines.append("**Failures**: " + failures_clause(result, key, readings))
     reading = reading_clause(row, readings)
     if reading:
@@ -351,51 +411,157 @@ def evidence_markdown(result: Any, level: int = 3) -> str:
 
 
 def verdict_markdown(result: Any) -> str:
-    """The verdict table of the file, as markdown (the corrected verdicts and, beside each, the
-    uncorrected one in brackets where it differs)."""
+    """The verdict table of the file, as markdown (each verdict corrected and, in brackets where
+    it differs, uncorrected; the descriptive columns as they are), then each harness check on a
+    line of its own: a check of the harness, not a row of the claim's verdicts."""
     rows = result.table("verdicts").records()
-    headers = ["regime", "as stated", "from the order", "from the step size"]
-    headers.append("at the end, as stated")
+    headers = ["regime", *VERDICT_COLUMNS, STEP_SIZE_COLUMN, END_COLUMN]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         cells = [row["regime"]]
-        for column in COLUMNS:
+        for column in VERDICT_COLUMNS:
             uncorrected = row[f"{column}, uncorrected"]
             cells.append(
-                row[column]
+                f"**{row[column]}**"
                 + (f" (uncorrected: {uncorrected})" if uncorrected != row[column] else "")
             )
-        cells.append(row["at the end, as stated"])
+        cells += [row[STEP_SIZE_COLUMN], row[END_COLUMN]]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    for row in result.table("harness").records():
+        largest = row["largest |mean| / δ"]
+        text += (
+            f"\nHarness check ({row['regime']}, not evidence about the claim): "
+            f"**{row['harness check']}**: {row['readings < δ, corrected']} of {row['readings']} "
+            "order-only validation readings at matched training loss are smaller than δ after "
+            "Holm's correction"
+            + (f" (the largest mean difference: {largest:.2g} δ)" if largest is not None else "")
+            + ".\n"
+        )
+    return text
+
+
+def regime_line(result: Any, key: str) -> str:
+    """One regime in a line: how far SGD trained, how many runs diverged, and what carried each
+    verdict (the full evidence: :func:`regime_evidence`)."""
+    readings = [r for r in study_readings(result) if r["regime"] == key]
+    regime = result.values["regimes"][key]
+    aim = regime.get("aim")
+    trained = f"SGD's final training loss {regime['sgd_final_train_loss']:.2g}"
+    if aim is not None:
+        reached = regime["sgd_final_train_loss"] <= aim
+        trained += f" (aim {aim:g}: {'reached' if reached else 'not reached'})"
+    trained += f"; {regime['diverged_runs']} of {regime['runs']} runs diverged"
+    row = verdict_row(regime["name"], readings)
+    parts = []
+    for column, comparisons in VERDICT_COLUMNS.items():
+        trained_here = _trained(readings, comparisons)
+        if not trained_here:
+            continue
+        name = column if parts else column[0].upper() + column[1:]
+        parts.append(f"{name}: **{row[column]}**, " + _carried(readings, trained_here, row[column]))
+    return f"*{regime['name']}*: {trained}. " + "; ".join(parts) + "."
+
+
+def _carried(readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], said: str):
+    """In a few words, what carried a verdict."""
+    if said == "supported":
+        worse = [
+            c.short
+            for c in comparisons
+            if any(worse_by_delta(r) for r in _matched_validation(readings, c))
+        ]
+        return "worse by ≥ δ in " + ", ".join(worse)
+    excluded = [
+        c for c in comparisons if all(harm_excluded(r) for r in _matched_validation(readings, c))
+    ]
+    empty = sum(_no_pairs(readings, c) for c in comparisons)
+    text = f"harm excluded in {len(excluded)} of {len(comparisons)} comparisons"
+    return text + (f" ({empty} without pairs)" if empty else "")
 
 
 def family_sentence(result: Any) -> str:
-    """How many readings, how many in Holm's family, how many resolve a direction."""
+    """Holm's family in numbers: its readings and statements, those left out, the descriptive
+    rest, and what the correction changed."""
     f = result.values["family"]
-    return (
-        f"{f['readings']} readings in all; {f['no pairs']} have no pairs and {f['one pair']} "
-        f"one pair, so no interval: they make no statement and stay out of Holm's family. The "
-        f"other {f['in family']} make {f['statements']} statements, one family; "
-        f"{f['uncorrected']} of those readings resolve a direction at 95 % uncorrected, "
-        f"{f['corrected']} after Holm's correction."
+    text = (
+        f"{f['readings']} readings in all. Holm's family, fixed by the rule: the {f['members']} "
+        "validation readings at matched training loss of the verdicts' comparisons (and of the "
+        "harness check)"
     )
+    if f["one pair"] + f["no pairs"]:
+        text += (
+            f"; {f['no pairs']} of them have no pairs and {f['one pair']} one pair, so no "
+            f"interval: they make no statement and drop out. The other {f['in family']} make"
+        )
+    else:
+        text += ". They make"
+    text += (
+        f" {f['statements']} statements, corrected together; {f['uncorrected']} of those "
+        f"readings resolve a direction at 95 % uncorrected, {f['corrected']} after Holm's "
+        f"correction, and {f['changed']} say something else after it. The "
+        f"{f['descriptive']} readings outside the family (the step-size comparisons, the end of "
+        "training) are descriptive: uncorrected, never in a verdict."
+    )
+    return text
 
 
 def step_share_table(result: Any) -> Table:
     """Per regime, what a higher order drops from SGD's step (‖Heun − SGD‖/‖SGD‖ on SGD's own
     mini-batches at its final weights) and how the order-only comparisons' mean mini-batch
-    ‖∇L_k‖² moved (counts of readings higher, lower, within seed spread)."""
+    ‖∇L_k‖² moved: counts of readings higher, lower, not resolved at 95 % (uncorrected,
+    descriptive), and of those with too few pairs."""
     columns = [("regime", ""), ("step share", ".0%"), ("lowest", ".0%"), ("highest", ".0%")]
-    columns += [("order-only Δ‖∇L_k‖² at 95 %: higher", ""), ("lower", "")]
-    columns += [("within seed spread", ""), ("too few pairs", "")]
+    columns += [("Δ‖∇L_k‖², order only, uncorrected: higher", ""), ("lower", "")]
+    columns += [("not resolved", ""), ("too few pairs", "")]
     rows = []
     for key in result.values["order"]:
         regime = result.values["regimes"][key]
-        igr = regime["implicit_regularisation"]
-        low, high = igr["step_correction_range"] or (None, None)
-        said = [e["reading"] for e in igr["batch_gradient_effects"].values()]
-        counts = [sum(s == w for s in said) for w in ("higher", "lower", "within seed spread")]
-        counts.append(sum(s == "too few runs" for s in said))
-        rows.append([regime["short"], igr["step_correction"], low, high, *counts])
+        low, high = regime["implicit_regularisation"]["step_correction_range"] or (None, None)
+        counts = _gradient_counts(regime)
+        rows.append([regime["short"], regime["implicit_regularisation"]["step_correction"]])
+        rows[-1] += [low, high, *counts.values()]
     return Table(columns, rows)
+
+
+def _gradient_counts(regime: Mapping[str, Any]) -> dict[str, int]:
+    said = [
+        e["reading"] for e in regime["implicit_regularisation"]["batch_gradient_effects"].values()
+    ]
+    return {
+        "higher": sum(s == "higher" for s in said),
+        "lower": sum(s == "lower" for s in said),
+        "not resolved": sum(s == "not resolved" for s in said),
+        "too few pairs": sum(s == TOO_FEW for s in said),
+    }
+
+
+def step_share_sentence(result: Any) -> str:
+    """What the step-share table shows, in words that are true whatever the file holds."""
+    regimes = [result.values["regimes"][key] for key in result.values["order"]]
+    shares = [
+        (r["short"], r["implicit_regularisation"]["step_correction"])
+        for r in regimes
+        if r["implicit_regularisation"]["step_correction"] is not None
+    ]
+    totals = dict.fromkeys(("higher", "lower", "not resolved", "too few pairs"), 0)
+    for r in regimes:
+        for name, count in _gradient_counts(r).items():
+            totals[name] += count
+    low, high = min(shares, key=lambda x: x[1]), max(shares, key=lambda x: x[1])
+    text = (
+        f"A higher order drops from {low[1]:.0%} ({low[0]}) to {high[1]:.0%} ({high[0]}) of "
+        "SGD's step. Of the order-only readings of the mean batch gradient ‖∇L_k‖² with an "
+        f"interval, {totals['higher']} are resolved higher at 95 % (uncorrected, descriptive), "
+        f"{totals['lower']} lower and {totals['not resolved']} not resolved"
+    )
+    if totals["too few pairs"]:
+        text += f"; {totals['too few pairs']} have too few pairs"
+    resolved = totals["higher"] + totals["lower"]
+    if resolved and not totals["lower"]:
+        text += ". Every resolved one has the sign section 7 predicts (larger batch gradients)"
+    elif resolved and not totals["higher"]:
+        text += ". Every resolved one has the sign opposite to section 7's prediction"
+    elif resolved:
+        text += ". The resolved ones go both ways"
+    return text + "."

@@ -2,11 +2,12 @@
 
 Both draw from plain numbers (a study's records, or the curves and readings tables of the result
 file), so notebook 06 draws the live study and the full one with the same code. One colour per
-method, the same in every figure; SGD is black.
+method, the course's (:data:`course_lib.plots.METHOD_COLOURS`), the same in every figure.
 """
 
 from __future__ import annotations
 
+from course_lib.plots import method_colour
 from course_lib.studies.overfitting import (
     RK23,
     RK23_FIXED,
@@ -23,41 +24,59 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-#: One colour per method (the replay of an adaptive method shares its colour, dashed in curves).
-METHOD_COLORS: dict[str, str] = {
-    "SGD": "black",
-    "Heun": "tab:olive",
-    "RK4": "tab:brown",
-    RK23_FIXED: "tab:cyan",
-    RK45_FIXED: "tab:pink",
-    RK23: "tab:blue",
-    RK45: "tab:red",
-    SGD_AT_RK23: "tab:purple",
-    SGD_AT_RK45: "tab:orange",
+#: How each kind of row is drawn. The colour is the method's, the course's one colour per method
+#: (:func:`course_lib.plots.method_colour`: SGD gradient descent's blue, RK23 Bogacki–Shampine's
+#: red, RK45 Dormand–Prince's brown); the kind of row is told by the line style: adaptive
+#: solid, fixed step dashed, SGD replaying an adaptive run's steps dotted, in that run's colour.
+LINE_STYLES: dict[str, Any] = {
+    RK23: "-",
+    RK45: "-",
+    RK23_FIXED: (0, (4, 4)),
+    RK45_FIXED: (4, (4, 4)),  # RK23's dashes in RK45's gaps, where the two coincide
+    SGD_AT_RK23: (0, (1, 3)),
+    SGD_AT_RK45: (2, (1, 3)),
 }
+#: What the legend says about the styles, under the figure.
+STYLE_NOTE = (
+    "colour: the method (SGD blue, RK23 red, RK45 brown); SGD: the wide pale band\n"
+    "line: solid adaptive, dashed fixed step, dotted SGD at the adaptive run's steps"
+)
+#: The order lines are drawn in, so that coinciding ones stay visible: SGD's band under all,
+#: then the solid adaptive lines, the dashed fixed-step ones over them (the solid line shows in
+#: their gaps) and the dotted replays last.
+_DRAW_ORDER = ("SGD", RK23, RK45, RK23_FIXED, RK45_FIXED, SGD_AT_RK23, SGD_AT_RK45)
+
+
+def method_color(method: str) -> str:
+    """The course's colour for a row of the study ("SGD at RK23's steps" takes RK23's)."""
+    try:
+        return method_colour(method)
+    except ValueError:
+        return "grey"
 
 
 def plot_curves(
     curves: Mapping[str, Any], ax_loss: Any, ax_accuracy: Any | None = None, title: str = ""
 ) -> None:
-    """Training (dashed) and validation (solid) loss per method on log axes; validation
+    """Training (faint) and validation (strong) loss per method on log axes; validation
     accuracy on ``ax_accuracy``. ``curves`` is :func:`course_lib.studies.regimes.curves`."""
     epochs = curves["epochs"]
-    for method, entry in curves["methods"].items():
-        if not entry["train_loss"]:
-            continue
-        # SGD, the reference, is a wide pale band underneath: a method that matches it shows
-        # as its own line inside the band instead of hiding it.
-        style = _style(method)
-        ax_loss.plot(epochs, entry["train_loss"], ls="--", **style)
-        ax_loss.plot(epochs, entry["val_loss"], label=method, **style)
+    drawn = [m for m, entry in curves["methods"].items() if entry["train_loss"]]
+    drawn.sort(key=lambda m: _DRAW_ORDER.index(m) if m in _DRAW_ORDER else len(_DRAW_ORDER))
+    # Training loss first, thin and faint, then validation on top; SGD, the reference, is a
+    # wide pale band underneath, so a method that matches it shows as its own line in the band.
+    for method in drawn:
+        ax_loss.plot(epochs, curves["methods"][method]["train_loss"], **_style(method, faint=True))
+    for method in drawn:
+        entry = curves["methods"][method]
+        ax_loss.plot(epochs, entry["val_loss"], label=method, **_style(method))
         if ax_accuracy is not None:
-            ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **style)
+            ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **_style(method))
     ax_loss.set_xscale("log")
     ax_loss.set_yscale("log")
     _plain_ticks(ax_loss.xaxis, ax_loss.yaxis)
     ax_loss.set_xlabel("epoch", fontsize=9)
-    ax_loss.set_ylabel("loss (solid: validation,\ndashed: training)", fontsize=9)
+    ax_loss.set_ylabel("loss (strong: validation,\nfaint: training)", fontsize=9)
     ax_loss.set_title(title, fontsize=10)
     ax_loss.tick_params(labelsize=9)
     if ax_accuracy is not None:
@@ -68,19 +87,15 @@ def plot_curves(
         ax_accuracy.tick_params(labelsize=9)
 
 
-#: Markers of the fixed-step twins, placed at alternate points: where the two coincide (a small
-#: step, where both follow the flow), each stays visible.
-_MARKERS = {RK23_FIXED: ("o", (0, 6)), RK45_FIXED: ("s", (3, 6))}
-
-
-def _style(method: str) -> dict[str, Any]:
-    color = METHOD_COLORS.get(method, "grey")
+def _style(method: str, faint: bool = False) -> dict[str, Any]:
+    """Colour by method, line style by kind of row (:data:`LINE_STYLES`); ``faint`` for the
+    training loss."""
+    color = method_color(method)
     if method == "SGD":
-        return {"color": color, "lw": 4.0, "alpha": 0.3, "zorder": 1}
-    style = {"color": color, "lw": 1.2, "zorder": 2}
-    if method in _MARKERS:
-        marker, every = _MARKERS[method]
-        style |= {"marker": marker, "ms": 3.5, "markevery": every, "markerfacecolor": "none"}
+        return {"color": color, "lw": 4.0, "alpha": 0.12 if faint else 0.3, "zorder": 1}
+    style = {"color": color, "ls": LINE_STYLES.get(method, "-"), "lw": 1.4, "zorder": 2}
+    if faint:
+        style |= {"lw": 0.9, "alpha": 0.45}
     return style
 
 
@@ -101,38 +116,67 @@ def curve_legend(figure: Any, methods: Sequence[str]) -> None:
     """One legend for every panel, below them (outside the axes under constrained layout)."""
     handles = [plt.Line2D([], [], label=m, **_style(m)) for m in methods]
     where = "outside lower center" if figure.get_layout_engine() is not None else "lower center"
-    figure.legend(handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9)
+    figure.legend(
+        handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9, title=STYLE_NOTE
+    ).get_title().set_fontsize(9)
 
 
-#: The panels of the forest plot: (point, metric, title, where harm lies); the verdict's first.
-FOREST_PANELS: tuple[tuple[str, str, str, str], ...] = (
-    ("matched", "val_loss", "validation loss,\nmatched training loss", "harm →"),
-    ("matched", "val_accuracy", "validation accuracy,\nmatched training loss", "← harm"),
-    ("end", "train_loss", "training loss,\nend of training", "← trained further"),
-    ("end", "val_loss", "validation loss,\nend of training", "harm →"),
-    ("end", "val_accuracy", "validation accuracy,\nend of training", "← harm"),
-)
+#: The forest plot's two figures: per reading point, its panels (metric, title, where harm
+#: lies). The first is the verdict's: matched training loss.
+FOREST_PANELS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "matched": (
+        ("val_loss", "validation loss", "harm →"),
+        ("val_accuracy", "validation accuracy", "← harm"),
+    ),
+    "end": (
+        ("train_loss", "training loss", "← trained further"),
+        ("val_loss", "validation loss", "harm →"),
+        ("val_accuracy", "validation accuracy", "← harm"),
+    ),
+}
+#: What each figure's title says it shows.
+FOREST_TITLES = {
+    "matched": "at matched training loss: the verdict's readings (Holm's family) and the "
+    "step-size rows (descriptive)",
+    "end": "at the end of training (equal epochs): descriptive, uncorrected",
+}
 #: Where the forest plot's axes end, in units of δ: beyond, a point is drawn at the edge.
 FOREST_LIMIT = 6.0
+#: The width of a forest figure, in inches: a notebook shows it at about 10 inches, so its
+#: 9-point text stays 9 points.
+FOREST_WIDTH = 10.0
 
 
-def _off_scale(ax: Any, value: float, y: float, color: str, filled: bool) -> None:
-    """A value beyond ±FOREST_LIMIT: a triangle at the edge, pointing out, and the value."""
-    side = 1.0 if value > 0 else -1.0
+def _in_delta(value: float) -> str:
+    """A value in units of δ, as the edge of the forest plot labels it, in at most four
+    characters where it can: "+6.5" (one decimal under 10, so 6.5 is not read as 6), "+16",
+    "-148", "+1e+70"."""
+    if abs(value) < 10:
+        return f"{value:+.1f}"
+    return f"{value:+.0f}" if abs(value) < 1000 else f"{value:+.0e}"
+
+
+def _edge(ax: Any, side: float, y: float, color: str, size: float, filled: bool) -> None:
+    """A triangle at the edge of the frame on ``side`` (±1), pointing out."""
     ax.plot(
         side * FOREST_LIMIT,
         y,
         marker=">" if side > 0 else "<",
-        ms=7,
+        ms=size,
         color=color,
         markerfacecolor=color if filled else "white",
-        zorder=4,
+        zorder=4 if size > 5 else 3,
     )
-    text = f"{value:+.0f}" if abs(value) < 1000 else f"{value:+.0e}"
+
+
+def _off_scale(ax: Any, value: float, y: float, color: str, filled: bool) -> None:
+    """A mean beyond ±FOREST_LIMIT: a large triangle at the edge, pointing out, and the value."""
+    side = 1.0 if value > 0 else -1.0
+    _edge(ax, side, y, color, 7, filled)
     ax.text(
-        side * (FOREST_LIMIT + 0.5),
+        side * (FOREST_LIMIT + 0.6),
         y,
-        text,
+        _in_delta(value),
         fontsize=9,
         ha="left" if side > 0 else "right",
         va="center",
@@ -141,9 +185,12 @@ def _off_scale(ax: Any, value: float, y: float, color: str, filled: bool) -> Non
 
 
 def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
-    """One reading: its interval and mean in units of δ, clipped at the edges and marked."""
-    color = METHOD_COLORS.get(r["comparison"].method, "grey")
+    """One reading: its interval and mean in units of δ, clipped at the edges, every clipped end
+    marked. A reading of Holm's family has a dot (filled: a direction resolved after the
+    correction); a descriptive one a vertical tick."""
+    color = method_color(r["comparison"].method)
     mean, half = r["mean"] / r["delta"], r["half_width"] / r["delta"]
+    family = r.get("role") == "Holm's family"
     if r["pairs"] == 1:  # no interval: a cross at the one difference
         if abs(mean) > FOREST_LIMIT:
             _off_scale(ax, mean, y, color, filled=False)
@@ -152,71 +199,69 @@ def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
         return
     low, high = mean - half, mean + half
     ax.plot(np.clip([low, high], -FOREST_LIMIT, FOREST_LIMIT), [y, y], color=color, lw=1.4)
-    resolved = resolves_direction(r["corrected"])
-    if abs(mean) > FOREST_LIMIT:
-        _off_scale(ax, mean, y, color, filled=resolved)
-        return
-    for end in (low, high):
+    filled = family and resolves_direction(r["corrected"])
+    for end in (low, high):  # every clipped end of the interval: a small triangle
         if abs(end) > FOREST_LIMIT:
-            ax.plot(
-                np.sign(end) * FOREST_LIMIT,
-                y,
-                marker=">" if end > 0 else "<",
-                ms=5,
-                color=color,
-                zorder=3,
-            )
-    ax.plot(
-        mean,
-        y,
-        "o",
-        ms=5,
-        color=color,
-        markerfacecolor=color if resolved else "white",
-        zorder=3,
-    )
+            _edge(ax, float(np.sign(end)), y, color, 5, filled=True)
+    if abs(mean) > FOREST_LIMIT:  # covers the small triangle of the same side
+        _off_scale(ax, mean, y, color, filled=filled)
+    elif family:
+        ax.plot(
+            mean, y, "o", ms=5, color=color, markerfacecolor=color if filled else "white", zorder=3
+        )
+    else:
+        ax.plot(mean, y, "|", ms=9, mew=2.0, color=color, zorder=3)
 
 
-def forest_plot(readings: Sequence[Mapping[str, Any]], regime_names: Mapping[str, str]) -> Any:
-    """Paired differences in units of δ, one row per regime and comparison, one panel per reading.
+def forest_plot(
+    readings: Sequence[Mapping[str, Any]], regime_names: Mapping[str, str], point: str = "matched"
+) -> Any:
+    """Paired differences in units of δ at ``point`` ("matched" or "end"), one row per regime
+    and comparison, one panel per metric (:data:`FOREST_PANELS`).
 
     ``readings`` are the study's readings (:func:`course_lib.studies.regimes.regime_readings`
     after :func:`~course_lib.studies.regimes.correct`, or read back from the result file). Each
     bar is the uncorrected 95 % interval divided by the reading's δ, so the grey band ±1 is ±δ in
-    every panel; a filled dot means the difference resolves a direction after Holm's correction,
-    a hollow one that it does not; a cross is a reading with a single pair (no interval). What
-    lies beyond ±:data:`FOREST_LIMIT` is drawn at the edge as a triangle pointing out, with its
-    value. Comparisons without a single pair have no row: a note under the panels names them.
+    every panel. A reading of Holm's family has a dot, filled when it resolves a direction after
+    the correction, hollow when it does not; a descriptive reading has a vertical tick; a cross
+    is a reading with a single pair (no interval). A mean beyond ±:data:`FOREST_LIMIT` is drawn
+    at the edge as a large triangle pointing out, with its value in units of δ; an interval end
+    beyond it as a small triangle. Comparisons without a single pair have no row: a note under
+    the panels names them.
     """
-    keys = list(dict.fromkeys((r["regime"], r["comparison"]) for r in readings))
-    paired = {(r["regime"], r["comparison"]) for r in readings if r["pairs"] > 0}
+    panels = FOREST_PANELS[point]
+    here = [r for r in readings if r["point"] == point]
+    keys = list(dict.fromkeys((r["regime"], r["comparison"]) for r in here))
+    paired = {(r["regime"], r["comparison"]) for r in here if r["pairs"] > 0}
     labels = [k for k in keys if k in paired]
     empty = [k for k in keys if k not in paired]
     figure, axes = plt.subplots(
         1,
-        len(FOREST_PANELS),
-        figsize=(2.3 * len(FOREST_PANELS) + 3.4, 0.24 * len(labels) + 2.3),
+        len(panels),
+        figsize=(FOREST_WIDTH, 0.24 * len(labels) + 2.6),
         sharey=True,
         layout="constrained",
     )
     positions = {label: len(labels) - 1 - i for i, label in enumerate(labels)}
-    for ax, (point, metric, title, harm) in zip(axes, FOREST_PANELS, strict=True):
+    for ax, (metric, title, harm) in zip(axes, panels, strict=True):
         ax.axvspan(-1, 1, color="0.88", zorder=0)
         ax.axvline(0, color="0.4", lw=0.8, zorder=1)
-        for r in readings:
+        for r in here:
             key = (r["regime"], r["comparison"])
-            if (r["point"], r["metric"]) == (point, metric) and key in positions:
+            if r["metric"] == metric and key in positions:
                 _forest_row(ax, r, positions[key])
-        ax.set_xlim(-FOREST_LIMIT - 3.0, FOREST_LIMIT + 3.0)
+        ax.set_xlim(-FOREST_LIMIT - 4.5, FOREST_LIMIT + 4.5)  # room for the edge labels
         ax.set_xticks([-FOREST_LIMIT, -3, 0, 3, FOREST_LIMIT])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"difference / δ\n({harm})", fontsize=9)
         ax.tick_params(labelsize=9)
+    figure.suptitle(FOREST_TITLES[point], fontsize=10)
     axes[0].set_yticks(list(positions.values()))
     axes[0].set_yticklabels(
         [f"{regime_names.get(regime, regime)}: {c.short}" for regime, c in positions], fontsize=9
     )
     axes[0].set_ylim(-0.7, len(labels) - 0.3)
+    axes[0].set_ylabel("regime: comparison", fontsize=9)
     for index in range(1, len(labels)):  # a thin line between regimes
         if labels[index][0] != labels[index - 1][0]:
             for ax in axes:
@@ -229,16 +274,21 @@ def forest_plot(readings: Sequence[Mapping[str, Any]], regime_names: Mapping[str
 def _empty_note(
     empty: Sequence[tuple[str, Any]], keys: Sequence[tuple[str, Any]], names: Mapping[str, str]
 ) -> str:
-    """Which comparisons have no row: by regime, "all N comparisons" or their names."""
-    import textwrap
-
-    parts = []
-    for regime in dict.fromkeys(r for r, _ in empty):
+    """Which comparisons have no row: by regime, "all N comparisons" or their names, in lines
+    of at most 110 characters that never break a name."""
+    pieces = ["Not drawn, no pairs (a run of every pair diverged):"]
+    regimes = list(dict.fromkeys(r for r, _ in empty))
+    for number, regime in enumerate(regimes):
         mine = [c for r, c in empty if r == regime]
         total = sum(r == regime for r, _ in keys)
-        what = (
-            f"all {total} comparisons" if len(mine) == total else ", ".join(c.short for c in mine)
-        )
-        parts.append(f"{names.get(regime, regime)}: {what}")
-    text = "Not drawn, no pairs (a run of every pair diverged): " + "; ".join(parts) + "."
-    return "\n".join(textwrap.wrap(text, 150))
+        what = [f"all {total} comparisons"] if len(mine) == total else [c.short for c in mine]
+        what[0] = f"{names.get(regime, regime)}: {what[0]}"
+        ends = [","] * (len(what) - 1) + ["." if number == len(regimes) - 1 else ";"]
+        pieces += [w + end for w, end in zip(what, ends, strict=True)]
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 1 + len(piece) > 110:
+            lines.append(piece)
+        else:
+            lines[-1] += " " + piece
+    return "\n".join(lines)

@@ -4,7 +4,7 @@
 the runs here: :func:`build_result` turns them into the tables and values of
 ``docs/results/overfitting.json`` (raw numbers only: notebook 06 and ``docs/overfitting.md`` read
 them, nothing is pasted), :func:`write_report` writes the file through
-:class:`~course_lib.studies.results.BenchmarkRun`, the page and its two figures.
+:class:`~course_lib.studies.results.BenchmarkRun`, the page and its three figures.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 from course_lib.studies.overfitting import RunRecord
 from course_lib.studies.readings import diverged_table, rows_table, stability_table, study_rows
 from course_lib.studies.regimes import (
+    END_COLUMN,
     MEANINGFUL_ACCURACY,
     Regime,
     correct,
     curves,
     describe,
     family_counts,
+    harness_table,
     meaningful_effect,
     readings_table,
     regime_readings,
@@ -26,7 +28,7 @@ from course_lib.studies.regimes import (
     verdict_table,
 )
 from course_lib.studies.results import Table
-from course_lib.studies.statistics import PairedTest, classify
+from course_lib.studies.statistics import PairedTest, direction
 
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -46,7 +48,8 @@ def _sgd_mean(records: Sequence[RunRecord], quantity) -> float | None:
 
 def implicit_regularisation(records: Sequence[RunRecord], learning_rate: float) -> dict[str, Any]:
     """What implicit gradient regularisation is about, for SGD after its last epoch (means),
-    and the order comparisons' paired differences of the mean mini-batch ‖∇L_k‖²."""
+    and the order comparisons' paired differences of the mean mini-batch ‖∇L_k‖² (read at 95 %,
+    uncorrected: descriptive)."""
     from course_lib.studies.overfitting import COMPARISONS
 
     by_key = {(r.method, r.seed): r for r in records}
@@ -62,11 +65,10 @@ def implicit_regularisation(records: Sequence[RunRecord], learning_rate: float) 
             if not (a.diverged() or b.diverged())
         ]
         test = PairedTest.of(differences)
-        half = test.half_width()
         effects[c.name] = {
             "mean": test.mean,
-            "half_width": half,
-            "reading": classify(test.mean, half),
+            "half_width": test.half_width(),
+            "reading": direction(test),
         }
     sgd = [r for r in records if r.method == "SGD" and not r.diverged()]
     corrections = [r.step_correction for r in sgd]
@@ -86,7 +88,7 @@ def build_result(
     records: Mapping[str, Sequence[RunRecord]],
     seconds: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[dict[str, Table], dict[str, Any]]:
-    """The tables and values of the result file, Holm's correction over the whole study.
+    """The tables and values of the result file, Holm's correction over the study's family.
 
     ``seconds`` holds the ``"wall"`` and ``"cpu"`` seconds of each regime's jobs.
     """
@@ -117,6 +119,7 @@ def build_result(
             "sgd_final_val_loss": _sgd_mean(runs, lambda r: r.val_loss[-1]),
             "aim": regime.aim,
             "harness_check": regime.harness_check,
+            "leaves_out": regime.leaves_out,
             "runs": len(runs),
             "diverged_runs": sum(r.diverged() for r in runs),
             "seconds": round((seconds or {}).get("wall", {}).get(regime.key, 0.0), 1),
@@ -131,11 +134,11 @@ def build_result(
         )
     rows = verdict_rows(regime_list, readings)
     tables["verdicts"] = verdict_table(rows)
+    tables["harness"] = harness_table(regime_list, readings)
     summary = [
-        [row["regime"], row["as stated"], row["from the order"], row["at the end, as stated"]]
-        for row in rows
+        [row["regime"], row["as stated"], row["from the order"], row[END_COLUMN]] for row in rows
     ]
-    headers = ["regime", "the claim as stated", "from the order", "at the end, as stated"]
+    headers = ["regime", "the claim as stated", "from the order", END_COLUMN]
     tables["verdict_summary"] = Table([(h, "") for h in headers], summary)
     values["family"] = family_counts(readings)
     return tables, values
@@ -164,35 +167,40 @@ def curve_note(regime: Mapping[str, Any]) -> str:
     return note + (f"; no line for {', '.join(gone)}" if gone else "")
 
 
-def draw_curves(result: Any) -> Any:
-    """Per regime, training and validation loss beside validation accuracy; two regimes a row,
-    each pair of panels under its regime's name and what its curves leave out."""
+#: The width of the curves figure, in inches: shown at about 10 inches, its text stays 9 points.
+CURVES_WIDTH = 10.0
+
+
+def draw_curves(result: Any, keys: Sequence[str] | None = None) -> Any:
+    """Per regime (``keys``, by default every one), a row: training and validation loss beside
+    validation accuracy, under the regime's name and what its curves leave out. Notebook 06
+    draws one regime a figure: a short figure is quick to render and to audit."""
     from course_lib.studies.overfitting_plots import curve_legend, plot_curves
 
     import matplotlib.pyplot as plt
 
-    keys = result.values["order"]
-    rows = (len(keys) + 1) // 2
-    figure = plt.figure(figsize=(14, 3.2 * rows + 0.8), layout="constrained")
-    cells = figure.subfigures(rows, 2, squeeze=False).ravel()
+    keys = list(result.values["order"] if keys is None else keys)
+    figure = plt.figure(figsize=(CURVES_WIDTH, 2.9 * len(keys) + 1.4), layout="constrained")
+    cells = figure.subfigures(len(keys), 1, squeeze=False).ravel()
     methods: list[str] = []
-    for cell, key in zip(cells, keys, strict=False):
+    for cell, key in zip(cells, keys, strict=True):
         regime = result.values["regimes"][key]
         ax_loss, ax_accuracy = cell.subplots(1, 2)
         plot_curves(regime["curves"], ax_loss, ax_accuracy, title="loss")
         ax_accuracy.set_title("validation accuracy", fontsize=10)
-        note = textwrap.fill(f"({curve_note(regime)})", 75)
+        note = textwrap.fill(f"({curve_note(regime)})", 110)
         cell.suptitle(f"{regime['name']}\n{note}", fontsize=10)
         methods += [m for m in regime["curves"]["methods"] if m not in methods]
     curve_legend(figure, methods)
     return figure
 
 
-def draw_forest(result: Any) -> Any:
+def draw_forest(result: Any, point: str = "matched") -> Any:
+    """The forest plot of the file's readings at ``point`` ("matched" or "end")."""
     from course_lib.studies.overfitting_evidence import study_readings
     from course_lib.studies.overfitting_plots import forest_plot
 
-    return forest_plot(study_readings(result), regime_names(result))
+    return forest_plot(study_readings(result), regime_names(result), point)
 
 
 def _settings_line(regime: Mapping[str, Any]) -> str:
@@ -235,9 +243,92 @@ def controller_sentence(values: Mapping[str, Any]) -> str:
     )
 
 
+def methods_sentence(values: Mapping[str, Any]) -> str:
+    """Which methods the regimes train, from the settings in the file: what every regime
+    trains, what some leave out and why, and which runs two regimes share."""
+    from course_lib.studies.overfitting import CLAIM_METHODS, short_label
+
+    regimes_ = [values["regimes"][key] for key in values["order"]]
+    full = [r for r in regimes_ if set(r["settings"]["methods"]) >= set(CLAIM_METHODS)]
+    text = (
+        f"{len(full)} of the {len(regimes_)} regimes train SGD, the fixed-step twins of RK23 "
+        "(Bogacki–Shampine) and RK45 (Dormand–Prince) at SGD's step h, the two adaptive "
+        "optimizers, and SGD replaying each adaptive run's accepted steps, from the same weights "
+        "and batch order per seed"
+    )
+    partial = [r for r in regimes_ if r not in full]
+    for r in partial:
+        trains = ", ".join(short_label(m) for m in r["settings"]["methods"])
+        why = f" (it leaves out {r['leaves_out']})" if r.get("leaves_out") else ""
+        text += f"; *{r['name']}* trains {trains}{why}"
+    text += "."
+    groups: dict[str, list[str]] = {}
+    for r in regimes_:
+        rest = {k: v for k, v in r["settings"].items() if k != "rtol"}
+        groups.setdefault(repr(sorted(rest.items())), []).append(r["name"])
+    for names in groups.values():
+        if len(names) > 1:
+            text += (
+                f" *{'* and *'.join(names)}* differ only in rtol, which SGD and the fixed-step "
+                "twins do not use: those runs, and the readings that compare only them, are the "
+                "same in both."
+            )
+    return text
+
+
+#: The rule, as docs/overfitting.md states it before its numbers (notebook 06, section 1).
+RULE = (
+    '**The rule** (notebook 06 states it before any number). "Overfits" means a fit to the '
+    "training set that generalises worse, so the verdict reads each comparison method − control "
+    "at **matched training loss**: both runs of a seed where their training loss first reaches "
+    "the same value, the lowest that every kept run of the comparison reached (the *matched at* "
+    "column). δ is a tenth of SGD's final validation loss for a loss, {accuracy} for an "
+    "accuracy. A reading with at least two pairs makes three statements (not 0; inside ±δ; "
+    "beyond ±δ), each a test whose p-value is the smallest α at which the (1 − α) t interval "
+    "makes it. **Holm's family is fixed by the rule**: the statements of the readings a verdict "
+    "reads, the validation loss and accuracy at matched training loss of every comparison of "
+    "*as stated* and *from the order* in every regime (and of the sanity regime's harness "
+    "check); Holm's procedure keeps the chance of any false one at 5 %. A reading of the family "
+    "with fewer than two pairs has no interval, makes no statement and drops out. *Supported*: "
+    "a comparison reads validation (loss or accuracy) worse by at least δ at matched training "
+    "loss, corrected. *Refuted*: every comparison's matched validation readings are smaller "
+    "than δ or resolved better, corrected. *Undecided*: otherwise (a reading leaves its size "
+    "not resolved, or a comparison has no pairs left). *Not tested*: the regime trains none of "
+    "the column's comparisons. *As stated* reads the adaptive optimizers against SGD at the same "
+    "h; *from the order*, the comparisons that change only the order (adaptive − SGD at its "
+    "steps; fixed-step twin − SGD). **Every other reading is descriptive**: read at 95 %, "
+    "uncorrected, labelled so, never in a verdict: the step-size comparisons (SGD at the "
+    "adaptive steps − SGD, where a naive effect comes from), the end of training (equal epochs: "
+    "a method that has trained further ends with a lower training loss and, past its best epoch, "
+    "a worse validation loss, whether or not it fits any worse), equal gradient evaluations and "
+    "the gradient measurements. The sanity regime checks the harness (every order effect "
+    "smaller than δ, corrected) and is shown apart from the claim's verdicts. Pairs with a "
+    "diverged run (training loss above ln 10 or not finite) are left out and counted."
+)
+
+
+def forest_caption(limit: float) -> str:
+    """What the forest plots show and how to read their marks (notebook 06 says it in its own
+    words, shorter)."""
+    return (
+        "Each difference is divided by its δ, so the grey band is ±δ in every panel. Harm lies "
+        "to the right in the validation-loss panels and to the left in the accuracy panels; in "
+        "the training-loss panel, left means the method trained further. A bar is the "
+        "uncorrected 95 % interval. A reading of Holm's family has a dot, filled when it "
+        "resolves a direction after the correction, hollow when it does not; a descriptive "
+        "reading (the step-size rows, SGD at … − SGD, and every reading at the end) has a "
+        "vertical tick; a cross is a reading with one pair (no interval). A mean beyond "
+        f"±{limit:g} δ is drawn at the edge as a large triangle pointing out (filled as its dot "
+        "would be), with its value in units of δ; every other end of an interval beyond the edge "
+        "is a small triangle. Comparisons without a single pair are listed under the plot, not "
+        "drawn."
+    )
+
+
 def markdown(result: Any) -> str:
     """docs/overfitting.md from a loaded result file: the rule, the verdict table (a marked
-    block), the evidence regime by regime, and a marked block for every other table."""
+    block), the harness check, the evidence regime by regime, and a marked block for every other
+    table."""
     from course_lib.studies.overfitting_evidence import evidence_markdown, family_sentence
     from course_lib.studies.overfitting_plots import FOREST_LIMIT
 
@@ -253,55 +344,35 @@ def markdown(result: Any) -> str:
     text += [
         f"Produced by `{command}` on Keras's {BACKEND_NAMES[values['backend']]} backend. Digits: "
         "the first 512 training images, the usual 449 for validation; an MLP 64-128-10 (ReLU) "
-        "in float64. Every regime trains SGD, the fixed-step twins of RK23 (Bogacki–Shampine) "
-        "and RK45 (Dormand–Prince) at SGD's step h, the two adaptive optimizers, and SGD "
-        "replaying each adaptive run's accepted steps, from the same weights and batch order "
-        "per seed (the tolerance regimes leave out the fixed-step twins, the sanity regime the "
-        "adaptive optimizers). " + controller_sentence(values),
+        "in float64. " + methods_sentence(values) + " " + controller_sentence(values),
         "",
-        '**The rule** (notebook 06 states it before any number). "Overfits" means a fit to '
-        "the training set that generalises worse, so the verdict reads each comparison method − "
-        "control at **matched training loss**: both runs of a seed where their training loss "
-        "first reaches the same value, the lowest that every kept run of the comparison reached "
-        "(the *matched at* column). δ is a tenth of SGD's final validation loss for a loss, "
-        f"{MEANINGFUL_ACCURACY} for an accuracy. Each reading with at least two pairs makes "
-        "three statements (not 0; inside ±δ; beyond ±δ), each a test whose p-value is the "
-        "smallest α at which the (1 − α) t interval makes it; all of them form one family, and "
-        "Holm's procedure keeps the chance of any false one at 5 %. *Supported*: a comparison "
-        "reads validation (loss or accuracy) worse by at least δ at matched training loss. "
-        "*Refuted*: every comparison's matched validation readings are smaller than δ or "
-        "resolved better. *Undecided*: otherwise (a reading leaves its size not resolved, or a "
-        "comparison has no pairs left). *Not tested*: the regime trains none of the column's "
-        "comparisons. *As stated* reads the adaptive optimizers against SGD at the same h; "
-        "*from the order*, the comparisons that change only the order (adaptive − SGD at its "
-        "steps; fixed-step twin − SGD); *from the step size*, SGD at the adaptive steps − SGD. "
-        "*At the end, as stated* "
-        "reports, beside the verdict and never in it, what the adaptive optimizers show at equal "
-        "epochs: a method that has trained further ends with a lower training loss and, past "
-        "its best epoch, a worse validation loss, whether or not it fits any worse. Pairs with "
-        "a diverged run (training loss above ln 10 or not finite) are left out and counted.",
+        RULE.format(accuracy=MEANINGFUL_ACCURACY),
         "",
         "## Verdicts",
         "",
         "<!-- result: overfitting verdicts -->",
         "<!-- /result -->",
         "",
+        "**The harness check** (the sanity regime: a check of the harness, not evidence about "
+        "the claim; *passed* when every order-only validation reading at matched training loss "
+        "is smaller than δ after the correction, *failed* when one is at least δ, "
+        "*inconclusive* otherwise):",
+        "",
+        "<!-- result: overfitting harness -->",
+        "<!-- /result -->",
+        "",
         family_sentence(result),
         "",
-        "![paired differences in units of δ, one row per regime and comparison; the verdict's "
-        "readings (matched training loss) in the first two panels](overfitting.png)",
+        "![paired differences at matched training loss in units of δ, one row per regime and "
+        "comparison: the verdict's readings (Holm's family) and the step-size rows "
+        "(descriptive)](overfitting.png)",
         "",
-        "The forest plot: each difference divided by its δ, so the grey band is ±δ in every "
-        "panel. Harm lies to the right in the validation-loss panels and to the left in the "
-        "accuracy panels; in the training-loss panel, left means the method trained further. "
-        "A bar is the uncorrected 95 % interval; a filled dot resolves a direction "
-        "after Holm's correction, a hollow one does not; a cross is a reading with one pair "
-        f"(no interval). A mean beyond ±{FOREST_LIMIT:g} δ is drawn at the edge as a large "
-        "triangle pointing out, with its value in units of δ; an interval that reaches beyond "
-        "ends in a small one. "
-        "Comparisons without a single pair are listed under the plot, not drawn.",
+        "![paired differences at the end of training in units of δ: descriptive, uncorrected]"
+        "(overfitting_end.png)",
         "",
-        "![training (dashed) and validation (solid) loss, and validation accuracy, per regime]"
+        "The forest plots. " + forest_caption(FOREST_LIMIT),
+        "",
+        "![training (faint) and validation (strong) loss, and validation accuracy, per regime]"
         "(overfitting_curves.png)",
         "",
         "## The evidence, regime by regime",
@@ -323,7 +394,12 @@ def markdown(result: Any) -> str:
                 "**Equal gradient evaluations** (each run at its last epoch within SGD's "
                 "budget; *not reached*: its first epoch alone costs more)",
             ),
-            ("readings", "**Readings** (method − control, paired by seed)"),
+            (
+                "readings",
+                "**Readings** (method − control, paired by seed; *role*: Holm's family, no "
+                "interval (a member with fewer than two pairs) or descriptive, which has no Holm "
+                "p-values and no corrected reading)",
+            ),
             ("stability", "**Failures** (largest rise: above the run's lowest earlier loss)"),
             ("diverged", "**Diverged runs**"),
         ):
@@ -354,7 +430,7 @@ def write_report(
     out: Path,
     workers: int,
 ) -> None:
-    """The result file (through ``run``), docs/overfitting.md and its two figures under ``out``;
+    """The result file (through ``run``), docs/overfitting.md and its three figures under ``out``;
     when ``out`` is docs/, README's block of verdicts too."""
     from course_lib.studies.results import machine
 
@@ -381,7 +457,12 @@ def render(out: Path, directory: Path) -> None:
     page.write_text(markdown(result))
     pages = [page] + ([ROOT / "README.md"] if out.resolve() == DOCS_DIR.resolve() else [])
     update_docs(["overfitting"], paths=pages, directory=directory)
-    for name, draw in (("overfitting.png", draw_forest), ("overfitting_curves.png", draw_curves)):
+    drawings = {
+        "overfitting.png": lambda result: draw_forest(result, "matched"),
+        "overfitting_end.png": lambda result: draw_forest(result, "end"),
+        "overfitting_curves.png": draw_curves,
+    }
+    for name, draw in drawings.items():
         figure = draw(result)
         figure.savefig(out / name, dpi=80)
         plt.close(figure)

@@ -18,16 +18,16 @@ The rule, stated before any number (notebook 06, section 1). "Overfits" means a 
 training set that generalises worse, so the verdict reads each comparison ``method − control``
 at **matched training loss** (:mod:`course_lib.studies.readings`): both runs of a seed where
 their training loss first reaches the same value, the lowest that every kept run reached. The
-validation loss and accuracy there are the verdict's readings. The end of training (equal
-epochs: training loss, validation loss and accuracy) is read too and reported beside the
-verdict, never in it: a method that has trained further ends with a lower training loss and,
-past the best epoch, a worse validation loss, whether or not it fits any worse.
+validation loss and accuracy there are the verdict's readings.
 
 δ is a tenth of SGD's own final validation loss in the regime for a loss, one percentage point
-for an accuracy. Every statement of every reading ("not 0", "inside ±δ", "beyond ±δ") is a
-test; all tests of the study form one family and Holm's procedure corrects them
-(:mod:`course_lib.studies.statistics`); a reading with fewer than two pairs has no interval,
-makes no statement and stays out of the family. Then, for a set of comparisons:
+for an accuracy. Each verdict reading makes three statements ("not 0", "inside ±δ", "beyond
+±δ"), each a test. **Holm's family is fixed by the rule, before any number**: the statements of
+the readings a verdict (or the sanity arm's harness check) reads, that is the matched validation
+loss and accuracy of every comparison of the claim as stated and of the order alone, in every
+arm (:func:`family_member`). Holm's procedure corrects them together
+(:mod:`course_lib.studies.statistics`); a reading left with fewer than two pairs (diverged runs)
+has no interval, makes no statement and drops out. Then, for a set of comparisons:
 
 * **supported** when one of them reads validation worse by at least δ at matched training loss
   (validation loss higher or accuracy lower), corrected;
@@ -38,8 +38,13 @@ makes no statement and stays out of the family. Then, for a set of comparisons:
 * **not tested** where the regime trains none of the set.
 
 The claim *as stated* is read on the adaptive optimizers against SGD at the same learning rate;
-*from the order* on the comparisons that change the order only; the step-size comparisons
-(SGD at the adaptive steps − SGD) say where a naive effect comes from.
+*from the order* on the comparisons that change the order only. Every other reading is
+**descriptive**: read at 95 %, uncorrected, labelled so, and never in a verdict. That is the
+step-size comparisons (SGD at the adaptive steps − SGD, which say where a naive effect comes
+from), the end of training (equal epochs: training loss, validation loss and accuracy: a method
+that has trained further ends with a lower training loss and, past the best epoch, a worse
+validation loss, whether or not it fits any worse) and the gradient measurements. The sanity
+arm is a check of the harness, shown apart from the claim's verdicts (:func:`harness_check`).
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ READINGS: tuple[tuple[str, str], ...] = (
     ("end", "val_loss"),
     ("end", "val_accuracy"),
 )
+#: The readings a verdict reads: validation loss and accuracy at matched training loss.
+VERDICT_READINGS: tuple[tuple[str, str], ...] = READINGS[:2]
 #: Which direction of each metric is worse for generalisation.
 WORSE = {"val_loss": "higher", "val_accuracy": "lower"}
 
@@ -109,6 +116,18 @@ STEP_SIZE = (
     Comparison(SGD_AT_RK23, "SGD", "step size"),
     Comparison(SGD_AT_RK45, "SGD", "step size"),
 )
+#: The verdict table's columns and the comparisons each reads (Holm's family, with the harness
+#: check, which reads the order-only ones of the sanity arm).
+VERDICT_COLUMNS: dict[str, tuple[Comparison, ...]] = {
+    "as stated": AS_STATED,
+    "from the order": ORDER_ONLY,
+}
+#: Every set of comparisons the evidence speaks of: the verdict's, and the step size's
+#: (descriptive).
+COLUMNS: dict[str, tuple[Comparison, ...]] = VERDICT_COLUMNS | {"from the step size": STEP_SIZE}
+#: The descriptive columns of the verdict table: named so that no one reads them as verdicts.
+STEP_SIZE_COLUMN = "from the step size (uncorrected, descriptive)"
+END_COLUMN = "at the end, as stated (uncorrected, descriptive)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,8 @@ class Regime:
     aim: float | None = None
     #: A check of the harness (every order effect must be smaller than δ), not of the claim.
     harness_check: bool = False
+    #: Which of :data:`CLAIM_METHODS` the arm does not train, and why ("" if it trains all).
+    leaves_out: str = ""
 
     @property
     def label(self) -> str:
@@ -141,9 +162,6 @@ class Regime:
         """The study's comparisons whose two methods this regime trains."""
         methods = set(self.settings((0,)).methods)
         return [c for c in COMPARISONS if {c.method, c.control} <= methods]
-
-
-_ADAPTIVE_ONLY = ("SGD", RK23, RK45, SGD_AT_RK23, SGD_AT_RK45)
 
 
 def regimes(scale: str = "full") -> list[Regime]:
@@ -180,14 +198,14 @@ def regimes(scale: str = "full") -> list[Regime]:
             "rtol_0001",
             "tolerance rtol 1e-3",
             "with a tight controller (small steps), does the picture change?",
-            {"epochs": e["rtol"], "rtol": 1e-3, "methods": _ADAPTIVE_ONLY},
+            {"epochs": e["rtol"], "rtol": 1e-3},
             short="rtol 1e-3",
         ),
         Regime(
             "rtol_01",
             "tolerance rtol 1e-1",
             "with a loose controller (large steps), does the picture change?",
-            {"epochs": e["rtol"], "rtol": 1e-1, "methods": _ADAPTIVE_ONLY},
+            {"epochs": e["rtol"], "rtol": 1e-1},
             short="rtol 1e-1",
         ),
         Regime(
@@ -216,6 +234,10 @@ def regimes(scale: str = "full") -> list[Regime]:
             },
             short="sanity",
             harness_check=True,
+            leaves_out=(
+                "the adaptive optimizers and their replays: their controller picks its own "
+                "steps, and the check is about a small fixed step"
+            ),
         ),
     ]
 
@@ -301,39 +323,64 @@ def regime_readings(regime: Regime, records: Sequence[RunRecord]) -> list[dict[s
     return rows
 
 
+def family_member(r: Mapping[str, Any]) -> bool:
+    """Whether the rule puts a reading in Holm's family, before any number: a validation
+    reading at matched training loss (:data:`VERDICT_READINGS`) of a comparison a verdict reads
+    (:data:`VERDICT_COLUMNS`: the claim as stated and the order alone)."""
+    verdict_comparisons = {c for comparisons in VERDICT_COLUMNS.values() for c in comparisons}
+    return (r["point"], r["metric"]) in VERDICT_READINGS and r["comparison"] in verdict_comparisons
+
+
 def in_family(r: Mapping[str, Any]) -> bool:
-    """Whether a reading is one of Holm's family: it has an interval (at least two pairs)."""
-    return r["pairs"] >= 2
+    """Whether a reading is in Holm's family: a member by the rule with an interval (at least
+    two pairs; with fewer it makes no statement)."""
+    return family_member(r) and r["pairs"] >= 2
+
+
+def role(r: Mapping[str, Any]) -> str:
+    """What a reading is for, as the result file's tables say it."""
+    if not family_member(r):
+        return "descriptive"
+    return "Holm's family" if r["pairs"] >= 2 else "no interval"
 
 
 def correct(readings: Sequence[dict[str, Any]]) -> None:
-    """Holm over every statement (three per reading) of the readings that have an interval, in
-    place: each reading gains ``adjusted`` p-values, its ``uncorrected`` and ``corrected``
-    reading in words. A reading with fewer than two pairs makes no statement: it stays out of
-    the family (its p-values of 1 would only inflate Holm's multipliers) and reads "too few
-    pairs" both ways."""
+    """Holm over the statements (three per reading) of the family's readings, in place.
+
+    Every reading gains its ``uncorrected`` reading in words (the 95 % interval's) and its
+    ``role``; each reading of the family (:func:`in_family`) its Holm-``adjusted`` p-values and
+    its ``corrected`` reading in words. A descriptive reading has no corrected reading (None);
+    a member of the family with fewer than two pairs makes no statement and reads "too few
+    pairs" both ways: it stays out (its p-values of 1 would only inflate Holm's multipliers).
+    """
     keys = ("zero", "within", "beyond")
     family = [r for r in readings if in_family(r)]
     adjusted = holm([r["p"][k] for r in family for k in keys]) if family else []
     for index, r in enumerate(family):
         r["adjusted"] = dict(zip(keys, adjusted[3 * index : 3 * index + 3].tolist(), strict=True))
     for r in readings:
+        r["role"] = role(r)
+        r["uncorrected"] = reading(r["test"], r["delta"]) if r["pairs"] >= 2 else TOO_FEW
         if in_family(r):
-            r["uncorrected"] = reading(r["test"], r["delta"])
             r["corrected"] = reading(r["test"], r["delta"], r["adjusted"])
         else:
-            r["adjusted"] = dict.fromkeys(keys, 1.0)
-            r["uncorrected"] = r["corrected"] = TOO_FEW
+            r["adjusted"] = dict.fromkeys(keys)
+            r["corrected"] = TOO_FEW if family_member(r) else None
 
 
 # --------------------------------------------------------------------------------------------
-# The verdict of a regime
+# The verdict of a regime, and what is read beside it
 # --------------------------------------------------------------------------------------------
 
 
 def worse_by_delta(r: Mapping[str, Any], which: str = "corrected") -> bool:
     """A validation reading that says worse by at least δ (loss higher, accuracy lower)."""
     return r[which] == f"{WORSE[r['metric']]}, ≥ δ"
+
+
+def worse_size_open(r: Mapping[str, Any], which: str = "corrected") -> bool:
+    """A validation reading resolved worse whose size against δ is not resolved."""
+    return r[which] == f"{WORSE[r['metric']]}, size not resolved"
 
 
 def harm_excluded(r: Mapping[str, Any], which: str = "corrected") -> bool:
@@ -370,32 +417,63 @@ def verdict(
     return "undecided"
 
 
+def described(
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], point: str
+) -> str:
+    """What the validation readings of a set of comparisons show at ``point``, uncorrected:
+    descriptive words, never a verdict's.
+
+    "worse by ≥ δ" where one reads worse by at least δ; else "worse, size not resolved" where
+    one is resolved worse; else "within δ or better" where every one excludes harm; else "not
+    resolved". At the end of training ", after training further" is added when a comparison
+    read worse also ended with its training loss resolved lower. "no pairs left" where every
+    comparison lost its pairs to diverged runs, "not tested" where the regime trains none.
+    """
+    found = _validation(readings, comparisons, point)
+    if not found:
+        return "not tested"
+    if not any(r["pairs"] >= 2 for r in found):
+        return "no pairs left"
+    worse = [r for r in found if worse_by_delta(r, "uncorrected")]
+    text = "worse by ≥ δ"
+    if not worse:
+        worse = [r for r in found if worse_size_open(r, "uncorrected")]
+        text = "worse, size not resolved"
+    if not worse:
+        return (
+            "within δ or better"
+            if all(harm_excluded(r, "uncorrected") for r in found)
+            else ("not resolved")
+        )
+    names = {r["comparison"].name for r in worse}
+    further = point == "end" and any(
+        r["uncorrected"].startswith("lower,")
+        for r in readings
+        if r["comparison"].name in names and (r["point"], r["metric"]) == ("end", "train_loss")
+    )
+    return text + (", after training further" if further else "")
+
+
 def at_the_end(
-    readings: Sequence[Mapping[str, Any]],
-    comparisons: Sequence[Comparison],
-    which: str = "corrected",
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison] = AS_STATED
 ) -> str:
     """What the end of training (equal epochs) shows for a set of comparisons, beside the
-    verdict: validation worse by at least δ (and whether that comparison's training loss ended
-    resolved lower: it trained further), no worse than δ, not resolved, or no pairs left (every
-    comparison lost its pairs to diverged runs)."""
-    end = _validation(readings, comparisons, "end")
-    if not end:
+    verdict and never in it (:func:`described` at the end)."""
+    return described(readings, comparisons, "end")
+
+
+def harness_check(readings: Sequence[Mapping[str, Any]]) -> str:
+    """The sanity arm's check of the harness, from its order-only validation readings at
+    matched training loss, corrected: "passed" when every one is smaller than δ, "failed" when
+    one is at least δ, "inconclusive" otherwise, "not tested" without such readings."""
+    matched = _validation(readings, ORDER_ONLY, "matched")
+    if not matched:
         return "not tested"
-    if not any(in_family(r) for r in end):
-        return "no pairs left"
-    worse = [r for r in end if worse_by_delta(r, which)]
-    if worse:
-        names = {r["comparison"].name for r in worse}
-        further = any(
-            r[which].startswith("lower,")
-            for r in readings
-            if r["comparison"].name in names and (r["point"], r["metric"]) == ("end", "train_loss")
-        )
-        return "worse by ≥ δ, after training further" if further else "worse by ≥ δ"
-    if all(harm_excluded(r, which) for r in end):
-        return "within δ or better"
-    return "not resolved"
+    if any(r["corrected"].endswith("≥ δ") for r in matched):
+        return "failed"
+    if all(says_smaller_than_delta(r["corrected"]) for r in matched):
+        return "passed"
+    return "inconclusive"
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +484,7 @@ _READINGS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (header, format, key of a reading)
     ("comparison", "", "comparison"),
     ("what differs", "", "differs"),
+    ("role", "", "role"),
     ("point", "", "point"),
     ("metric", "", "metric"),
     ("pairs", "", "pairs"),
@@ -445,8 +524,9 @@ def _cell(r: Mapping[str, Any], key: str) -> Any:
 
 
 def readings_table(readings: Sequence[Mapping[str, Any]]) -> Table:
-    """Every reading: the mean difference, its 95 % interval, p-values raw and Holm-adjusted,
-    and what it says uncorrected and corrected."""
+    """Every reading: its role (Holm's family or descriptive), the mean difference, its 95 %
+    interval, p-values raw and (in the family) Holm-adjusted, and what it says uncorrected and
+    (in the family) corrected."""
     columns = [(header, spec) for header, spec, _ in _READINGS_COLUMNS]
     rows = [[_cell(r, key) for _, _, key in _READINGS_COLUMNS] for r in readings]
     return Table(columns, rows)
@@ -477,40 +557,35 @@ def readings_from_table(regime: str, table: Table) -> list[dict[str, Any]]:
 
 def _groups(readings: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     return {
-        "as stated": [r for r in readings if r["comparison"] in AS_STATED],
-        "from the order": [r for r in readings if r["comparison"] in ORDER_ONLY],
-        "from the step size": [r for r in readings if r["comparison"] in STEP_SIZE],
+        column: [r for r in readings if r["comparison"] in comparisons]
+        for column, comparisons in COLUMNS.items()
     }
 
 
-#: The comparisons behind each column of the verdict table.
-COLUMNS: dict[str, tuple[Comparison, ...]] = {
-    "as stated": AS_STATED,
-    "from the order": ORDER_ONLY,
-    "from the step size": STEP_SIZE,
-}
-
-
 def verdict_row(name: str, readings: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """One regime's row of the verdict table: per column of :data:`COLUMNS` the verdict at
-    matched training loss, corrected and uncorrected, and what the end of training shows for
-    the claim as stated."""
+    """One regime's row of the verdict table: per column of :data:`VERDICT_COLUMNS` the verdict
+    at matched training loss, corrected and uncorrected; beside them, descriptive and
+    uncorrected, what the step-size comparisons show there and what the adaptive optimizers
+    show at the end of training."""
     groups = _groups(readings)
     row = {"regime": name}
-    for column, comparisons in COLUMNS.items():
+    for column, comparisons in VERDICT_COLUMNS.items():
         row[column] = verdict(groups[column], comparisons)
         row[f"{column}, uncorrected"] = verdict(groups[column], comparisons, "uncorrected")
-    row["at the end, as stated"] = at_the_end(groups["as stated"], AS_STATED)
+    row[STEP_SIZE_COLUMN] = described(groups["from the step size"], STEP_SIZE, "matched")
+    row[END_COLUMN] = at_the_end(groups["as stated"], AS_STATED)
     return row
 
 
 def verdict_rows(
     regime_list: Sequence[Regime], readings: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, str]]:
-    """The verdict table's rows, one per regime (:func:`verdict_row`)."""
+    """The verdict table's rows, one per regime of the claim (:func:`verdict_row`); a harness
+    check has a row of its own (:func:`harness_rows`)."""
     return [
         verdict_row(regime.name, [r for r in readings if r["regime"] == regime.key])
         for regime in regime_list
+        if not regime.harness_check
     ]
 
 
@@ -521,9 +596,8 @@ VERDICT_HEADERS: tuple[str, ...] = (
     "as stated, uncorrected",
     "from the order",
     "from the order, uncorrected",
-    "from the step size",
-    "from the step size, uncorrected",
-    "at the end, as stated",
+    STEP_SIZE_COLUMN,
+    END_COLUMN,
 )
 
 
@@ -531,6 +605,41 @@ def verdict_table(rows: Sequence[Mapping[str, str]]) -> Table:
     return Table(
         [(h, "") for h in VERDICT_HEADERS], [[row[h] for h in VERDICT_HEADERS] for row in rows]
     )
+
+
+def harness_row(name: str, readings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A harness check's row: passed / failed / inconclusive (:func:`harness_check`), how many
+    of its readings are smaller than δ after the correction, and the largest mean difference
+    in units of δ."""
+    matched = _validation(readings, ORDER_ONLY, "matched")
+    sizes = [abs(r["mean"]) / r["delta"] for r in matched if r["pairs"] >= 2]
+    return {
+        "regime": name,
+        "harness check": harness_check(readings),
+        "readings < δ, corrected": sum(says_smaller_than_delta(r["corrected"]) for r in matched),
+        "readings": len(matched),
+        "largest |mean| / δ": max(sizes) if sizes else None,
+    }
+
+
+#: The harness table's columns: (header, format).
+HARNESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("regime", ""),
+    ("harness check", ""),
+    ("readings < δ, corrected", ""),
+    ("readings", ""),
+    ("largest |mean| / δ", ".2g"),
+)
+
+
+def harness_table(regime_list: Sequence[Regime], readings: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per harness check of the study (:func:`harness_row`)."""
+    rows = [
+        harness_row(regime.name, [r for r in readings if r["regime"] == regime.key])
+        for regime in regime_list
+        if regime.harness_check
+    ]
+    return Table(list(HARNESS_COLUMNS), [[row[h] for h, _ in HARNESS_COLUMNS] for row in rows])
 
 
 def curves(records: Sequence[RunRecord], points: int = 40) -> dict[str, Any]:
@@ -553,17 +662,23 @@ def curves(records: Sequence[RunRecord], points: int = 40) -> dict[str, Any]:
 
 
 def family_counts(readings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """How many readings there are, how many form Holm's family (and how many statements),
-    how many had one pair or none, and how many resolve a direction, uncorrected and corrected."""
-    family = [r for r in readings if in_family(r)]
+    """Holm's family in numbers: the readings in all, the rule's members and the descriptive
+    rest; the members with one pair or none (no interval, out of the family); the family's
+    readings and statements; how many of those resolve a direction, uncorrected and corrected,
+    and how many say something else after the correction."""
+    members = [r for r in readings if family_member(r)]
+    family = [r for r in members if r["pairs"] >= 2]
     resolved = lambda which: sum(resolves_direction(r[which]) for r in family)  # noqa: E731
     return {
         "readings": len(readings),
+        "members": len(members),
+        "descriptive": len(readings) - len(members),
+        "one pair": sum(r["pairs"] == 1 for r in members),
+        "no pairs": sum(r["pairs"] == 0 for r in members),
         "in family": len(family),
         "statements": 3 * len(family),
-        "one pair": sum(r["pairs"] == 1 for r in readings),
-        "no pairs": sum(r["pairs"] == 0 for r in readings),
         "uncorrected": resolved("uncorrected"),
         "corrected": resolved("corrected"),
+        "changed": sum(r["corrected"] != r["uncorrected"] for r in family),
         "alpha": ALPHA,
     }

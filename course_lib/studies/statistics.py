@@ -17,11 +17,13 @@ verdicts of :mod:`course_lib.studies.regimes`, which combine many readings.
 
 Each statement is a test, and :class:`PairedTest` gives the p-value of each: the smallest α at
 which the (1 − α) interval makes the statement (at α = 0.05, the 95 % interval's reading).
-A study that reads hundreds of such intervals at 95 % makes some false statements by chance, so
-the readings form one family and :func:`holm` adjusts their p-values (Holm 1979): a statement
-survives when its adjusted p-value is below α, which keeps the chance of *any* false statement
-in the family at α or less, whatever the dependence between readings. The uncorrected reading
-is the 95 % interval itself, shown beside.
+A study that reads many such intervals at 95 % makes some false statements by chance, so the
+statements a decision rests on form one family, fixed before any number, and :func:`holm`
+adjusts their p-values (Holm 1979): a statement survives when its adjusted p-value is below α,
+which keeps the chance of *any* false statement in the family at α or less, whatever the
+dependence between readings. The uncorrected reading is the 95 % interval itself, shown beside;
+a reading outside the family is only that, descriptive. (Which readings form the overfitting
+study's family: :func:`course_lib.studies.regimes.family_member`.)
 """
 
 from __future__ import annotations
@@ -181,6 +183,17 @@ def reading(test: PairedTest, delta: float, adjusted: dict[str, float] | None = 
     if p["within"] < ALPHA:
         return f"{direction}, < δ" if resolved else "< δ, sign not resolved"
     return f"{direction}, size not resolved" if resolved else "not resolved"
+
+
+def direction(test: PairedTest) -> str:
+    """What the 95 % interval alone says of a difference without a δ (a descriptive reading):
+    "higher" or "lower" when it excludes 0, else "not resolved"; "too few pairs" with fewer
+    than two differences."""
+    if test.n < 2:
+        return TOO_FEW
+    if test.p_zero() >= ALPHA:
+        return "not resolved"
+    return "higher" if test.mean > 0 else "lower"
 
 
 def says_smaller_than_delta(said: str) -> bool:
