@@ -74,7 +74,7 @@ def logs_at_start(model, x, y, y_pred, loss):
     """What ``fit``'s own step logs: ``loss`` into the loss tracker, the metrics of ``y_pred``."""
     for metric in model.metrics:
         if metric.name == "loss":
-            metric.update_state(loss)
+            metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as fit: by batch size
     return model.compute_metrics(x, y, y_pred)
 
 
@@ -151,7 +151,7 @@ class Kutta3Model(keras.Model):
         self.optimizer.apply(combined, variables)
         for metric in self.metrics:  # loss and metrics at the start point p
             if metric.name == "loss":
-                metric.update_state(loss)
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as fit: by batch size
         return self.compute_metrics(x, y, y_pred)
 
 
@@ -189,7 +189,7 @@ class NesterovModel(keras.Model):
             v.assign(p + velocity)  # from p, not from the look-ahead point
         for metric in self.metrics:  # the loss where the gradient was taken
             if metric.name == "loss":
-                metric.update_state(loss)
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as fit: by batch size
         return self.compute_metrics(x, y, y_pred)
 
 
@@ -589,7 +589,7 @@ class Kutta3ThirdPointFromTheSecond(Kutta3Model):
         self.optimizer.apply(combined, variables)  # "no restore": from the third trial point
         for metric in self.metrics:
             if metric.name == "loss":
-                metric.update_state(loss)
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as fit: by batch size
         return self.compute_metrics(x, y, y_pred)
 
 
