@@ -278,3 +278,21 @@ def test_the_curves_colour_each_method_as_the_course_does_and_tell_rows_by_line_
     order = [line.get_label() for line in ax_accuracy.get_lines()]
     assert order.index(RK23) < order.index(RK23_FIXED)
     matplotlib.pyplot.close(figure)
+
+
+def test_the_curves_legend_lists_only_the_methods_drawn():
+    """A method without a line (diverged, or not in the regime) is not in the legend or its key."""
+    from course_lib.studies.overfitting import RK45
+    from course_lib.studies.overfitting_plots import curve_legend, plot_curves
+
+    entry = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.9], "val_accuracy": [0.5, 0.6]}
+    empty = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    curves = {"epochs": [1, 2], "methods": {"SGD": entry, RK23: entry, RK45: empty}}
+    figure, (ax_loss, ax_accuracy) = matplotlib.pyplot.subplots(1, 2)
+    plot_curves(curves, ax_loss, ax_accuracy)
+    curve_legend(figure, ["SGD", RK23, RK45])
+    legend = figure.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == ["SGD", RK23]
+    assert "brown" not in legend.get_title().get_text()
+    assert "dashed" not in legend.get_title().get_text()  # no fixed-step line drawn
+    matplotlib.pyplot.close(figure)

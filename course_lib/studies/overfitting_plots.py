@@ -36,11 +36,6 @@ LINE_STYLES: dict[str, Any] = {
     SGD_AT_RK23: (0, (1, 3)),
     SGD_AT_RK45: (2, (1, 3)),
 }
-#: What the legend says about the styles, under the figure.
-STYLE_NOTE = (
-    "colour: the method (SGD blue, RK23 red, RK45 brown); SGD: the wide pale band\n"
-    "line: solid adaptive, dashed fixed step, dotted SGD at the adaptive run's steps"
-)
 #: The order lines are drawn in, so that coinciding ones stay visible: SGD's band under all,
 #: then the solid adaptive lines, the dashed fixed-step ones over them (the solid line shows in
 #: their gaps) and the dotted replays last.
@@ -113,12 +108,36 @@ def _plain_ticks(*axes: Any) -> None:
 
 
 def curve_legend(figure: Any, methods: Sequence[str]) -> None:
-    """One legend for every panel, below them (outside the axes under constrained layout)."""
-    handles = [plt.Line2D([], [], label=m, **_style(m)) for m in methods]
+    """One legend for every panel, below them (outside the axes under constrained layout).
+
+    Only the methods the figure draws a line for are listed (a diverged or skipped method has
+    none), and the key names only the colours of those methods.
+    """
+    drawn = {line.get_label() for ax in figure.get_axes() for line in ax.get_lines()}
+    shown = [m for m in methods if m in drawn]
+    handles = [plt.Line2D([], [], label=m, **_style(m)) for m in shown]
     where = "outside lower center" if figure.get_layout_engine() is not None else "lower center"
     figure.legend(
-        handles=handles, loc=where, ncol=min(len(methods), 4), fontsize=9, title=STYLE_NOTE
+        handles=handles,
+        loc=where,
+        ncol=max(1, min(len(shown), 4)),
+        fontsize=9,
+        title=style_note(shown),
     ).get_title().set_fontsize(9)
+
+
+def style_note(methods: Sequence[str]) -> str:
+    """The legend's key: the colours of the methods shown, and what each line style says."""
+    colours = [("SGD", "SGD blue"), ("RK23", "RK23 red"), ("RK45", "RK45 brown")]
+    named = [words for name, words in colours if any(name in m for m in methods)]
+    styles = ["solid adaptive", "dashed fixed step", "dotted SGD at the adaptive run's steps"]
+    kept = [
+        style
+        for style, needs in zip(styles, ("adaptive", "fixed", "steps"), strict=True)
+        if any(needs in m for m in methods)
+    ]
+    band = "; SGD: the wide pale band" if any(m == "SGD" for m in methods) else ""
+    return f"colour: the method ({', '.join(named)}){band}\nline: {', '.join(kept)}"
 
 
 #: The forest plot's two figures: per reading point, its panels (metric, title, where harm
