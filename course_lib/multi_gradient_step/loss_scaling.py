@@ -21,6 +21,9 @@ backends' skeletons and by the adaptive controller, does it once, in ``keras.ops
    weights, the optimizer's variables and, by :func:`kept_state`, the non-trainable state stay
    as they were before the step); either way :func:`update_loss_scale` moves the scale by
    ``LossScaleOptimizer``'s own rule, in cross-replica context under a TensorFlow strategy.
+   (Keras's own step lets BatchNorm's moving statistics take the skipped batch's step; here
+   they stay, since a batch that overflowed may also have moved them to values that are not
+   finite.)
 
 Each step's logs carry :data:`SKIPPED_LOG` (1 for a skipped step); each backend's train function
 turns it into ``skipped_steps`` (:data:`SKIPPED_STEPS`), the steps skipped since the train
