@@ -1,15 +1,16 @@
 """The same trainings on TensorFlow and on JAX, each backend in its own process (appendix A2).
 
-Keras picks its backend once per process, so a JAX kernel cannot also train on TensorFlow. The
-appendix therefore trains each optimizer of notebooks 02–03 (and Lookahead of 07) on the same
-problem in both: in its own kernel, and in a fresh subprocess on the other backend
-(:func:`train_on_backend`), and compares the final weights.
+Keras picks its backend at its first import; switching a running process
+(``keras.config.set_backend``) leaves every Keras object made before it unusable, so the course
+gives each backend a process of its own. The appendix therefore trains each optimizer of
+notebooks 02–03 (and Lookahead of 07) on the same problem in both: in its own kernel, and in a
+fresh subprocess on the other backend (:func:`train_on_backend`), and compares the final weights.
 
 The problem (:func:`shared_problem`) fixes everything a backend could choose differently: the
 digits examples and their order (``shuffle=False``), and the initial weights, drawn with NumPy
 (each backend's random initializers draw different numbers from the same seed). What remains
 is each backend's float32 arithmetic: the same operations, summed in a different order by
-different kernels, so the weights agree to round-off, not bit for bit.
+different kernels, so the weights agree to round-off, and need not agree bit for bit.
 
 Importing this module imports only NumPy; Keras is imported when a training runs.
 """

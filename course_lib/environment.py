@@ -8,10 +8,10 @@ that imports TensorFlow first is quiet too.
 
 TensorFlow is the course's backend; appendix A2 runs the same optimizers on JAX, and its kernel
 calls :func:`select_backend` before Keras is imported, and a mechanism written per backend picks
-its module with :func:`backend_module`. What a process cannot host twice (Keras 2's
-graph mode beside Keras 3, a second backend) runs in a child process through
-:func:`run_module_in_subprocess`; :func:`no_retracing_warning` silences one false alarm of
-TensorFlow's where many small functions are built on purpose.
+its module with :func:`backend_module`. What one process cannot do together (train with Keras 2
+in graph mode and with Keras 3, which needs eager execution; run a second Keras backend) runs in
+a child process through :func:`run_module_in_subprocess`; :func:`no_retracing_warning` silences
+one false alarm of TensorFlow's where many small functions are built on purpose.
 """
 
 from __future__ import annotations
@@ -137,18 +137,22 @@ def set_seed(seed: int = 42) -> None:
 def select_backend(backend: str) -> str:
     """Make Keras run on ``backend`` ("tensorflow" or "jax"); call it before importing Keras.
 
-    Keras reads ``KERAS_BACKEND`` once, at its first import, and a process keeps that backend.
-    So this sets the variable, and raises if Keras is already loaded with another backend
-    (restart the kernel, then call this first). Returns the backend.
+    Keras reads ``KERAS_BACKEND`` at its first import. ``keras.config.set_backend`` can switch a
+    running process later, by reloading Keras's modules, but every Keras object made before the
+    switch (layers, variables, tensors, the course's classes) is unusable afterwards. The course
+    gives each backend a process of its own instead: this sets the variable, and raises if Keras
+    is already loaded with another backend (restart the kernel, then call this first). Returns
+    the backend.
     """
     require_choice(backend, "backend", SUPPORTED_BACKENDS)
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != backend:
             raise RuntimeError(
-                f"Keras is already imported and runs on {current!r}; a process cannot switch "
-                f"backends. Restart the kernel and call select_backend({backend!r}) before "
-                "anything imports Keras."
+                f"Keras is already imported and runs on {current!r}. The course runs each "
+                "backend in a process of its own (keras.config.set_backend would reload Keras "
+                "and leave every Keras object made so far unusable): restart the kernel and call "
+                f"select_backend({backend!r}) before anything imports Keras."
             )
     os.environ["KERAS_BACKEND"] = backend
     return backend
@@ -181,11 +185,12 @@ def run_module_in_subprocess(
 ) -> dict[str, Any]:
     """Run ``python -m module KIND[,KIND...] OUTFILE`` in a fresh process and load its results.
 
-    For what one process cannot host twice: Keras 2's graph mode next to Keras 3, a second Keras
-    backend. The module saves one ``.npz`` with keys ``"KIND/NAME"``; this returns
-    ``{kind: {name: array}}``. The child gets this interpreter, the course's quiet TensorFlow
-    settings, ``environment`` on top, and this checkout of ``course_lib`` first on its path. A
-    failure raises ``RuntimeError`` with the child's last lines of output, not a bare exit code.
+    For what one process cannot do together: train with Keras 2 in graph mode and with Keras 3
+    (which needs eager execution), or run a second Keras backend. The module saves one ``.npz``
+    with keys ``"KIND/NAME"``; this returns ``{kind: {name: array}}``. The child gets this
+    interpreter, the course's quiet TensorFlow settings, ``environment`` on top, and this checkout
+    of ``course_lib`` first on its path. A failure raises ``RuntimeError`` with the child's last
+    lines of output, not a bare exit code.
     """
     import numpy as np
 

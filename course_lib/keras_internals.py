@@ -22,6 +22,7 @@ __all__ = [
     "JAX_PRIVATE_APIS",
     "PRIVATE_APIS",
     "PRIVATE_APIS_ELSEWHERE",
+    "built_variables",
     "hand_state_to_fit",
     "make_train_function",
     "micro_step_counter",
@@ -41,6 +42,11 @@ PRIVATE_APIS: dict[str, str] = {
     "Optimizer._iterations": (
         "the counter BaseOptimizer.apply advances on every call; the wrappers advance it too, "
         "and SoftBatch reports it as micro_batches while iterations counts real updates"
+    ),
+    "Optimizer._trainable_variables": (
+        "the variables an optimizer was built on, which JAX's trainer does not hand to apply: "
+        "appendix A2's learner-built Lookahead reads them (course_lib's wrappers keep a map of "
+        "their own)"
     ),
     "Optimizer._clip_gradients": (
         "not called but repeated by SoftBatch, which clips the mean gradient once, after "
@@ -103,6 +109,11 @@ def make_train_function(model: keras.Model, step: Callable[[Any], dict]) -> Call
 def variable_index(optimizer: keras.optimizers.Optimizer, variable: Any) -> int:
     """The position of ``variable`` among the variables ``optimizer`` was built on."""
     return optimizer._get_variable_index(variable)
+
+
+def built_variables(optimizer: keras.optimizers.Optimizer) -> list[Any]:
+    """The variables ``optimizer`` was built on, in build order (JAX's trainer passes none)."""
+    return list(optimizer._trainable_variables)
 
 
 def micro_step_counter(optimizer: keras.optimizers.Optimizer) -> keras.Variable:

@@ -188,6 +188,23 @@ def _colour(value: object) -> str:
     return matplotlib.colors.to_hex(value)
 
 
+def _lay_out(figure: plt.Figure, dpi: float) -> None:
+    """Draw the figure at ``dpi`` until its layout settles, then keep the axes where they are.
+
+    A layout engine moves the axes at each draw until it settles (constrained layout with an
+    equal-aspect panel and a legend outside takes a few draws); the lines are measured in pixels
+    once, so the background must be saved with the axes where they were measured.
+    """
+    figure.set_dpi(dpi)
+    boxes = None
+    for _ in range(10):
+        figure.canvas.draw()
+        previous, boxes = boxes, [ax.bbox.bounds for ax in figure.axes]
+        if previous is not None and np.allclose(previous, boxes, atol=0.01):
+            break
+    figure.set_layout_engine("none")
+
+
 def _track(line: plt.Line2D, frames: Sequence[int], mode: str, height: float, dpi: float):
     """The player's view of one matplotlib line: pixel points, style, clip box."""
     ax, points_per_pixel = line.axes, dpi / 72.0
@@ -260,7 +277,7 @@ def animate(
             )
     original_dpi = figure.dpi
     try:
-        figure.set_dpi(ANIMATION_DPI)
+        _lay_out(figure, ANIMATION_DPI)
         width, height = (int(round(v)) for v in figure.canvas.get_width_height())
         figure.canvas.draw()  # lay out first: the axes' boxes are final from here on
         tracks = []

@@ -272,7 +272,9 @@ def external_assets(folder: Path, skip: tuple[str, ...] = ("_static/mathjax",)) 
 # <summary> a reader clicks. Read each one's state, click it, read it again.
 _READ_FOLDS = r"""() => [...document.querySelectorAll('article.bd-article details.hide')].map(d => {
   const body = d.querySelector('.cell_output');
-  const seen = () => !!body && body.getClientRects().length > 0 && body.offsetHeight > 0;
+  // checkVisibility: false inside a closed <details>, whose content Chromium keeps laid out
+  // (content-visibility: hidden) but does not show.
+  const seen = () => !!body && body.checkVisibility() && body.innerText.trim().length > 0;
   return {open: d.open, shown: seen(), text: body ? body.innerText.slice(0, 200) : ''};
 })"""
 

@@ -265,6 +265,28 @@ def test_the_figure_audit_catches_markers_covered_by_a_later_artist():
     plt.close("all")
 
 
+def test_the_figure_audit_renders_a_panel_with_what_overlaps_it_only():
+    """Many panels: each is judged with the axes over it (an inset covers), the layout kept."""
+    audit = _load_figure_audit()
+    figure, (left, right) = plt.subplots(1, 2, layout="constrained")
+    steps = np.linspace(0.0, 1.0, 30)
+    for ax in (left, right):
+        ax.set(title="iterates", xlabel="step", ylabel="loss")
+        ax.plot(steps, steps, "o", ms=3, color="tab:orange", label="Heun")
+    right.plot(steps, steps, lw=8, color="black", label="reference flow")
+    inset = left.inset_axes([0.0, 0.0, 1.0, 1.0])
+    inset.set(title="zoom", xlabel="step", ylabel="loss")
+    inset.plot([0, 1], [0, 1], color="black")
+    inset.set_facecolor("white")
+    engine = figure.get_layout_engine()
+    problems = audit.figure_problems(figure)
+    assert "axes 1: 'Heun' is almost hidden by what is drawn after it (0% of it visible)" in problems
+    assert "axes 2: 'Heun' is almost hidden by what is drawn after it (0% of it visible)" in problems
+    assert figure.get_layout_engine() is engine
+    assert all(ax.get_visible() for ax in figure.axes)
+    plt.close("all")
+
+
 def test_the_figure_audit_holds_the_course_conventions():
     audit = _load_figure_audit()
     figure, ax = plt.subplots()

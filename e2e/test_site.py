@@ -175,9 +175,10 @@ def _page_of(url: str | None, origin: str) -> str | None:
 
 
 def expected_figures(page: str) -> int:
-    """Images a page must show: a notebook's image outputs, a markdown file's images."""
+    """Images a page must show: a notebook's image outputs and the still image of each of its
+    animations (course_lib.plots.animate), a markdown file's images."""
     if page.endswith(".ipynb"):
-        return sum(stored_images(Path(page).name))
+        return sum(stored_images(Path(page).name)) + _stored_animations(page)
     return len(re.findall(r"!\[[^\]]*\]\(", (ROOT / page).read_text(encoding="utf-8")))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from course_lib.landscapes import Quadratic, gradient_descent
 from course_lib.plots import animate, plot_trajectories
 
+import io
+import json
 import re
 
 import matplotlib.pyplot as plt
@@ -57,6 +59,38 @@ def test_without_a_script_the_last_frame_shows_and_a_current_point_only_in_its_f
     html = animation._repr_html_()
     assert _markers(html, 0) == [True] * 5  # every step of the trajectory
     assert _markers(html, 1) == [False, False, False, True]  # the trial point of the last step
+
+
+def test_the_lines_sit_on_the_background_where_a_layout_engine_moves_the_axes():
+    # Constrained layout with an equal-aspect panel and a legend outside moves the axes at each
+    # of its first draws: the lines are measured where the saved background has its axes.
+    figure, ax = plt.subplots(figsize=(8, 5.4), constrained_layout=True)
+    ax.set_facecolor("#ff0000")  # the axes' area, to find in the background's pixels
+    ax.spines[:].set_visible(False)
+    for number in range(4):
+        ax.plot([-1.5, 1.5], [-0.9, 0.9 - number / 10], label=f"a line with a long label, {number}")
+    ax.set(xlim=(-1.5, 1.5), ylim=(-0.9, 0.9), aspect="equal", xlabel="x", ylabel="y", title="t")
+    figure.legend(loc="outside lower center", ncol=3, fontsize=9)
+    player = animate(figure).player
+    pixels = plt.imread(io.BytesIO(player.background_png))[..., :3]
+    rows, columns = np.nonzero(np.all(np.isclose(pixels, [1.0, 0.0, 0.0], atol=0.02), axis=-1))
+    red = (columns.min(), rows.min(), np.ptp(columns) + 1, np.ptp(rows) + 1)  # x, y, w, h
+    assert np.allclose(player.tracks[0].clip, red, atol=1.0), (player.tracks[0].clip, red)
+
+
+def test_a_marker_passed_as_a_line_stays_from_the_first_frame_drawn_over_the_trajectory():
+    # A minimum the trajectory ends on, kept visible over it (matplotlib's filled plus, "P").
+    figure, ax = _figure(steps=4)
+    (minimum,) = ax.plot(0.0, 0.0, "kP", ms=10, label="flat minimum")
+    animation = animate(figure, lines=[ax.lines[0], minimum], frames_of={minimum: [0]})
+    tracks = [track.label for track in animation.player.tracks]
+    assert tracks.index("flat minimum") > tracks.index("gradient descent")  # drawn after it
+    html = animation._repr_html_()
+    group = re.search(r"<title>flat minimum</title>(.*?)</g>", html, re.S).group(1)
+    (marker,) = re.findall(r"<path data-point[^>]*>", group)
+    assert 'display="none"' not in marker and 'fill="#000000"' in marker  # shown, filled
+    data = json.loads(re.search(r'data-role="data">(.*?)</script>', html).group(1))
+    assert data["tracks"][tracks.index("flat minimum")]["frames"] == [0]  # from the first frame
 
 
 def test_frames_of_places_points_in_other_frames():

@@ -236,6 +236,24 @@ def test_wrong_momentum_is_incorrect(wrong):
     assert result.status == "incorrect", result
 
 
+def select_form(weight, velocity, accumulator, count, gradient, steps, lr, momentum):
+    """No ops.cond at all: new values computed every time, only the selection assigned."""
+    accumulator.assign_add(gradient)
+    count.assign_add(1)
+    is_update = ops.equal(count, steps)
+    new_velocity = momentum * velocity + accumulator / steps
+    velocity.assign(ops.where(is_update, new_velocity, velocity))
+    weight.assign(ops.where(is_update, weight - lr * new_velocity, weight))
+    accumulator.assign(ops.where(is_update, 0.0, accumulator))
+    count.assign(ops.where(is_update, 0, count))
+
+
+def test_a_selection_of_values_is_accepted_on_tensorflow_too():
+    """The summary's claim: what leaks is an assignment, not a selection (A2's form on TF)."""
+    result = nb03.momentum_that_waits.check(select_form)
+    assert result.status == "correct", result
+
+
 def test_the_leak_is_named():
     result = nb03.momentum_that_waits.check(switch_style)
     assert "micro-batch 1 changed the velocity" in result.message

@@ -34,3 +34,19 @@ def test_every_result_file_is_shown_somewhere():
         data = json.loads(path.read_text())
         assert data["name"] == path.stem
         assert path.stem in shown, f"{path.name} is written but no docs table shows it"
+
+
+_TEST_REFERENCE = re.compile(r"`(?:(tests/test_\w+\.py))?::(test_\w+)`")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_every_test_a_page_names_exists(path):
+    """`tests/test_x.py::test_y` (and a following `::test_z`, same file) names a real test."""
+    module, missing = None, []
+    for named_module, name in _TEST_REFERENCE.findall(path.read_text()):
+        module = named_module or module
+        assert module is not None, f"{path.name}: `::{name}` before any tests/...py:: reference"
+        source = (DOCS_DIR.parent / module).read_text()
+        if not re.search(rf"^\s*def {name}\(", source, flags=re.MULTILINE):
+            missing.append(f"{module}::{name}")
+    assert not missing, f"{path.name} names tests that do not exist: {missing}"

@@ -1,4 +1,4 @@
-"""Appendix A1: the article's Keras 2 code (tf_keras, graph mode) equals the course's Keras 3.
+"""Appendix A1: the article's ideas in Keras 2 (tf_keras, graph mode) against the course's Keras 3.
 
 The pytest process runs eagerly, so the Keras 2 side trains in one graph-mode subprocess
 (``python -m course_lib.keras2.reference``), once per session; the Keras 3 side trains here.
@@ -53,6 +53,17 @@ def test_corrected_soft_batch_leaves_weights_bit_identical_between_updates(keras
     assert np.all(motion[update] > 1e-3), motion
 
 
+def test_soft_batch_corrected_by_selecting_values_equals_the_branch_fix_bit_for_bit(keras2):
+    """One K.update whose value K.switch picks: written every micro-batch, moved on updates only."""
+    motion = keras2["select_soft_batch"]["motion"]
+    steps = time_capsule.shared_problem().soft_batch_steps
+    update = (np.arange(1, len(motion) + 1) % steps) == 0
+    assert np.all(motion[~update] == 0.0), motion
+    np.testing.assert_array_equal(motion, keras2["soft_batch"]["motion"])
+    selected, branched = weights_of(keras2["select_soft_batch"]), weights_of(keras2["soft_batch"])
+    assert max_abs_difference(selected, branched) == 0.0
+
+
 def test_article_style_soft_batch_leaks(keras2, keras3):
     motion = keras2["article_soft_batch"]["motion"]
     steps = time_capsule.shared_problem().soft_batch_steps
@@ -88,13 +99,6 @@ def test_keras2_builders_refuse_eager_mode_with_a_clear_message():
         keras2_reference.build_keras2_model()
     with pytest.raises(RuntimeError, match="graph mode"):
         keras2_reference.SoftBatchSGD(0.1, steps=4)
-
-
-def test_keras3_source_reads_the_installed_file():
-    source = time_capsule.keras3_source("optimizers/sgd.py", "SGD.update_step")
-    assert source.startswith("def update_step(self, gradient, variable, learning_rate):")
-    with pytest.raises(ValueError, match="no 'nope'"):
-        time_capsule.keras3_source("optimizers/sgd.py", "SGD.nope")
 
 
 def test_heirs_table_links_existing_notebooks():

@@ -7,7 +7,8 @@
   leak included), then in ``fit`` against a real batch of 64 with
   Adam and a learning-rate schedule.
 * :data:`momentum_that_waits`: one micro-batch of soft-batch SGD with momentum whose velocity,
-  like the weight, changes only on real updates (the fix of the notebook's ``K.switch`` demo).
+  like the weight, changes only on real updates (the fix of the notebook's ``K.switch`` demo):
+  assignments under ``ops.cond``, or new values computed and only the selection assigned.
 * :data:`builtin_schedule_rate`: predict, from Keras's source, the rate that the built-in
   ``gradient_accumulation_steps`` hands each real update; the check measures it on Keras itself.
 * :data:`finite_steps_only`: a wrapper optimizer that lets the inner optimizer step only when
@@ -534,8 +535,10 @@ momentum_that_waits = Exercise(
     checker=_check_soft_momentum_step,
     hint=(
         "Compare switch_style_step with my_soft_sgd_step. Which assignments must run on every "
-        "micro-batch, and which only when the group is complete? Where does ops.where decide "
-        "too late, after the work has been done?"
+        "micro-batch, and which only when the group is complete? In switch_style_step the "
+        "velocity is assigned before anything is selected, and picking a value afterwards "
+        "cannot undo an assignment. Either let those assignments run only in the branch that "
+        "is taken, or compute every new value first and assign only what is picked."
     ),
     solution=soft_momentum_step,
 )

@@ -8,7 +8,7 @@ value chosen by ``K.switch`` for one assignment, or assignments built inside bra
 
 The check builds the learner's ops in a private ``tf.Graph`` and runs them in a
 ``tf.compat.v1.Session``, so it works in the appendix's graph-mode kernel and in an ordinary
-eager process (the tests). It imports no Keras 3: the appendix's kernel cannot load it.
+eager process (the tests). It uses TensorFlow and Keras 2 (``tf_keras``) only.
 ``tests/test_checks_nbA1.py`` lists the wrong answers it rejects.
 """
 

@@ -2,30 +2,39 @@
 
 * :data:`momentum_that_waits`: notebook 03's soft-batch momentum, written in the select form
   JAX's stateless step allows: every value computed, then ``ops.where`` keeps new or old.
-* :data:`lookahead_sync`: Lookahead's synchronisation (notebook 07) in the same form.
+* :data:`select_lookahead`: notebook 07's Lookahead (:class:`MySelectLookahead`), its
+  synchronisation written in the same form, trained by ``fit`` and judged with notebook 07's
+  :func:`course_lib.checks.lookahead_problem.judge_lookahead`.
 
-Each check runs the learner's function compiled as the current backend's trainer compiles a
-step (:func:`course_lib.stateless.compiled`): on JAX an ``ops.cond`` whose branch assigns fails
-there, as it would inside ``fit``. ``tests/test_checks_nbA2.py`` lists the wrong answers each
-check rejects.
+The soft-batch check runs the learner's function compiled as the current backend's trainer
+compiles a step (:func:`course_lib.stateless.compiled`), the Lookahead check runs ``fit``: on
+JAX an ``ops.cond`` whose branch assigns fails in both, and the message says why.
+``tests/test_checks_nbA2.py`` lists the wrong answers each check rejects.
 """
 
 from __future__ import annotations
 
-from course_lib.checks import Exercise, Incorrect, expect_close
+from course_lib.checks import Exercise, Incorrect
+from course_lib.checks.lookahead_problem import MyLookahead, judge_lookahead
 from course_lib.checks.soft_batch_problem import (
     LEARNING_RATE,
     MOMENTUM,
     STEPS,
     judge_soft_momentum_step,
 )
+from course_lib.keras_internals import built_variables
 from course_lib.stateless import compiled
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
+
+#: A terminal colour code, as Keras puts around names in some messages.
+_ESCAPE_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
 
 # --------------------------------------------------------------------------------------------
 # Solutions
@@ -50,18 +59,30 @@ def select_soft_momentum_step(weight, velocity, accumulator, count, gradient, st
     count.assign(ops.where(is_update, 0, count.value))
 
 
-def select_lookahead_sync(fast, slow, count, period, alpha):
-    """Lookahead's bookkeeping after one inner step, as a selection of values.
+class MySelectLookahead(MyLookahead):
+    """Notebook 07's Lookahead with its two decisions written as selections: it runs on JAX."""
 
-    Count the step; on every ``period``-th one pull the fast weight towards the slow one,
-    ``slow + alpha·(fast − slow)``, make that the new slow weight too, and restart the count.
-    """
-    count.assign_add(1)
-    is_sync = ops.equal(count.value, period)
-    pulled = slow.value + alpha * (fast.value - slow.value)
-    fast.assign(ops.where(is_sync, pulled, fast.value))
-    slow.assign(ops.where(is_sync, pulled, slow.value))
-    count.assign(ops.where(is_sync, 0, count.value))
+    @property
+    def variables(self):  # JAX's trainer carries these values only: the inner optimizer's too
+        return super().variables + self.inner.variables
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built:
+            self.build(trainable_variables)
+        weights = trainable_variables  # JAX's trainer passes none: those built on
+        weights = built_variables(self) if weights is None else weights
+        starting = ops.equal(self.count.value, 0)  # the start of a cycle, as a selection
+        for slow, fast in zip(self.slow, weights, strict=True):
+            slow.assign(ops.where(starting, fast.value, slow.value))
+        self.inner.apply(grads, weights)  # the fast step
+        self.count.assign_add(1)
+
+        syncing = ops.equal(self.count.value, self.sync_period)
+        for slow, fast in zip(self.slow, weights, strict=True):
+            pulled = slow.value + self.slow_step_size * (fast.value - slow.value)
+            slow.assign(ops.where(syncing, pulled, slow.value))
+            fast.assign(ops.where(syncing, pulled, fast.value))
+        self.count.assign(ops.where(syncing, 0, self.count.value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,49 +121,45 @@ def _check_soft_momentum_step(step: Callable[..., Any]) -> str:
     return "weight and velocity move once every 4 micro-batches, in a compiled step."
 
 
-#: The lookahead check's inner steps: the fast weight moves by these, one per step.
-FAST_MOVES = (0.5, -0.25, 1.0, 0.75, -0.5, 0.25, 0.5, -1.0)
-SYNC_PERIOD = 3
-SLOW_STEP = 0.5
-
-
-def expected_lookahead() -> tuple[list[float], list[float]]:
-    """Fast and slow weight after each step (both start at 0), from the formula in NumPy."""
-    fast, slow, count, fasts, slows = 0.0, 0.0, 0, [], []
-    for move in FAST_MOVES:
-        fast, count = fast + move, count + 1
-        if count == SYNC_PERIOD:
-            fast = slow = slow + SLOW_STEP * (fast - slow)
-            count = 0
-        fasts.append(fast)
-        slows.append(slow)
-    return fasts, slows
-
-
-def _check_lookahead_sync(sync: Callable[..., Any]) -> str:
-    fast, slow, count = keras.Variable(0.0), keras.Variable(0.0), keras.Variable(0, dtype="int32")
-    variables = [fast, slow, count]
-
-    def one_step(move):
-        fast.assign_add(move)  # what the inner optimizer does
-        sync(fast, slow, count, SYNC_PERIOD, SLOW_STEP)
-
-    fasts, slows, counts = [], [], []
-    for move in FAST_MOVES:
-        _run_compiled(one_step, variables, ops.convert_to_tensor(move))
-        fasts.append(float(fast.numpy()))
-        slows.append(float(slow.numpy()))
-        counts.append(int(count.numpy()))
-    expected_counts = [(k + 1) % SYNC_PERIOD for k in range(len(FAST_MOVES))]
-    if counts != expected_counts:
+def _check_select_lookahead(answer: Callable[..., Any]) -> str:
+    try:
+        return judge_lookahead(answer)
+    except (Incorrect, NotImplementedError):
+        raise
+    except Exception as error:
+        if keras.backend.backend() != "jax":
+            raise
+        if isinstance(error, TypeError) and "NoneType" in str(error):
+            raise Incorrect(
+                f"fit failed on JAX ({type(error).__name__}): JAX's trainer calls apply(grads) "
+                "without the variables, so trainable_variables is None. Use the variables the "
+                "optimizer was built on, as the skeleton's `weights` does."
+            ) from None
         raise Incorrect(
-            f"the step counter reads {counts}, expected {expected_counts}: count every step "
-            f"and restart at 0 on each {SYNC_PERIOD}rd."
-        )
-    expected_fasts, expected_slows = expected_lookahead()
-    expect_close("the slow weight after each step", slows, expected_slows)
-    expect_close("the fast weight after each step", fasts, expected_fasts)
-    return f"fast and slow weights meet every {SYNC_PERIOD} steps, as the formula says."
+            f"fit failed on JAX ({type(error).__name__}: {_first_line(error)}). In JAX's "
+            "compiled step a variable cannot be assigned in a branch of ops.cond: compute the "
+            "new values on every step, then assign ops.where(condition, new, old)."
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's own message (no Keras header, no colours), shortened."""
+    lines = [
+        line
+        for line in (_ESCAPE_CODE.sub("", line).strip() for line in str(error).splitlines())
+        if line and "Exception encountered" not in line
+    ]
+    text = lines[0] if lines else ""
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+def failure_summary(error: Exception, width: int = 60) -> str:
+    """``"TypeError: <the message's first line>..."``, for printing what a failed ``fit`` raised.
+
+    Keras wraps an error raised inside a layer or optimizer call in a header line ("Exception
+    encountered when calling ...") and colours names with terminal escape codes; both go.
+    """
+    return f"{type(error).__name__}: {_first_line(error)[:width]}..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,28 +170,28 @@ momentum_that_waits = Exercise(
     title="Momentum that waits, as a selection",
     checker=_check_soft_momentum_step,
     hint=(
-        "Start from your select_soft_sgd_step. Which two values does an update change now? "
-        "Compute each new value from the old ones first, as a plain tensor, and assign only "
-        "what ops.where picks; mind which velocity the weight's new value needs."
+        "Start from section 2's my_select_soft_sgd_step. Which two values does an update "
+        "change now? Compute each new value from the old ones first, as a plain tensor, and "
+        "assign only what ops.where picks; mind which velocity the weight's new value needs."
     ),
     solution=select_soft_momentum_step,
 )
 
-lookahead_sync = Exercise(
+select_lookahead = Exercise(
     title="Lookahead's synchronisation, as a selection",
-    checker=_check_lookahead_sync,
+    checker=_check_select_lookahead,
     hint=(
-        "Three variables change on a synchronisation step, and only one of them on the others. "
-        "Compute the interpolated weight once, from the values before anything is assigned, "
-        "then let one boolean tensor select for each variable."
+        "Follow the start of the cycle just above: one boolean tensor says whether this step "
+        "completes a cycle; compute the pulled weight from the values before anything is "
+        "assigned; then assign to each of slow, fast and the count what ops.where picks."
     ),
-    solution=select_lookahead_sync,
+    solution=MySelectLookahead,
 )
 
 __all__ = [
-    "expected_lookahead",
-    "lookahead_sync",
+    "MySelectLookahead",
+    "failure_summary",
     "momentum_that_waits",
-    "select_lookahead_sync",
+    "select_lookahead",
     "select_soft_momentum_step",
 ]

@@ -1,9 +1,10 @@
-"""The small soft-batch problem that the checks of notebooks 03 and A1 both run.
+"""The small soft-batch problem that notebook 03's check and appendix A2 (cells, check) share.
 
 Eight micro-batch gradients of one scalar weight, accumulated four at a time: the weight must
 move only on every fourth micro-batch, by the learning rate times the mean of the four. With
-momentum (notebooks 03 and A2), the velocity too changes only on those micro-batches. NumPy only,
-so that the Keras 2 appendix (a graph-mode kernel) can use it without loading Keras 3.
+momentum (the exercises of 03 and A2), the velocity too changes only on those micro-batches.
+NumPy only: it imports neither Keras nor TensorFlow, so it is the same yardstick on either
+backend (TensorFlow in 03, JAX in A2), and importing it chooses no backend.
 """
 
 from __future__ import annotations

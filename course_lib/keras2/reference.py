@@ -5,25 +5,28 @@ Su Jianlin's "Keras之小众需求:自定义优化器" (kexue.fm, 2018) wrote op
 between branches with ``K.switch``, and a Heun method that replaced ``model.train_function``
 with hand-built ``K.function`` s. Keras 2 survives as the ``tf_keras`` package, and its
 ``get_updates`` machinery still runs once eager execution is disabled. This module keeps our own
-versions of those three ideas, so that the appendix notebook can show each one equal to the
+versions of those three ideas, so that the appendix notebook can compare each one with the
 course's Keras 3 class (:mod:`course_lib.keras2.time_capsule` runs the Keras 3 side):
 
 * :class:`GetUpdatesSGD`: plain or momentum SGD as a ``get_updates`` optimizer;
 * :class:`ArticleSoftBatchSGD`: the soft batch in the article's style, which **leaks**: its
   weight update is built outside ``K.switch``'s branches, so it runs on every micro-batch;
 * :class:`SoftBatchSGD`: the corrected soft batch, whose update is built inside the branch;
+* :class:`SelectSoftBatchSGD`: the other correction, one assignment whose value ``K.switch`` picks;
 * :func:`inject_heun`: the intrusive Heun step, two ``K.function`` calls as ``train_function``.
 
 "In the article's style" means reconstructed from the article's prose: its code blocks did not
 survive in the course's copy of the text. The prose describes an accumulator variable and a
 condition that decides whether to update; the author's later correction
-(https://kexue.fm/archives/6794) says the condition was a ``K.switch``, which runs both branches.
+(https://kexue.fm/archives/6794) says the condition was a ``K.switch``, which computed both
+branches: given two finished tensors, it only chooses which result to return.
 
 **Graph mode only.** Importing this module does not change TensorFlow's mode, but everything it
 builds needs a process in which eager execution was disabled before any TensorFlow work: call
 :func:`enable_graph_mode` (or ``tf.compat.v1.disable_eager_execution()``) first, in a kernel or
-process of its own. Keras 3 cannot share that process. Each builder checks the mode and raises a
-``RuntimeError`` that says so, instead of failing deep inside TensorFlow.
+process of its own. ``import tensorflow`` loads Keras 3 there too, but Keras 3 cannot train in
+that process. Each builder checks the mode and raises a ``RuntimeError`` that says so, instead of
+failing deep inside TensorFlow.
 
 Run ``python -m course_lib.keras2.reference KIND[,KIND...] OUTFILE`` to train kinds of
 :data:`KERAS2_KINDS` in a fresh graph-mode process (the tests do).
@@ -53,6 +56,7 @@ __all__ = [
     "soft_batch_updates",
     "value_select_soft_batch_updates",
     "GetUpdatesSGD",
+    "SelectSoftBatchSGD",
     "SoftBatchSGD",
     "build_keras2_model",
     "enable_graph_mode",
@@ -252,6 +256,17 @@ class SoftBatchSGD(ArticleSoftBatchSGD):
     variable_updates = staticmethod(soft_batch_updates)
 
 
+class SelectSoftBatchSGD(ArticleSoftBatchSGD):
+    """The soft batch corrected the other way; bit-identical to :class:`SoftBatchSGD`.
+
+    Each variable's ops come from :func:`value_select_soft_batch_updates`: one ``K.update`` of
+    the weight on every micro-batch, with the value ``K.switch`` picks, its own between updates.
+    The form Keras 3 needs on JAX (``ops.where``), where a branch cannot assign.
+    """
+
+    variable_updates = staticmethod(value_select_soft_batch_updates)
+
+
 # --------------------------------------------------------------------------------------------
 # The intrusive Heun step
 # --------------------------------------------------------------------------------------------
@@ -340,6 +355,7 @@ def _optimizer_for(kind: str, problem: SharedProblem) -> optimizer_v1.Optimizer:
         "momentum": lambda: GetUpdatesSGD(rate, momentum=problem.momentum),
         "keras2_sgd": lambda: optimizer_v1.SGD(lr=rate),
         "soft_batch": lambda: SoftBatchSGD(rate, steps=steps),
+        "select_soft_batch": lambda: SelectSoftBatchSGD(rate, steps=steps),
         "article_soft_batch": lambda: ArticleSoftBatchSGD(rate, steps=steps),
     }
     if kind not in factories:

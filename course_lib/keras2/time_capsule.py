@@ -1,8 +1,9 @@
 """The problem that the Keras 2 appendix shares with Keras 3 (taught in A1_keras2_time_capsule).
 
 Keras 2 (``tf_keras``) trains the article's way only in graph mode, and graph mode is global to a
-process, while Keras 3 needs eager execution. The appendix therefore trains each side in its own
-process, on the *same* problem defined here, and compares the final weights:
+process, while Keras 3 trains only with eager execution (``import tensorflow`` loads Keras 3 in a
+graph-mode process too, but its ``fit`` fails there). The appendix therefore trains each side in
+its own process, on the *same* problem defined here, and compares the final weights:
 
 * :func:`shared_problem`: seeded NumPy data, the layer sizes and the initial weights, so that
   both Keras versions start from identical weights and see identical batches in identical order
@@ -11,9 +12,9 @@ process, on the *same* problem defined here, and compares the final weights:
   course's own classes (``PlainSGD``, ``MomentumSGD``, ``SoftBatch``, ``inject_runge_kutta``);
 * :func:`keras3_reference_weights`: the same in a fresh subprocess
   (``python -m course_lib.keras2.time_capsule KIND[,KIND...] OUTFILE``), for a graph-mode
-  kernel that cannot host Keras 3.
+  kernel, where Keras 3 cannot train.
 
-Importing this module imports only NumPy, so a graph-mode notebook can use it freely.
+Importing this module imports only NumPy (Keras 3 only inside :func:`train_keras3`).
 The idea and the Keras 2 code style come from Su Jianlin, "Keras之小众需求:自定义优化器",
 kexue.fm 2018; the code is our own.
 """
@@ -22,12 +23,8 @@ from __future__ import annotations
 
 from course_lib.environment import run_module_in_subprocess
 
-import ast
-import importlib.util
 import sys
-import textwrap
 from collections.abc import Iterable
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -40,7 +37,6 @@ __all__ = [
     "heirs_table",
     "keras2_reference_weights",
     "keras3_reference_weights",
-    "keras3_source",
     "max_abs_difference",
     "shared_problem",
     "train_keras3",
@@ -49,8 +45,9 @@ __all__ = [
 
 #: The reference trainings both sides know how to run.
 KINDS: tuple[str, ...] = ("sgd", "momentum", "soft_batch", "heun")
-#: What the Keras 2 side also runs: Keras 2's own SGD and the article-style (leaking) soft batch.
-KERAS2_KINDS: tuple[str, ...] = (*KINDS, "keras2_sgd", "article_soft_batch")
+#: What the Keras 2 side also runs: Keras 2's own SGD, the article-style (leaking) soft batch and
+#: the soft batch corrected by selecting values instead of building the update in a branch.
+KERAS2_KINDS: tuple[str, ...] = (*KINDS, "keras2_sgd", "article_soft_batch", "select_soft_batch")
 
 
 #: Each Keras 2 construct of the article, its Keras 3 heir, and the notebook that teaches the heir.
@@ -75,7 +72,16 @@ KERAS2_HEIRS: tuple[tuple[str, str, str], ...] = (
         "`self.assign(x, new)` / `self.assign_add(x, d)`",
         "02_minimal_optimizer",
     ),
-    ("`K.switch(cond, then, else)`", "`ops.cond(pred, true_fn, false_fn)`", "03_soft_batch"),
+    (
+        "`K.switch(cond, then_fn, else_fn)` given functions (a `tf.cond`)",
+        "`ops.cond(pred, true_fn, false_fn)`",
+        "03_soft_batch",
+    ),
+    (
+        "`K.switch(cond, a, b)` given finished tensors (a `tf.cond` that only hands one back)",
+        "`ops.where(cond, a, b)`: a different mechanism, the same effect (pick between values)",
+        "A2_same_optimizers_on_jax",
+    ),
     (
         "`K.function(...)` + `model.train_function = f`",
         "`train_step(self, data)`, or `inject_runge_kutta(model)`",
@@ -254,32 +260,6 @@ def max_abs_difference(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> floa
             raise ValueError(f"array {i} has shapes {left.shape} and {right.shape}.")
         largest = max(largest, float(np.max(np.abs(left - right), initial=0.0)))
     return largest
-
-
-def keras3_source(relative_path: str, qualname: str) -> str:
-    """Source of ``qualname`` (e.g. ``"SGD.update_step"``) in Keras 3's ``keras/src/<path>``.
-
-    Reads the installed file without importing Keras 3, which a graph-mode kernel should not do.
-    """
-    spec = importlib.util.find_spec("keras")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("Keras 3 (the `keras` package) is not installed.")
-    path = Path(next(iter(spec.submodule_search_locations))) / "src" / relative_path
-    if not path.is_file():
-        raise ValueError(f"relative_path={relative_path!r}: no file {path.name} in keras/src.")
-    text = path.read_text(encoding="utf-8")
-    nodes: list[ast.AST] = list(ast.parse(text).body)
-    node: ast.AST | None = None
-    for part in qualname.split("."):
-        node = next(
-            (n for n in nodes if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == part),
-            None,
-        )
-        if node is None:
-            raise ValueError(f"qualname={qualname!r}: no {part!r} in keras/src/{relative_path}.")
-        nodes = list(node.body)  # type: ignore[attr-defined]
-    segment = ast.get_source_segment(text, node, padded=True)  # type: ignore[arg-type]
-    return textwrap.dedent(segment or "")
 
 
 def _main(argv: list[str]) -> int:

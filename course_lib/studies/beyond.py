@@ -16,10 +16,11 @@ measure with them, so that the two can never disagree:
   seed, measured against the spread over seeds.
 
 Everything trains in float64. On the landscape that makes the Keras paths comparable with NumPy
-to round-off; on digits it makes the accuracies independent of the CPU: in float32, ten epochs at
-learning rate 0.1 carry rounding differences between CPUs (their SIMD kernels sum in different
-orders) far enough to flip a validation image, and notebook 07 compares its live runs with a
-benchmark recorded on another machine.
+to round-off. On digits it makes a live run comparable with a benchmark recorded on another
+machine: in float32, ten epochs at learning rate 0.1 could carry rounding differences between
+CPUs (their SIMD kernels sum in different orders) far enough to flip validation images; float64
+starts those differences about half a billion times smaller but cannot rule a flip out, so
+notebook 07 compares its live run with the benchmark to within one validation image.
 """
 
 from __future__ import annotations

@@ -147,13 +147,50 @@ def visible_fraction(figure, line):
     return float((seen & footprint).sum() / footprint.sum())
 
 
+def _overlapping_only(figure, ax):
+    """Hide the axes that do not overlap ``ax`` (nothing they draw can cover its lines).
+
+    A many-panel figure then renders one panel's neighbourhood instead of every panel, four
+    times per labelled line. The layout is computed first and frozen, so that a layout engine
+    does not lay the remaining axes out again. Returns the axes hidden, to show again.
+    """
+    figure.draw_without_rendering()
+    box = ax.get_position()
+    hidden = []
+    for other in figure.axes:
+        if other is ax or not other.get_visible():
+            continue
+        if other.get_position().overlaps(box):
+            continue
+        other.set_visible(False)
+        hidden.append(other)
+    return hidden
+
+
 def covered_problems(figure, number, ax, already_reported):
     """Labelled lines that later artists cover almost entirely."""
+    lines = [
+        line
+        for line in ax.get_lines()
+        if line.get_visible() and not line.get_label().startswith("_") and line not in already_reported
+    ]
+    if not lines:
+        return []
+    engine = figure.get_layout_engine()
+    hidden = _overlapping_only(figure, ax)
+    figure.set_layout_engine("none")
+    try:
+        return _covered_lines(figure, number, lines)
+    finally:
+        for other in hidden:
+            other.set_visible(True)
+        figure.set_layout_engine(engine)
+
+
+def _covered_lines(figure, number, lines):
     problems = []
-    for line in ax.get_lines():
+    for line in lines:
         label = line.get_label()
-        if not line.get_visible() or label.startswith("_") or line in already_reported:
-            continue
         fraction = visible_fraction(figure, line)
         if fraction is not None and fraction < VISIBLE_AT_LEAST:
             problems.append(
