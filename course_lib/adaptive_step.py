@@ -22,7 +22,10 @@ somewhere is rejected and retried with a smaller step, as in float32: the point 
 a gradient that overflowed where the loss is finite (or at p) is the loss scale's doing: the
 retries end, the step is skipped as a whole (weights, optimizer, non-trainable state and step
 scale as they were) and the loss scale halves, as Keras's own step does; a skipped step is not
-a failure, so nothing raises.
+a failure, so nothing raises. If every try's loss is non-finite somewhere, the step fails as in
+float32 (:class:`~course_lib.adaptive.StepSizeError` under both policies, nothing applied) and
+is not counted as skipped; the loss scale still halves, by Keras's rule for a gradient that is
+not finite.
 
 Under ``tf.distribute.MirroredStrategy`` every try all-reduces gradients, which TensorFlow cannot
 do inside control flow that runs in a replica context; so the loop runs once, in cross-replica
@@ -223,19 +226,22 @@ class AdaptiveController:
                 for_each_replica(distribution, trial.restore, start)
                 run_if(applied, apply_step, written)
                 return StepOutcome(rejections, last.scale, last.accepted, last.norm)
+            # Skipped: the scale overflowed. A direction that is not finite otherwise (the loss
+            # was not finite at every try's trial point) is not applied, and fails as in float32.
+            skipped = last.payload[-1]
             finite = ops.logical_and(
-                ops.logical_not(last.payload[-1]), all_finite(model.optimizer, direction)
+                ops.logical_not(skipped), all_finite(model.optimizer, direction)
             )
-            for_each_replica(distribution, restore_kept, start, finite)
+            for_each_replica(distribution, restore_kept, start, ops.logical_not(skipped))
             run_if(ops.logical_and(applied, finite), apply_step, written)
             update_loss_scale(model.optimizer, finite)
             # A skipped step reports the step size it leaves for the next one, and no estimate.
             return StepOutcome(
-                ops.where(finite, rejections, 0),
-                ops.where(finite, last.scale, kept_scale),
+                ops.where(skipped, 0, rejections),
+                ops.where(skipped, kept_scale, last.scale),
                 last.accepted,
-                ops.where(finite, last.norm, float("nan")),
-                ops.logical_not(finite),
+                ops.where(skipped, float("nan"), last.norm),
+                skipped,
             )
 
         outcome = StepOutcome(*in_cross_replica_context(decide, start))

@@ -5,7 +5,8 @@ step and tolerances must choose the same step sizes, reject the same tries and l
 point as the controller's functions in a NumPy loop, and as the Keras training step. A NumPy
 re-implementation covers changing mini-batches. Under mixed precision the controller's run
 equals the float64 one within float16's round-off, and a step whose gradient overflows is
-skipped as a whole, without a StepSizeError. Runs on TensorFlow and on JAX (in JAX's x64 mode,
+skipped as a whole, without a StepSizeError, while a loss that is never finite at the trial
+points still raises as in float32. Runs on TensorFlow and on JAX (in JAX's x64 mode,
 which the controller needs); under MirroredStrategy the controller's decisions run in
 cross-replica context (DataParallel on JAX: tests/test_scale_out_jax.py).
 """
@@ -448,6 +449,22 @@ def test_under_mixed_precision_a_loss_that_is_not_finite_still_shrinks_the_step(
     history = fit_steps(model, 1, callbacks=[log])
     assert history.history["skipped_steps"] == [0] and log.rejections[0] >= 2
     assert np.all(np.isfinite(p_of(model))) and np.abs(p_of(model) - P0).max() > 0.1
+
+
+@float64
+def test_under_mixed_precision_a_loss_never_finite_at_the_trial_points_fails_as_in_float32():
+    """Every try overshoots out of the disc, where the loss is NaN: the point is at fault, not
+    the scale, so the step is not a skip but the float32 run's StepSizeError (weights kept)."""
+    adaptive = AdaptiveStepSize(1e-2, 1e-2, max_rejections=1)
+    settings = {"tableau": "bogacki_shampine", "adaptive": adaptive, "loss": guarded_loss}
+    reference = quadratic_model(RUNGE_KUTTA, "clean", h=1000.0, **settings)
+    with pytest.raises(StepSizeError, match="not finite.*all 2 tries, down to step size 200"):
+        fit_steps(reference, 1)
+    model = mixed_precision_model(2.0**5, h=1000.0, **settings)
+    with pytest.raises(StepSizeError, match="not finite.*all 2 tries, down to step size 200"):
+        fit_steps(model, 1)
+    np.testing.assert_array_equal(p_of(model), P0)
+    assert int(model.optimizer.iterations.numpy()) == 0
 
 
 @float64
