@@ -107,7 +107,9 @@ class StatelessTrialPoints:
         new_metrics = [scope.get_current_value(v) for v in variables.metrics]
         return scaled(loss, scale), (loss, y_pred, new_non_trainable, new_metrics)
 
-    def evaluate(self, weights: Sequence[Any], non_trainable: list, batch: Batch, scale=None):
+    def evaluate(
+        self, weights: Sequence[Any], non_trainable: list, batch: Batch, scale: Any = None
+    ) -> tuple[Any, tuple, list]:
         """``loss, (y_pred, non_trainable, metrics), gradients`` at ``weights``.
 
         Keras's own forward pass and compiled loss (layer losses and regularisers included);

@@ -101,7 +101,7 @@ def unscaled(gradients: Sequence[Any], scale: Any) -> list:
     return [None if g is None else ops.divide(g, scale) for g in gradients]
 
 
-def all_finite(optimizer: keras.optimizers.LossScaleOptimizer, *gradients: Sequence[Any]):
+def all_finite(optimizer: keras.optimizers.LossScaleOptimizer, *gradients: Sequence[Any]) -> Any:
     """Whether every gradient of every list is finite: ``LossScaleOptimizer.check_finite``."""
     return optimizer.check_finite([g for group in gradients for g in group])
 
