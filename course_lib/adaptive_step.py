@@ -16,6 +16,17 @@ A Runge–Kutta method with an embedded pair (:mod:`course_lib.runge_kutta`) is 
    retries raises :class:`~course_lib.adaptive.StepSizeError` or warns
    (:meth:`AdaptiveController.check_logs`).
 
+Under a ``LossScaleOptimizer`` (mixed precision) every try's gradients come unscaled from the
+skeleton (:mod:`course_lib.multi_gradient_step.loss_scaling`). A try whose *loss* is not finite
+somewhere is rejected and retried with a smaller step, as in float32: the point is at fault. But
+a gradient that overflowed where the loss is finite (or at p) is the loss scale's doing: the
+retries end, the step is skipped as a whole (weights, optimizer, non-trainable state and step
+scale as they were) and the loss scale halves, as Keras's own step does; a skipped step is not
+a failure, so nothing raises. If every try's loss is non-finite somewhere, the step fails as in
+float32 (:class:`~course_lib.adaptive.StepSizeError` under both policies, nothing applied) and
+is not counted as skipped; the loss scale still halves, by Keras's rule for a gradient that is
+not finite.
+
 Under ``tf.distribute.MirroredStrategy`` every try all-reduces gradients, which TensorFlow cannot
 do inside control flow that runs in a replica context; so the loop runs once, in cross-replica
 context, and each try runs on every replica from there (:mod:`course_lib.distribution`). Every
@@ -38,6 +49,13 @@ from course_lib.distribution import (
     for_each_replica,
     in_cross_replica_context,
     run_if,
+)
+from course_lib.multi_gradient_step.loss_scaling import (
+    RecordedTrialPoints,
+    all_finite,
+    kept_state,
+    skip_logs,
+    update_loss_scale,
 )
 from course_lib.multi_gradient_step.records import Rule, StepStart, TrialPoints
 from course_lib.multi_gradient_step.step import apply_direction
@@ -63,6 +81,8 @@ class StepOutcome(NamedTuple):
     scale: Any
     accepted: Any
     norm: Any
+    #: Under loss scaling, whether the step was skipped for a gradient that is not finite.
+    skipped: Any = None
 
 
 def _require_float64(where: str) -> None:
@@ -148,15 +168,26 @@ class AdaptiveController:
         present = [g is not None for g in start.gradients]
         variables = model.trainable_variables
         written = [*variables, *model.optimizer.variables, scale]
+        scaling = start.loss_scale is not None
 
         def attempt(try_scale: Any, start: StepStart) -> tuple[Any, list]:
             h = ops.cast(start.learning_rate, "float64") * try_scale
-            direction = rule(trial, start, h)
+            recorded = RecordedTrialPoints(trial) if scaling else trial
+            direction = rule(recorded, start, h)
             estimate = direction.estimate
             norm = error_norm(start.weights, estimate.new_weights, estimate.error, settings)
             # Loop variables cannot be None: zeros stand in for a variable without a gradient.
             pairs = zip(direction.gradients, start.weights, strict=True)
-            return norm, [ops.zeros_like(p) if g is None else g for g, p in pairs]
+            payload = [ops.zeros_like(p) if g is None else g for g, p in pairs]
+            if not scaling:
+                return norm, payload
+            # A gradient that overflowed (at p, or where the loss is finite) ends the retries as
+            # if accepted; the step is then skipped as a whole, and the loss scale lowered.
+            overflowed = ops.logical_or(
+                ops.logical_not(all_finite(model.optimizer, start.gradients)),
+                recorded.scale_overflowed(model.optimizer),
+            )
+            return ops.where(overflowed, 0.0, norm), [*payload, overflowed]
 
         def apply(direction: list, try_scale: Any) -> None:
             # With SGD(learning_rate) the step is p − h·direction, h = learning_rate·scale.
@@ -168,27 +199,50 @@ class AdaptiveController:
                 ],
             )
 
+        def restore_kept(start: StepStart, finite: Any) -> None:
+            trial.restore(kept_state(start, finite))
+
         def decide(distribution: Any, start: StepStart) -> StepOutcome:
             def attempt_everywhere(try_scale: Any) -> tuple[Any, list]:
                 tried = for_each_replica(distribution, attempt, try_scale, start)
                 return first_replica(distribution, tried)
 
             zeros = [ops.zeros(v.shape, v.dtype) for v in variables]
-            last = retry_until_accepted(
-                attempt_everywhere, ops.copy(scale.value), zeros, settings, exponent
-            )
-            for_each_replica(distribution, trial.restore, start)
+            if scaling:
+                zeros.append(ops.convert_to_tensor(False))
+            kept_scale = ops.copy(scale.value)
+            last = retry_until_accepted(attempt_everywhere, kept_scale, zeros, settings, exponent)
+            direction = last.payload[:-1] if scaling else last.payload
             rejections = last.tries - 1
             grow = growth_factor(last.norm, rejections > 0, settings, exponent)
 
             def apply_step() -> None:
-                for_each_replica(distribution, apply, last.payload, last.scale)
+                for_each_replica(distribution, apply, direction, last.scale)
                 scale.assign(last.scale * grow)
 
             # A failed last try is applied under "accept", unless it is not finite: NaN weights.
             applied = ops.isfinite(last.norm) if settings.on_failure == "accept" else last.accepted
-            run_if(applied, apply_step, written)
-            return StepOutcome(rejections, last.scale, last.accepted, last.norm)
+            if not scaling:
+                for_each_replica(distribution, trial.restore, start)
+                run_if(applied, apply_step, written)
+                return StepOutcome(rejections, last.scale, last.accepted, last.norm)
+            # Skipped: the scale overflowed. A direction that is not finite otherwise (the loss
+            # was not finite at every try's trial point) is not applied, and fails as in float32.
+            skipped = last.payload[-1]
+            finite = ops.logical_and(
+                ops.logical_not(skipped), all_finite(model.optimizer, direction)
+            )
+            for_each_replica(distribution, restore_kept, start, ops.logical_not(skipped))
+            run_if(ops.logical_and(applied, finite), apply_step, written)
+            update_loss_scale(model.optimizer, finite)
+            # A skipped step reports the step size it leaves for the next one, and no estimate.
+            return StepOutcome(
+                ops.where(skipped, 0, rejections),
+                ops.where(skipped, kept_scale, last.scale),
+                last.accepted,
+                ops.where(skipped, float("nan"), last.norm),
+                skipped,
+            )
 
         outcome = StepOutcome(*in_cross_replica_context(decide, start))
         return step_logs(outcome, ops.cast(start.learning_rate, "float64") * outcome.scale)
@@ -200,14 +254,23 @@ class AdaptiveController:
 
 
 def step_logs(outcome: StepOutcome, step_size: Any) -> dict[str, Any]:
-    """The logs an adaptive step adds: ``step_size``, ``rejections``, ``error_norm``."""
-    return {
+    """The logs an adaptive step adds: ``step_size``, ``rejections``, ``error_norm``.
+
+    Under loss scaling a skipped step is not a failure, and the skeleton counts it.
+    """
+    failed = ops.logical_not(outcome.accepted)
+    if outcome.skipped is not None:
+        failed = ops.logical_and(failed, ops.logical_not(outcome.skipped))
+    logs = {
         "step_size": step_size,
         "rejections": outcome.rejections,
         "error_norm": outcome.norm,
         # A number, not a bool: under a strategy Keras averages every log across replicas.
-        FAILED_LOG: ops.cast(ops.logical_not(outcome.accepted), "float32"),
+        FAILED_LOG: ops.cast(failed, "float32"),
     }
+    if outcome.skipped is not None:
+        logs.update(skip_logs(ops.logical_not(outcome.skipped)))
+    return logs
 
 
 def _fail(logs: dict[str, Any], settings: AdaptiveStepSize) -> None:

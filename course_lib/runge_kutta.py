@@ -24,6 +24,10 @@ batch with a smaller h. The logs gain ``step_size``, ``rejections`` and ``error_
 Two ways in: :class:`RungeKuttaModel` and :class:`RungeKuttaSequential` (saved with their tableau
 and adaptive settings), or :func:`inject_runge_kutta` on a compiled standard model, the Keras 3
 heir of the ``inject(model)`` in Su Jianlin's "Keras之小众需求:自定义优化器" (kexue.fm, 2018).
+Under a ``mixed_float16`` policy every stage's gradient is unscaled, and a step whose gradients
+overflow is skipped and counted in the logs (``skipped_steps``), as
+:mod:`course_lib.multi_gradient_step` describes (and :mod:`course_lib.adaptive_step`, for the
+adaptive step).
 """
 
 from __future__ import annotations

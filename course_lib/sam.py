@@ -24,7 +24,9 @@ The denominator is ‖g‖ + 1e-12, as in the paper's code, so a zero gradient g
 ``rho=0`` is allowed: then SAM is the compiled optimizer at twice the cost (a useful check).
 Two ways in, as for Runge–Kutta: :class:`SAMModel`, :class:`SAMSequential`, or :func:`inject_sam`
 on a compiled standard model (``compile`` and :func:`eject_sam` undo it; saving an injected
-model saves the standard model).
+model saves the standard model). Both train under a ``mixed_float16`` policy: both gradients
+are unscaled, and a step whose gradients overflow is skipped and counted in the logs
+(``skipped_steps``), as :mod:`course_lib.multi_gradient_step` describes.
 """
 
 from __future__ import annotations

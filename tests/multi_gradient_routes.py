@@ -168,6 +168,89 @@ def assert_mirrored_equals_one_device(
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=0, atol=atol)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build the models of a block under Keras's global dtype policy ``name``, then restore it.
+
+    Under ``"mixed_float16"`` the layers compute in float16 with float32 weights, and ``compile``
+    wraps the optimizer in a ``LossScaleOptimizer``.
+    """
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def assert_mixed_precision_equals_full_precision(
+    routes: Routes, route: str, steps: int = 4, rtol: float = 2e-3, **settings: Any
+) -> None:
+    """On the quadratic, a run under ``mixed_float16`` equals the same run at the test's float
+    precision within float16's round-off, and skips no step.
+
+    The loss scale starts at 2¹⁰, low enough that no scaled gradient overflows here (the
+    default 2¹⁵ would skip the first steps, as Keras's own step does).
+    """
+    reference = quadratic_model(routes, route, **settings)
+    fit_steps(reference, steps)
+    with dtype_policy("mixed_float16"):
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.1), initial_scale=2.0**10
+        )
+        model = quadratic_model(routes, route, optimizer=optimizer, **settings)
+        history = fit_steps(model, steps)
+    assert model.get_layer("p").compute_dtype == "float16"
+    assert history.history["skipped_steps"] == [0]
+    np.testing.assert_allclose(p_of(model), p_of(reference), rtol=rtol, atol=0)
+
+
+def _training_state(model: keras.Model) -> list[np.ndarray]:
+    """Every variable of the model and its optimizer but the loss scale and its counter."""
+    optimizer = model.optimizer
+    scaling = {id(optimizer.dynamic_scale), id(optimizer.step_counter)}
+    variables = [*model.trainable_variables, *model.non_trainable_variables]
+    variables += [v for v in optimizer.variables if id(v) not in scaling]
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
+def assert_an_overflow_skips_the_whole_step(routes: Routes, route: str, **settings: Any) -> None:
+    """Under ``mixed_float16``, a batch whose scaled gradient overflows float16 changes nothing
+    but the loss scale, which halves, and the count of skipped steps.
+
+    A Dense–BatchNorm–Dense model with momentum SGD, which ``compile`` wraps in a
+    ``LossScaleOptimizer``: four ordinary steps (the first ones may be skipped while the loss
+    scale comes down from 2¹⁵, as in Keras's own step; then BatchNorm's statistics and the
+    momentum move), then the same inputs with targets 10⁴ away. Their loss is finite in
+    float32, but its gradient, scaled, overflows float16 on its way back through the layers.
+    """
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]])).astype("float32")
+    course_lib.set_seed(5)
+    with dtype_policy("mixed_float16"):
+        inputs = keras.Input((3,))
+        hidden = keras.layers.Dense(4)(inputs)
+        hidden = keras.layers.BatchNormalization(momentum=0.5, name="bn")(hidden)
+        outputs = keras.layers.Dense(1)(keras.layers.Activation("tanh")(hidden))
+        compile_settings = {"optimizer": keras.optimizers.SGD(0.1, momentum=0.9), "loss": "mse"}
+        model = on_route(routes, route, inputs, outputs, compile_settings, **settings)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    fit = {"batch_size": 8, "epochs": 1, "shuffle": False, "verbose": 0}
+    moving_mean = model.get_layer("bn").moving_mean.numpy().copy()
+    skipped = model.fit(np.tile(x, (4, 1)), np.tile(y, (4, 1)), **fit).history["skipped_steps"]
+    assert skipped[0] < 4 and int(model.optimizer.iterations.numpy()) == 4 - skipped[0]
+    assert np.abs(model.get_layer("bn").moving_mean.numpy() - moving_mean).max() > 1e-3
+    before, scale = _training_state(model), float(model.optimizer.dynamic_scale.numpy())
+    history = model.fit(x, y + 1e4, **fit)
+    assert np.isfinite(history.history["loss"][0])
+    assert history.history["skipped_steps"] == [skipped[0] + 1]
+    for got, want in zip(_training_state(model), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert float(model.optimizer.dynamic_scale.numpy()) == scale / 2
+    assert int(model.optimizer.step_counter.numpy()) == 0
+
+
 def assert_equals_kerass_own_step(routes: Routes, **settings: Any) -> None:
     """Settings that make the method one plain gradient step give Keras's step, bit for bit.
 

@@ -3,8 +3,11 @@
 The reference is SciPy itself: on a linear gradient flow, ``RK45`` / ``RK23`` with the same first
 step and tolerances must choose the same step sizes, reject the same tries and land on the same
 point as the controller's functions in a NumPy loop, and as the Keras training step. A NumPy
-re-implementation covers changing mini-batches. Runs on TensorFlow and on JAX (in JAX's x64
-mode, which the controller needs); under MirroredStrategy the controller's decisions run in
+re-implementation covers changing mini-batches. Under mixed precision the controller's run
+equals the float64 one within float16's round-off, and a step whose gradient overflows is
+skipped as a whole, without a StepSizeError, while a loss that is never finite at the trial
+points still raises as in float32. Runs on TensorFlow and on JAX (in JAX's x64 mode,
+which the controller needs); under MirroredStrategy the controller's decisions run in
 cross-replica context (DataParallel on JAX: tests/test_scale_out_jax.py).
 """
 
@@ -31,7 +34,14 @@ import numpy as np
 import pytest
 from scipy.integrate import RK23, RK45
 
-from multi_gradient_routes import fit_steps, mlp_run, p_of, quadratic_model
+from multi_gradient_routes import (
+    assert_an_overflow_skips_the_whole_step,
+    dtype_policy,
+    fit_steps,
+    mlp_run,
+    p_of,
+    quadratic_model,
+)
 from quadratic_problem import P0, quadratic_loss_for
 from quadratic_problem import A as MILD
 
@@ -370,6 +380,99 @@ def test_adaptive_step_runs_under_xla(xla_allowed):
     sizes, point = scipy_steps(RK45, 3, 0.2, SETTINGS)
     np.testing.assert_allclose(log.step_sizes, sizes, rtol=1e-9)
     np.testing.assert_allclose(p_of(model), point, rtol=0, atol=1e-12)
+
+
+def numpy_runge_kutta_path(tableau, sizes, matrix):
+    """Fixed Runge–Kutta steps of the given sizes on the flow −matrix·y, from P0."""
+    tableau, y = get_tableau(tableau), P0.copy()
+    for h in sizes:
+        slopes = []
+        for i in range(tableau.stages):
+            slopes.append(-matrix @ (y + h * sum(tableau.a[i][j] * slopes[j] for j in range(i))))
+        y = y + h * sum(b * k for b, k in zip(tableau.b, slopes, strict=True))
+    return y
+
+
+def mixed_precision_model(initial_scale, **settings):
+    """The quadratic under mixed_float16, compiled with SGD(h) inside a LossScaleOptimizer."""
+    with dtype_policy("mixed_float16"):
+        h = settings.pop("h", 0.2)
+        scaled_sgd = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(h), initial_scale=initial_scale
+        )
+        return quadratic_model(RUNGE_KUTTA, "clean", optimizer=scaled_sgd, **settings)
+
+
+@float64
+def test_under_mixed_precision_every_step_is_the_step_of_the_size_it_chose():
+    """Under mixed_float16 each accepted step is the Bogacki–Shampine step of the size logged,
+    within float16's round-off, so every try's gradients are unscaled; and the sizes are the
+    float64 run's. The first try (h = 1) is rejected: retries run under loss scaling too.
+
+    The tolerances are ones float16 can resolve: the error estimate is a difference of
+    gradients taken at weights rounded to float16, which a tighter atol would measure.
+    """
+    settings = {"tableau": "bogacki_shampine", "adaptive": AdaptiveStepSize(1e-2, 1e-2)}
+    reference_log, log = StepSizeLog(), StepSizeLog()
+    reference = quadratic_model(RUNGE_KUTTA, "clean", h=1.0, **settings)
+    fit_steps(reference, 6, callbacks=[reference_log])
+    model = mixed_precision_model(2.0**5, h=1.0, **settings)
+    history = fit_steps(model, 6, callbacks=[log])
+    assert history.history["skipped_steps"] == [0] and log.rejections[0] >= 1
+    expected = numpy_runge_kutta_path("bogacki_shampine", log.step_sizes, MILD)
+    np.testing.assert_allclose(p_of(model), expected, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(log.step_sizes, reference_log.step_sizes, rtol=1e-2)
+
+
+@float64
+def test_under_mixed_precision_an_overflow_at_a_trial_point_skips_the_step():
+    """The first try (h = 1) overshoots: its scaled gradient overflows float16 where the loss is
+    finite. That is the loss scale's doing, not the step size's: the step is skipped (nothing
+    moves, nothing raises) and the loss scale halves, where a smaller scale would have let the
+    controller reject the try and retry (previous test)."""
+    settings = {"tableau": "bogacki_shampine", "adaptive": AdaptiveStepSize(1e-2, 1e-2)}
+    model = mixed_precision_model(2.0**10, h=1.0, **settings)
+    history = fit_steps(model, 1)
+    assert history.history["skipped_steps"] == [1] and history.history["rejections"] == [0]
+    np.testing.assert_array_equal(p_of(model), P0)
+    assert float(model.runge_kutta_step_scale.numpy()) == 1.0
+    assert float(model.optimizer.dynamic_scale.numpy()) == 2.0**9
+
+
+@float64
+def test_under_mixed_precision_a_loss_that_is_not_finite_still_shrinks_the_step():
+    """Where the loss itself is NaN (outside the disc) the point is at fault: rejected and
+    retried, as in float32, with nothing skipped."""
+    settings = {"tableau": "dormand_prince", "adaptive": AdaptiveStepSize(1e-2, 1e-2)}
+    model = mixed_precision_model(2.0**5, h=2.0, loss=guarded_loss, **settings)
+    log = StepSizeLog()
+    history = fit_steps(model, 1, callbacks=[log])
+    assert history.history["skipped_steps"] == [0] and log.rejections[0] >= 2
+    assert np.all(np.isfinite(p_of(model))) and np.abs(p_of(model) - P0).max() > 0.1
+
+
+@float64
+def test_under_mixed_precision_a_loss_never_finite_at_the_trial_points_fails_as_in_float32():
+    """Every try overshoots out of the disc, where the loss is NaN: the point is at fault, not
+    the scale, so the step is not a skip but the float32 run's StepSizeError (weights kept)."""
+    adaptive = AdaptiveStepSize(1e-2, 1e-2, max_rejections=1)
+    settings = {"tableau": "bogacki_shampine", "adaptive": adaptive, "loss": guarded_loss}
+    reference = quadratic_model(RUNGE_KUTTA, "clean", h=1000.0, **settings)
+    with pytest.raises(StepSizeError, match="not finite.*all 2 tries, down to step size 200"):
+        fit_steps(reference, 1)
+    model = mixed_precision_model(2.0**5, h=1000.0, **settings)
+    with pytest.raises(StepSizeError, match="not finite.*all 2 tries, down to step size 200"):
+        fit_steps(model, 1)
+    np.testing.assert_array_equal(p_of(model), P0)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+@float64
+def test_an_overflow_skips_the_whole_adaptive_step():
+    """The gradient at p is not finite: no try is taken, the step scale stays, nothing raises."""
+    assert_an_overflow_skips_the_whole_step(
+        RUNGE_KUTTA, "clean", tableau="bogacki_shampine", adaptive=True
+    )
 
 
 def scaled_quadratic(y_true, y_pred):

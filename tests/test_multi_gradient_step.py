@@ -3,7 +3,8 @@
 What every method's training step inherits from the skeleton is tested here with the probe of
 ``probe_method.py``, the gradient at p − reach·g: its closed form on L(p) = ½ pᵀAp, Keras's own
 step at reach 0, the logs at the start point, one mini-batch for every pass, BatchNorm's
-statistics moved once, the two routes and their life cycle, saving, clear errors, and, on
+statistics moved once, the two routes and their life cycle, saving, clear errors, mixed
+precision (Keras's own loss-scaled step at reach 0, an overflow skipped as a whole), and, on
 TensorFlow, MirroredStrategy equal to one device (DataParallel on JAX:
 tests/test_scale_out_jax.py). Each rule is tested against its own closed form in its own file.
 Runs on TensorFlow and on JAX.
@@ -26,8 +27,10 @@ from probe_method import ROUTES as PROBE
 from probe_method import ProbeSettings
 
 from multi_gradient_routes import (
+    assert_an_overflow_skips_the_whole_step,
     assert_equals_kerass_own_step,
     assert_mirrored_equals_one_device,
+    dtype_policy,
     fit_steps,
     least_squares_data,
     least_squares_epoch,
@@ -213,18 +216,51 @@ def test_models_without_an_optimizer_are_refused():
         PROBE.inject(model)
 
 
-def test_a_loss_scaling_optimizer_is_refused():
+def test_a_fixed_loss_scale_factor_is_refused():
+    """Only LossScaleOptimizer's dynamic scaling is supported; the error names the fix."""
     model = quadratic_model(PROBE, "plain")
-    model.compile(
-        optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)),
-        loss=quadratic_loss_for(A),
-    )
-    with pytest.raises(TypeError, match="LossScaleOptimizer .* not supported"):
+    model.compile(optimizer=keras.optimizers.SGD(0.1, loss_scale_factor=128.0), loss="mse")
+    with pytest.raises(ValueError, match="loss_scale_factor=128.0.*LossScaleOptimizer"):
         PROBE.inject(model)
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. MirroredStrategy equals one device (DataParallel on JAX: tests/test_scale_out_jax.py)
+# 4. Mixed precision: loss scaling at every pass, a step with a non-finite gradient skipped
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["clean", "intrusive"])
+def test_under_mixed_precision_a_second_pass_at_p_is_kerass_own_loss_scaled_step(route):
+    """reach = 0 under mixed_float16: Keras's own step, bit for bit, through every skipped step
+    and every change of the loss scale (it starts too high, halves three times, then grows)."""
+
+    def run(routes, route, **settings):
+        with dtype_policy("mixed_float16"):
+            inner = keras.optimizers.SGD(0.1, momentum=0.5)
+            optimizer = keras.optimizers.LossScaleOptimizer(inner, dynamic_growth_steps=2)
+            model = quadratic_model(routes, route, optimizer=optimizer, **settings)
+            history = fit_steps(model, 8, shuffle=False)
+        return model, history.history
+
+    model, logs = run(PROBE, route, reach=0.0)
+    keras_model, keras_logs = run(None, "plain")
+    np.testing.assert_array_equal(p_of(model), p_of(keras_model))
+    assert logs["loss"] == keras_logs["loss"]
+    for name in ("dynamic_scale", "step_counter", "iterations"):
+        got, want = (getattr(m.optimizer, name).numpy() for m in (model, keras_model))
+        assert got == want, name
+    skipped = 8 - int(model.optimizer.iterations.numpy())
+    assert skipped >= 3 and logs["skipped_steps"] == [skipped]
+    assert float(model.optimizer.dynamic_scale.numpy()) > 2.0**15 / 2**skipped, "it must grow"
+
+
+@pytest.mark.parametrize("route", ["clean", "intrusive"])
+def test_an_overflow_skips_the_whole_step(route):
+    assert_an_overflow_skips_the_whole_step(PROBE, route, reach=0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. MirroredStrategy equals one device (DataParallel on JAX: tests/test_scale_out_jax.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -242,3 +278,19 @@ def test_synchronized_batchnorm_under_mirrored_strategy_equals_one_device(two_cp
     assert_mirrored_equals_one_device(
         two_cpu_strategy, PROBE, "clean", atol=2e-6, batch_norm=True, reach=0.5
     )
+
+
+@pytest.mark.tensorflow_only("MirroredStrategy is TensorFlow's")
+def test_mixed_precision_under_mirrored_strategy_equals_one_device(two_cpu_strategy):
+    """The decision is taken once, in cross-replica context. float16 rounds a batch and its
+    halves differently, hence the tolerance; and each replica differentiates its share of the
+    loss (half of it), so a scale that overflows one device may not overflow two: the scale
+    starts low enough for neither to skip."""
+
+    def scaled_sgd():
+        return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=64.0)
+
+    with dtype_policy("mixed_float16"):
+        assert_mirrored_equals_one_device(
+            two_cpu_strategy, PROBE, "clean", atol=1e-3, optimizer=scaled_sgd, reach=0.5
+        )

@@ -20,13 +20,15 @@ SETUP, RECIPES = read_page()
 
 @pytest.fixture
 def restored_globals():
-    """A recipe may set a global distribution or JAX's x64 mode; the next test gets them back."""
-    x64 = None
+    """A recipe may set a global distribution, JAX's x64 mode or the dtype policy; the next test
+    gets them back."""
+    x64, policy = None, keras.config.dtype_policy()
     if BACKEND == "jax":
         import jax
 
         x64 = jax.config.jax_enable_x64
     yield
+    keras.config.set_dtype_policy(policy)
     if BACKEND == "jax":
         import jax
 

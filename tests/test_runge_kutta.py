@@ -3,8 +3,9 @@
 The reference for every numeric test is a closed form: on L(p) = ½ pᵀAp one Runge–Kutta step of
 size h multiplies p by the stability polynomial R(−hA) (Heun: I − hA + (hA)²/2), and the exact
 gradient flow is p(t) = exp(−tA)·p0; on linear least squares w − w* is multiplied by R(−hH) with
-H the Hessian; on real batches a NumPy loop gives the reference. What every rule inherits from
-the skeleton (logs, one mini-batch, BatchNorm, routes, distribution) is tested once in
+H the Hessian; on real batches a NumPy loop gives the reference; under mixed precision, the same
+run in float32. What every rule inherits from the skeleton (logs, one mini-batch, BatchNorm,
+routes, distribution, the skip of an overflowing step) is tested once in
 tests/test_multi_gradient_step.py; the adaptive controller in tests/test_adaptive.py.
 """
 
@@ -27,6 +28,7 @@ import scipy.linalg
 
 from multi_gradient_routes import (
     assert_equals_kerass_own_step,
+    assert_mixed_precision_equals_full_precision,
     fit_steps,
     least_squares_data,
     least_squares_epoch,
@@ -177,6 +179,12 @@ def test_every_stage_uses_the_same_mini_batch(float64):
 def test_euler_tableau_equals_keras_standard_step():
     """One stage, b = (1): the Runge–Kutta step must be Keras's own, bit for bit (momentum too)."""
     assert_equals_kerass_own_step(RUNGE_KUTTA, tableau="euler")
+
+
+@pytest.mark.parametrize(("tableau", "route"), [("heun", "clean"), ("rk4", "intrusive")])
+def test_mixed_precision_equals_float32(tableau, route):
+    """Under mixed_float16 every stage's gradient is unscaled: the float32 run, within float16."""
+    assert_mixed_precision_equals_full_precision(RUNGE_KUTTA, route, tableau=tableau)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 The reference is NumPy: on L(p) = ½ pᵀAp one SAM step with SGD(h) is
 p ← p − h·A·(p + ρ·Ap/‖Ap‖); on least squares the gradient is written out by hand. What SAM
 inherits from the skeleton (logs at p, one mini-batch, BatchNorm moved once, the routes, saving,
-MirroredStrategy and DataParallel equal to one device) is tested once, through a probe rule, in
-tests/test_multi_gradient_step.py and tests/test_scale_out_jax.py.
+MirroredStrategy and DataParallel equal to one device, the skip of an overflowing step under
+mixed precision) is tested once, through a probe rule, in tests/test_multi_gradient_step.py and
+tests/test_scale_out_jax.py; here, that a mixed-precision run equals the float32 one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from multi_gradient_routes import (
     assert_equals_kerass_own_step,
+    assert_mixed_precision_equals_full_precision,
     fit_steps,
     least_squares_data,
     least_squares_epoch,
@@ -85,6 +87,12 @@ def test_composes_with_lookahead_around_the_compiled_optimizer(float64, route):
     expected = numpy_sam_lookahead_path(7, 0.1, RHO, k=3, alpha=0.5)
     np.testing.assert_allclose(p_of(model), expected, rtol=0, atol=1e-13)
     assert np.abs(expected - numpy_sam_path(7, 0.1, RHO)).max() > 1e-2, "Lookahead must matter"
+
+
+def test_mixed_precision_equals_float32():
+    """inject_sam under mixed_float16: both gradients are unscaled, so ‖g‖ and p̂ are float32's
+    (the clean route shares the skeleton: tests/test_multi_gradient_step.py)."""
+    assert_mixed_precision_equals_full_precision(SAM, "intrusive", rho=RHO)
 
 
 # 2. On real mini-batches -------------------------------------------------------------------------

@@ -13,8 +13,19 @@ own the training step. Each is a :class:`~.records.Method`: a *rule*, written on
 * :mod:`.tensorflow_backend` (a tape, and the model's variables moved to each trial point and
   back) and :mod:`.jax_backend` (``jax.value_and_grad`` of Keras's forward pass, a pure function
   of the state): the first pass, the trial points and the state, each backend its own way;
+* :mod:`.loss_scaling`: mixed precision, for every method at once (below);
 * :mod:`.routes`: the two ways in, a model class and injection into a compiled model, made for
   every method by one factory.
+
+Mixed precision: under a ``mixed_float16`` policy ``compile`` wraps the optimizer in Keras's
+``LossScaleOptimizer``, and the skeleton does what Keras's own step does, at every trial point:
+each pass differentiates the loss times the loss scale and hands the rule the gradients divided
+by it, so every method sees float32's gradients. A step in which a gradient is not finite is
+skipped as a whole (the weights, the optimizer's variables and the non-trainable state such as
+BatchNorm's statistics stay as they were), the loss scale halves, and the logs count it:
+``skipped_steps`` is the number of steps skipped since the train function was made (``compile``
+or an injection), so ``History`` holds its value at the end of each epoch. A fixed
+``loss_scale_factor`` on the optimizer is refused with a clear error.
 
 Keras fixes its backend when it is first imported (``KERAS_BACKEND``), so the backend's
 skeleton is chosen once, here, as :mod:`course_lib.distribution` chooses its helpers.

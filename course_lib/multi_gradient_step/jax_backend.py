@@ -10,9 +10,14 @@ state is read off the scope at the end. A trial point is just another list of ar
 1. the first pass at p runs Keras's own forward pass and compiled loss under a scope of its own
    (:meth:`StatelessTrialPoints.evaluate`), differentiated by ``jax.value_and_grad``: loss,
    predictions, ∇L(p), and the non-trainable state as the pass left it (BatchNorm's statistics
-   moved once), which the step keeps;
+   moved once), which the step keeps (:meth:`StatelessTrialPoints.restore` writes it);
 2. every trial pass starts from the *input* non-trainable state, so every pass evaluates the
-   same function and none of them moves it: there is nothing to put back.
+   same function and none of them moves it: no weight is ever moved, so none is put back.
+
+Under a ``LossScaleOptimizer`` every pass differentiates the scaled loss and unscales the
+gradients (:mod:`.loss_scaling`); the scale is read from the state, like the learning rate.
+The train function counts the skipped steps on the Python side, between the compiled steps
+(the state ``fit`` hands the step has no room for a counter), as ``skipped_steps`` in the logs.
 
 Under ``keras.distribution.DataParallel`` the step is one program over the global batch, sharded
 over the devices (or the processes): every gradient is already the whole batch's. An adaptive
@@ -24,6 +29,14 @@ from __future__ import annotations
 
 from course_lib.keras_internals import hand_state_to_fit
 from course_lib.keras_internals import make_train_function as keras_train_function
+from course_lib.multi_gradient_step.loss_scaling import (
+    SKIPPED_LOG,
+    SKIPPED_STEPS,
+    loss_scale,
+    scaled,
+    scales_loss,
+    unscaled,
+)
 from course_lib.multi_gradient_step.records import Batch, Method, StepStart
 from course_lib.multi_gradient_step.step import forward, take_step
 
@@ -76,9 +89,11 @@ class StatelessTrialPoints:
     model: keras.Model
     #: The metric values the step started with (the compiled loss may track its own).
     metrics: list
+    #: The ids of the controller's own variables, which :meth:`restore` leaves alone.
+    own: frozenset = frozenset()
 
     def _loss_and_updates(
-        self, trainable: list, non_trainable: list, metrics: list, batch: Batch
+        self, trainable: list, non_trainable: list, metrics: list, batch: Batch, scale: Any
     ) -> tuple[Any, tuple]:
         variables = _variable_groups(self.model)
         mapping = [
@@ -90,24 +105,38 @@ class StatelessTrialPoints:
             y_pred, loss = forward(self.model, batch)
         new_non_trainable = [scope.get_current_value(v) for v in variables.non_trainable]
         new_metrics = [scope.get_current_value(v) for v in variables.metrics]
-        return loss, (y_pred, new_non_trainable, new_metrics)
+        return scaled(loss, scale), (loss, y_pred, new_non_trainable, new_metrics)
 
-    def evaluate(self, weights: Sequence[Any], non_trainable: list, batch: Batch):
-        """``(loss, (y_pred, non_trainable, metrics)), gradients`` at ``weights``.
+    def evaluate(
+        self, weights: Sequence[Any], non_trainable: list, batch: Batch, scale: Any = None
+    ) -> tuple[Any, tuple, list]:
+        """``loss, (y_pred, non_trainable, metrics), gradients`` at ``weights``.
 
         Keras's own forward pass and compiled loss (layer losses and regularisers included);
-        the non-trainable and metric values are those the pass would leave.
+        the non-trainable and metric values are those the pass would leave. With a loss
+        ``scale`` the scaled loss is differentiated and the gradients unscaled.
         """
         grad_fn = jax.value_and_grad(self._loss_and_updates, has_aux=True)
-        value, gradients = grad_fn(list(weights), non_trainable, self.metrics, batch)
-        return value, list(gradients)
+        (_, (loss, *updates)), gradients = grad_fn(
+            list(weights), non_trainable, self.metrics, batch, scale
+        )
+        return loss, tuple(updates), unscaled(gradients, scale)
 
     def gradients_at(self, start: StepStart, point: Sequence[Any]) -> list:
-        return self.evaluate(point, start.frozen_before, start.batch)[1]
+        return self.loss_and_gradients_at(start, point)[1]
+
+    def loss_and_gradients_at(self, start: StepStart, point: Sequence[Any]) -> tuple[Any, list]:
+        loss, _, gradients = self.evaluate(
+            point, start.frozen_before, start.batch, start.loss_scale
+        )
+        return loss, gradients
 
     def restore(self, start: StepStart) -> None:
-        """Nothing to do: a trial pass changes no variable."""
-        del start
+        """The non-trainable state becomes ``start.frozen_after`` (the weights never moved)."""
+        variables = _variable_groups(self.model).non_trainable
+        for variable, value in zip(variables, start.frozen_after, strict=True):
+            if id(variable) not in self.own:
+                variable.assign(value)
 
 
 def train_step(
@@ -120,19 +149,20 @@ def train_step(
     state = TrainState(*map(list, state))
     variables = _variable_groups(model)
     batch = Batch(*keras.utils.unpack_x_y_sample_weight(data))
-    trial = StatelessTrialPoints(model, state.metrics)
+    own = frozenset(id(v) for v in method.own_variables)
+    trial = StatelessTrialPoints(model, state.metrics, own)
     mapping = [
         pair for group in zip(variables, state, strict=True) for pair in zip(*group, strict=True)
     ]
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        (loss, (y_pred, frozen_after, metrics)), gradients = trial.evaluate(
-            state.trainable, state.non_trainable, batch
+        scale = loss_scale(model)
+        loss, (y_pred, frozen_after, metrics), gradients = trial.evaluate(
+            state.trainable, state.non_trainable, batch, scale
         )
-        _assign_all(variables.non_trainable, frozen_after)
         _assign_all(variables.metrics, metrics)
         rate = ops.convert_to_tensor(model.optimizer.learning_rate)
         start = StepStart(
-            batch, state.trainable, state.non_trainable, frozen_after, gradients, rate
+            batch, state.trainable, state.non_trainable, frozen_after, gradients, rate, scale
         )
         logs = take_step(model, method, trial, start, y_pred, loss)
     new_state = tuple([scope.get_current_value(v) for v in group] for group in variables)
@@ -144,7 +174,8 @@ def make_train_function(model: keras.Model, method: Method) -> Callable:
 
     Jitted as Keras's own ``make_train_function`` jits its step (the input state donated)
     unless the model runs eagerly or was compiled with ``jit_compile=False``. Under
-    ``DataParallel`` the jit infers the replicated layout of the state from its inputs.
+    ``DataParallel`` the jit infers the replicated layout of the state from its inputs. Under a
+    ``LossScaleOptimizer`` each step's logs gain ``skipped_steps``, counted here.
     """
 
     def step(state: Sequence[list], data: Any) -> tuple[dict, tuple]:
@@ -152,7 +183,27 @@ def make_train_function(model: keras.Model, method: Method) -> Callable:
 
     if not model.run_eagerly and model.jit_compile:
         step = jax.jit(step, donate_argnums=0)
+    if scales_loss(model.optimizer):
+        step = _counting_skipped_steps(step)
     return keras_train_function(model, step)
+
+
+def _counting_skipped_steps(step: Callable) -> Callable:
+    """``step``, whose logs count the skipped steps since it was made (``skipped_steps``).
+
+    The count is added on the Python side after each compiled step, without waiting for it.
+    """
+    skipped = ops.zeros((), "int32")
+
+    def counted(state: Sequence[list], data: Any) -> tuple[dict, tuple]:
+        nonlocal skipped
+        logs, state = step(state, data)
+        logs = dict(logs)
+        skipped = skipped + logs.pop(SKIPPED_LOG)
+        logs[SKIPPED_STEPS] = skipped
+        return logs, state
+
+    return counted
 
 
 def keep_state_of_failed_step(model: keras.Model, state: Sequence[list]) -> None:

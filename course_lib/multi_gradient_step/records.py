@@ -5,7 +5,7 @@ adaptive controller) speaks in these terms, and this module imports nothing of c
 no import can go round in a circle:
 
 * :class:`Batch`, :class:`StepStart`: the mini-batch and where the step starts (the weights p,
-  the non-trainable state, ∇L(p), the learning rate);
+  the non-trainable state, ∇L(p), the learning rate, the loss scale under mixed precision);
 * :class:`TrialPoints`: the one thing a rule asks of the backend, "the gradient at this point,
   on this batch";
 * :class:`Direction`: what a rule answers, the direction the optimizer applies;
@@ -57,6 +57,9 @@ class StepStart(NamedTuple):
     gradients: list
     #: The optimizer's learning rate at this step (a schedule's value at its iteration count).
     learning_rate: Any
+    #: The loss scale of a ``LossScaleOptimizer`` (mixed precision), ``None`` without one: each
+    #: pass differentiates loss × scale and hands on the gradients divided by it.
+    loss_scale: Any = None
 
 
 class TrialPoints(Protocol):
@@ -65,12 +68,22 @@ class TrialPoints(Protocol):
     def gradients_at(self, start: StepStart, point: Sequence[Any]) -> list:
         """∇L at the weights ``point``, on ``start``'s batch and non-trainable state.
 
-        The whole batch's gradient, on every replica; ``None`` where ``start.gradients`` is.
+        The whole batch's gradient, on every replica, unscaled (``start.loss_scale``); ``None``
+        where ``start.gradients`` is.
+        """
+        ...
+
+    def loss_and_gradients_at(self, start: StepStart, point: Sequence[Any]) -> tuple[Any, list]:
+        """The whole batch's loss at ``point`` (unscaled) and :meth:`gradients_at` there.
+
+        The skeleton asks it under mixed precision, to tell an overflow of the scaled gradient
+        (the loss is finite) from a point where the loss itself is not.
         """
         ...
 
     def restore(self, start: StepStart) -> None:
-        """Put the weights back to p and the non-trainable state as the first pass left it."""
+        """Put the weights back to p and the non-trainable state to ``start.frozen_after``
+        (the controller's own variables excepted)."""
         ...
 
 

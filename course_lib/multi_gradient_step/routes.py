@@ -89,9 +89,13 @@ class Routes(NamedTuple):
 
 
 def require_optimizer(model: keras.Model, where: str, why: str) -> keras.optimizers.Optimizer:
-    """Return the compiled optimizer, or raise a clear error if there is none or it scales the loss.
+    """Return the compiled optimizer, or raise a clear error if there is none or it scales the
+    loss by a fixed ``loss_scale_factor``.
 
-    ``why`` finishes the sentence "Call model.compile(...) first;" for the method at hand.
+    ``why`` finishes the sentence "Call model.compile(...) first;" for the method at hand. A
+    ``LossScaleOptimizer`` (mixed precision) is welcome: the skeleton scales the loss of every
+    pass and skips a step with a gradient that is not finite
+    (:mod:`course_lib.multi_gradient_step.loss_scaling`).
     """
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not getattr(model, "compiled", False):
@@ -100,11 +104,14 @@ def require_optimizer(model: keras.Model, where: str, why: str) -> keras.optimiz
             f"model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=...) first; "
             f"{why}"
         )
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise TypeError(
-            f"{where}: LossScaleOptimizer (mixed precision) is not supported by a multi-gradient "
-            "step: its extra evaluation points need unscaled gradients. Use a float32 or float64 "
-            "policy."
+    if optimizer.loss_scale_factor is not None:
+        raise ValueError(
+            f"{where}: the optimizer has loss_scale_factor={optimizer.loss_scale_factor!r}, a "
+            "fixed loss scale, which a multi-gradient step does not support: the optimizer "
+            "would divide the direction by a scale the step never multiplied, and a gradient "
+            "that overflows would be applied. Leave loss_scale_factor unset and wrap the "
+            "optimizer in keras.optimizers.LossScaleOptimizer (dynamic loss scaling; compile() "
+            "does it under a mixed_float16 policy)."
         )
     return optimizer
 
@@ -146,11 +153,12 @@ class MultiGradientTrainStep:
         return train_step(self, self.step_method, *args)
 
     def make_train_function(self, force: bool = False):
+        """The train function of both routes: Keras's own around the skeleton's step."""
         if self.train_function is not None and not force:
             return self.train_function
         _check_compiled(self, self.step_family, self.step_method, f"{type(self).__name__}.fit")
-        super().make_train_function(force=True)
-        self.train_function = _with_controller(self.train_function, self, self.step_method)
+        function = make_train_function(self, self.step_method)
+        self.train_function = _with_controller(function, self, self.step_method)
         return self.train_function
 
     def get_config(self) -> dict[str, Any]:

@@ -15,12 +15,24 @@ context) and expects the logs back. The step moves the model's own variables:
 Under ``tf.distribute.MirroredStrategy`` each replica's gradient is its share of the batch's; the
 trial points hand the rule the whole batch's gradient (``distribution.sum_replicas``), and
 :func:`~.step.apply_direction` hands the optimizer each replica's share of the direction.
+
+Under a ``LossScaleOptimizer`` every pass differentiates the scaled loss and unscales the
+gradients (:mod:`.loss_scaling`), and the train function counts the skipped steps in a variable
+of its own, ``skipped_steps`` in the logs.
 """
 
 from __future__ import annotations
 
 from course_lib.distribution import sum_replicas
 from course_lib.keras_internals import make_train_function as keras_train_function
+from course_lib.multi_gradient_step.loss_scaling import (
+    SKIPPED_LOG,
+    SKIPPED_STEPS,
+    loss_scale,
+    scaled,
+    scales_loss,
+    unscaled,
+)
 from course_lib.multi_gradient_step.records import Batch, Method, StepStart
 from course_lib.multi_gradient_step.step import forward, take_step
 
@@ -65,16 +77,26 @@ class VariableTrialPoints:
     #: The non-trainable variables put back around every pass (not the controller's own).
     frozen: list
 
-    def forward(self, batch: Batch) -> tuple[Any, Any, list]:
-        """Predictions, loss and this replica's gradient at the current weights."""
+    def forward(self, batch: Batch, scale: Any = None) -> tuple[Any, Any, list]:
+        """Predictions, loss and this replica's gradient at the current weights.
+
+        With a loss ``scale`` the tape differentiates the scaled loss; the gradient is unscaled.
+        """
         with tf.GradientTape() as tape:
             y_pred, loss = forward(self.model, batch)
-        return y_pred, loss, tape.gradient(loss, self.variables)
+            differentiated = scaled(loss, scale)
+        return y_pred, loss, unscaled(tape.gradient(differentiated, self.variables), scale)
 
     def gradients_at(self, start: StepStart, point: Sequence[Any]) -> list:
         _assign_all(self.variables, point)
         _assign_all(self.frozen, start.frozen_before)
-        return sum_replicas(self.forward(start.batch)[2])
+        return sum_replicas(self.forward(start.batch, start.loss_scale)[2])
+
+    def loss_and_gradients_at(self, start: StepStart, point: Sequence[Any]) -> tuple[Any, list]:
+        _assign_all(self.variables, point)
+        _assign_all(self.frozen, start.frozen_before)
+        _, loss, gradients = self.forward(start.batch, start.loss_scale)
+        return sum_replicas([loss])[0], sum_replicas(gradients)
 
     def restore(self, start: StepStart) -> None:
         _assign_all(self.variables, start.weights)
@@ -91,10 +113,12 @@ def train_step(model: keras.Model, method: Method, data: Any) -> dict[str, Any]:
     )
     weights, frozen_before = snapshot(trial.variables), snapshot(trial.frozen)
     batch = Batch(*keras.utils.unpack_x_y_sample_weight(data))
-    y_pred, loss, gradients = trial.forward(batch)
+    scale = loss_scale(model)
+    y_pred, loss, gradients = trial.forward(batch, scale)
     rate = ops.convert_to_tensor(model.optimizer.learning_rate)
     frozen_after = snapshot(trial.frozen)
-    start = StepStart(batch, weights, frozen_before, frozen_after, sum_replicas(gradients), rate)
+    gradients = sum_replicas(gradients)
+    start = StepStart(batch, weights, frozen_before, frozen_after, gradients, rate, scale)
     return take_step(model, method, trial, start, y_pred, loss)
 
 
@@ -102,13 +126,31 @@ def make_train_function(model: keras.Model, method: Method) -> Callable:
     """Keras's own train function (iterator -> logs) around ``method``'s step.
 
     Built with Keras's machinery, so ``steps_per_execution``, distribution and ``jit_compile``
-    behave as in a standard ``fit``.
+    behave as in a standard ``fit``. Under a ``LossScaleOptimizer`` the logs count the skipped
+    steps (``skipped_steps``) in a variable made here, updated inside the compiled step.
     """
+    skipped = _skipped_steps_variable(model) if scales_loss(model.optimizer) else None
 
     def step(data: Any) -> dict[str, Any]:
-        return train_step(model, method, data)
+        logs = train_step(model, method, data)
+        if skipped is not None:
+            skipped.assign_add(logs.pop(SKIPPED_LOG))
+            logs[SKIPPED_STEPS] = ops.convert_to_tensor(skipped)
+        return logs
 
     return keras_train_function(model, step)
+
+
+def _skipped_steps_variable(model: keras.Model) -> keras.Variable:
+    """The train function's count of skipped steps: replica 0's count under a strategy."""
+    with model.distribute_strategy.scope():
+        return keras.Variable(
+            0,
+            dtype="int32",
+            trainable=False,
+            aggregation="only_first_replica",
+            name=SKIPPED_STEPS,
+        )
 
 
 def after_each_step(
