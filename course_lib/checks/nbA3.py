@@ -42,7 +42,7 @@ def update_metrics(model, metrics_values, loss, y, y_pred):
         values = metrics_values[start : start + len(metric.variables)]
         start += len(metric.variables)
         if metric.name == "loss":
-            values = metric.stateless_update_state(values, loss)
+            values = metric.stateless_update_state(values, loss, sample_weight=len(y))
         else:
             values = metric.stateless_update_state(values, y, y_pred)
         logs[metric.name] = metric.stateless_result(values)

@@ -68,6 +68,16 @@ KERAS2_HEIRS: tuple[tuple[str, str, str], ...] = (
         "02_minimal_optimizer",
     ),
     (
+        "`K.gradients(loss, params)` in a hand-built train function",
+        "gradients taken by `train_step` (a `GradientTape`)",
+        "04_heun_train_step",
+    ),
+    (
+        "`self.iterations` moved by hand with `K.update_add`",
+        "`self.iterations`, incremented by `apply`",
+        "01_reading_keras_sgd",
+    ),
+    (
         "`K.update(x, new)` / `K.update_add(x, d)`",
         "`self.assign(x, new)` / `self.assign_add(x, d)`",
         "02_minimal_optimizer",
