@@ -84,7 +84,7 @@ class MyRungeKuttaModel(keras.Model):
         self.optimizer.apply(self.combine(self.tableau.b, g), self.trainable_variables)
         for metric in self.metrics:  # loss and metrics at the start point p
             if metric.name == "loss":
-                metric.update_state(loss)
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as fit: by batch size
         return self.compute_metrics(x, y, y_pred)
 
 
