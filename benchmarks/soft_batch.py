@@ -39,6 +39,10 @@ CONFIGS = ("batch 64", "batch 16", "Keras accumulation 16×4", "SoftBatch 16×4"
 MODELS = ("convnet", "mlp")
 
 
+#: Examples in every configuration's data set: eight batches of 64.
+EXAMPLES = 512
+
+
 def build(model_name: str, config: str) -> tuple[Any, Any]:
     """A compiled model for one configuration, and the tf.data pipeline it trains on."""
     import course_lib
@@ -84,8 +88,10 @@ def build(model_name: str, config: str) -> tuple[Any, Any]:
         jit_compile=False,
     )
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch * 8, *shape)).astype("float32")
-    y = rng.integers(0, 10, size=batch * 8)
+    # The same data set for every configuration, as in a real run: accumulating does not
+    # shrink the data, only the batch (a set sized by the batch would flatter accumulation).
+    x = rng.normal(size=(EXAMPLES, *shape)).astype("float32")
+    y = rng.integers(0, 10, size=EXAMPLES)
     options = tf.data.Options()
     options.autotune.enabled = False  # its thread can delay fit's return by seconds
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).repeat().with_options(options)
