@@ -6,7 +6,7 @@ committed result file."""
 from __future__ import annotations
 
 from course_lib.studies import overfitting_evidence as evidence
-from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23, RunRecord
+from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23
 from course_lib.studies.overfitting_report import build_result, draw_curves, draw_forest
 from course_lib.studies.regimes import Regime
 from course_lib.studies.results import Result, load_result
@@ -14,40 +14,17 @@ from course_lib.studies.results import Result, load_result
 import math
 
 import matplotlib
-import numpy as np
+from synthetic_runs import one_curve_runs
 
 matplotlib.use("Agg")
 
 METHODS = ("SGD", RK23, SGD_AT_RK23, RK23_FIXED)
 
 
-def _run(method, seed, train, val):
-    return RunRecord(
-        method=method,
-        seed=seed,
-        train_loss=list(train),
-        val_loss=list(val),
-        train_accuracy=[1.0] * len(train),
-        val_accuracy=[0.9] * len(train),
-        gradients=list(range(1, len(train) + 1)),
-        step_sizes=[0.3] * len(train) if method in (RK23, SGD_AT_RK23) else [],
-        forced=[0] * len(train) if method == RK23 else [],
-        rejections=[0] * len(train) if method == RK23 else [],
-    )
-
-
 def _runs(further=0.5, extra=0.0, diverge=(), seeds=8, first=1):
-    """SGD and its controls on one curve val = 1 + 0.5·ln(1/train); RK23 goes ``further`` along
-    it, plus ``extra``; the methods in ``diverge`` end above ln 10 on the seeds from ``first``."""
-    rng = np.random.default_rng(3)
-    runs = []
-    for seed in range(seeds):
-        train = np.geomspace(1.0, 0.3 + 0.05 * rng.standard_normal(), 12)
-        for method in ("SGD", SGD_AT_RK23, RK23_FIXED):
-            runs.append(_run(method, seed, train, 1 + 0.5 * np.log(1 / train)))
-        faster = train * np.exp(-further * np.linspace(0, 1, 12))
-        val = 1 + 0.5 * np.log(1 / faster) + extra + 1e-4 * rng.standard_normal(12)
-        runs.append(_run(RK23, seed, faster, val))
+    """:func:`one_curve_runs`, with the methods in ``diverge`` ending above ln 10 on the seeds
+    from ``first``."""
+    runs = one_curve_runs(seeds, further, extra)
     for r in runs:
         if r.method in diverge and r.seed >= first:
             r.train_loss[-1] = r.val_loss[-1] = 50.0
@@ -207,10 +184,13 @@ def test_the_forest_plot_scales_a_single_pair_by_delta_and_marks_it_off_scale():
     )
     from course_lib.studies.overfitting_plots import _in_delta
 
-    expected = _in_delta(lonely["mean"] / lonely["delta"])
+    expected = "×" + _in_delta(lonely["mean"] / lonely["delta"])
     assert abs(lonely["mean"] / lonely["delta"]) > 6
     figure = draw_forest(result)
     assert expected in [t.get_text() for t in _texts(figure)]
+    # A cross at the edge, not the triangle of a measured mean: one pair has no interval.
+    crosses = [line for ax in figure.axes for line in ax.get_lines() if line.get_marker() == "x"]
+    assert any(abs(line.get_xdata()[0]) == 6.0 for line in crosses)
     matplotlib.pyplot.close(figure)
 
 

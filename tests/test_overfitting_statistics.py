@@ -3,7 +3,7 @@ the rule per regime, and what reaches the result file. No training: synthetic ru
 
 from __future__ import annotations
 
-from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23, RunRecord
+from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23
 from course_lib.studies.readings import loss_crossing, matched_target, value_at_loss
 from course_lib.studies.regimes import (
     AS_STATED,
@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 import pytest
+from synthetic_runs import one_curve_runs
+from synthetic_runs import run as _run
 
 # --- Holm ----------------------------------------------------------------------------------
 
@@ -120,18 +122,6 @@ def test_a_reading_in_words_corrected_or_not():
 
 
 # --- matched training loss ------------------------------------------------------------------
-
-
-def _run(method, seed, train, val, accuracy=None, gradients=None):
-    return RunRecord(
-        method=method,
-        seed=seed,
-        train_loss=list(train),
-        val_loss=list(val),
-        train_accuracy=[1.0] * len(train),
-        val_accuracy=list([0.9] * len(train) if accuracy is None else accuracy),
-        gradients=list(range(1, len(train) + 1) if gradients is None else gradients),
-    )
 
 
 def test_matched_loss_reads_each_run_where_its_training_loss_first_reaches_the_target():
@@ -219,19 +209,7 @@ def test_the_claim_is_supported_only_where_validation_is_worse_by_delta_at_match
 
 
 def _overfitting_runs(seeds=8, further=0.5, extra=0.0):
-    """Runs whose validation loss rises as their training loss falls, along one curve,
-    val = 1 + 0.5·ln(1/train): RK23 follows the same curve ``further`` (in ln train) beyond
-    SGD, plus ``extra`` at every loss."""
-    rng = np.random.default_rng(3)
-    runs = []
-    for seed in range(seeds):
-        train = np.geomspace(1.0, 0.3 + 0.05 * rng.standard_normal(), 12)
-        for method in ("SGD", SGD_AT_RK23, RK23_FIXED):
-            runs.append(_run(method, seed, train, 1 + 0.5 * np.log(1 / train)))
-        faster = train * np.exp(-further * np.linspace(0, 1, 12))
-        val = 1 + 0.5 * np.log(1 / faster) + extra + 1e-4 * rng.standard_normal(12)
-        runs.append(_run(RK23, seed, faster, val))
-    return runs
+    return one_curve_runs(seeds, further, extra)
 
 
 def test_training_further_on_the_same_curve_is_worse_at_the_end_but_not_at_matched_loss():
