@@ -580,7 +580,7 @@ class MinimalAdam(keras.optimizers.Optimizer):
     """Adam as ``keras.optimizers.Adam`` computes it, operation for operation (no AMSGrad).
 
     Two slots per variable: the first moment m and the second moment v. Keras uses the
-    "efficient" form of Kingma & Ba (end of their section 2): the bias corrections are folded
+    "efficient" form of Kingma & Ba (just before their section 2.1): the bias corrections are folded
     into the step size α_t = η·√(1 − β₂ᵗ)/(1 − β₁ᵗ), and ε is added to √v, not to √v̂. The
     moving averages are written as m + (g − m)(1 − β₁): the same mathematics as β₁m + (1 − β₁)g,
     but other roundings, so only this order is bit-identical. The learning rate, the gradient and
