@@ -184,7 +184,8 @@ def test_the_forest_plot_scales_a_single_pair_by_delta_and_marks_it_off_scale():
     )
     from course_lib.studies.overfitting_plots import _in_delta
 
-    expected = "×" + _in_delta(lonely["mean"] / lonely["delta"])
+    value = lonely["mean"] / lonely["delta"]
+    expected = "×" + (f"{value:+.2f}" if abs(value) < 10 else _in_delta(value))
     assert abs(lonely["mean"] / lonely["delta"]) > 6
     figure = draw_forest(result)
     assert expected in [t.get_text() for t in _texts(figure)]

@@ -214,12 +214,11 @@ def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
         side = float(np.sign(mean))
         at = mean if abs(mean) <= FOREST_LIMIT else side * FOREST_LIMIT
         ax.plot(at, y, "x", ms=6, mew=1.6, color=color, zorder=3)
-        if abs(mean) > FOREST_LIMIT:  # its value beside it, as for a mean off the scale
-            label = f"×{_in_delta(mean)}"
-            ha = "left" if side > 0 else "right"
-            ax.text(
-                side * (FOREST_LIMIT + 0.6), y, label, fontsize=9, ha=ha, va="center", color=color
-            )
+        if abs(mean) > FOREST_LIMIT:  # its value inside the frame, next to the cross
+            value = f"{mean:+.2f}" if abs(mean) < 10 else _in_delta(mean)  # +6.04, not +6.0
+            ha = "right" if side > 0 else "left"
+            x = side * (FOREST_LIMIT - 0.5)
+            ax.text(x, y, f"×{value}", fontsize=9, ha=ha, va="center", color=color)
         return
     low, high = mean - half, mean + half
     ax.plot(np.clip([low, high], -FOREST_LIMIT, FOREST_LIMIT), [y, y], color=color, lw=1.4)
@@ -248,8 +247,8 @@ def forest_plot(
     bar is the uncorrected 95 % interval divided by the reading's δ, so the grey band ±1 is ±δ in
     every panel. A reading of Holm's family has a dot, filled when it resolves a direction after
     the correction, hollow when it does not; a descriptive reading has a vertical tick; a cross
-    is a reading with a single pair (no interval; beyond the edge it sits on the edge with its value
-    after a ×). A mean beyond ±:data:`FOREST_LIMIT` is drawn
+    is a reading with a single pair (no interval; beyond the edge it sits on the edge, its
+    value after a × inside the frame). A mean beyond ±:data:`FOREST_LIMIT` is drawn
     at the edge as a large triangle pointing out, with its value in units of δ; an interval end
     beyond it as a small triangle. Comparisons without a single pair have no row: a note under
     the panels names them.
