@@ -351,7 +351,7 @@ def _check_sign_sgd(answer: Any) -> str:
         raise Incorrect("your variables go uphill: step against the gradient's sign.")
     for index, (g, e) in enumerate(zip(got, _sign_descent_in_numpy(learning_rate), strict=True)):
         expect_close(f"variable {index} after 4 steps (against p ← p - η·sign(g) in NumPy)", g, e)
-    return "every entry moved by η against its gradient's sign, eagerly and inside a tf.function."
+    return "each entry moved by η against its gradient's sign (0: stays), eagerly and compiled."
 
 
 # --------------------------------------------------------------------------------------------
