@@ -38,6 +38,21 @@ WEIGHT_MISTAKES = (
 )
 #: Known mistakes in the logged loss.
 LOSS_MISTAKES = ("trial loss", "loss after the step", "both losses")
+#: What the known mistakes that read the same on either backend mean; each check adds the
+#: messages that name its backend's API (restoring the weights, reading h, the optimizer call).
+SHARED_MESSAGES = {
+    "second slope only": "the optimizer received g2 alone, the slope at the trial point: Heun "
+    "averages the two slopes, (g1 + g2)/2.",
+    "sum": "the optimizer received g1 + g2, twice the average: Heun's step is p − h/2·(g1 + g2).",
+    "uphill trial": "the second gradient was taken at p + h·g1, uphill: the trial point is an "
+    "ordinary gradient step, p − h·g1.",
+    "half-step trial": "the second gradient was taken at p − h/2·g1, half a step ahead (the "
+    "midpoint method's probe): Heun's trial point is a whole step, p − h·g1.",
+    "trial loss": "it is the loss at the trial point p − h·g1. Log the loss of the first pass, "
+    "at p, as fit's own step does.",
+    "loss after the step": "it is the loss after the step. Log the loss of the first pass, at p, "
+    "as fit's own step does.",
+}
 
 
 def rate(step: int) -> float:

@@ -381,27 +381,17 @@ def _check_training_loop(answer: Any) -> str:
 
 # Heun's train_step -----------------------------------------------------------------------------
 
-#: What each known mistake of the Heun step means on TensorFlow (keys of heun_problem.judge).
-_HEUN_MESSAGES = {
+#: What each known mistake of the Heun step means on TensorFlow (keys of heun_problem.judge):
+#: the shared messages, and those that name TensorFlow's API.
+_HEUN_MESSAGES = heun_problem.SHARED_MESSAGES | {
     "not restored": "the optimizer stepped from the trial point p − h·g1, not from p. Put the "
     "weights back to p before self.optimizer.apply, from copies taken by value "
     "(tf.identity(v.value)): a copy taken as v.value is the variable itself and restores nothing.",
     "gradient descent": "this is a gradient-descent step, p − h·g1: the second gradient changed "
     "nothing. Were the weights at the trial point during the second tape, and does the optimizer "
     "receive the average (g1 + g2)/2?",
-    "second slope only": "the optimizer received g2 alone, the slope at the trial point: Heun "
-    "averages the two slopes, (g1 + g2)/2.",
-    "sum": "the optimizer received g1 + g2, twice the average: Heun's step is p − h/2·(g1 + g2).",
-    "uphill trial": "the second gradient was taken at p + h·g1, uphill: the trial point is an "
-    "ordinary gradient step, p − h·g1.",
-    "half-step trial": "the second gradient was taken at p − h/2·g1, half a step ahead (the "
-    "midpoint method's probe): Heun's trial point is a whole step, p − h·g1.",
     "first rate": "the trial point used the first step's h. The check's learning rate changes "
     "every step (a schedule): read h = self.optimizer.learning_rate inside the step.",
-    "trial loss": "it is the loss at the trial point p − h·g1. Log the loss of the first pass, "
-    "at p, as fit's own step does.",
-    "loss after the step": "it is the loss after the step. Log the loss of the first pass, at p, "
-    "as fit's own step does.",
     "both losses": "it is the mean of the losses at p and at the trial point: the loss tracker "
     "received both. Update it once, with the loss at p.",
     "optimizer": "Call self.optimizer.apply once per step, with the average of the two "
