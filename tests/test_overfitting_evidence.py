@@ -74,6 +74,32 @@ def test_a_supported_verdict_names_the_readings_that_carried_it():
     assert "**As stated: supported**" in text
     assert "Worse by at least δ at matched training loss: RK23 adaptive − SGD at its steps" in text
     assert "how far they trained" not in text
+    # Its ground is every seed, read near SGD's final training loss: nothing narrows it.
+    assert "which carries" not in text
+    assert "8 pairs)" in text
+
+
+def test_a_supported_verdict_read_far_below_sgd_on_surviving_seeds_says_so():
+    # RK23 and its replay train a thousand times lower than SGD, and the replay diverges on
+    # seeds 5 to 7: the order-only reading that carries the verdict is read where SGD never
+    # trained, on the 5 seeds where both runs survived.
+    runs = one_curve_runs(8, further=0.5, extra=0.4)
+    for r in runs:
+        if r.method in (RK23, SGD_AT_RK23):
+            r.train_loss = [loss * 1e-3 for loss in r.train_loss]
+        if r.method == SGD_AT_RK23 and r.seed >= 5:
+            r.train_loss[-1] = r.val_loss[-1] = 50.0
+    result = _result(runs)
+    assert result.table("verdicts").records()[0]["from the order"] == "supported"
+    text = "\n".join(evidence.regime_evidence(result, "test"))
+    assert "5 pairs, 3 left out by a diverged run" in text
+    assert (
+        "RK23 adaptive − SGD at its steps, which carries *from the order*, was read at training "
+        "loss" in text
+    )
+    assert "both runs had trained far past where SGD at h ended), on the 5 of 8 seeds" in text
+    line = evidence.regime_line(result, "test")
+    assert "worse by ≥ δ in RK23 adaptive − SGD at its steps (matched at training loss" in line
 
 
 def test_failures_name_the_runs_their_steps_and_the_empty_comparisons():

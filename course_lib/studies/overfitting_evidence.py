@@ -149,17 +149,43 @@ def _matched_validation(readings, c):
     return [_find(readings, c, "matched", m) for m in ("val_loss", "val_accuracy")]
 
 
+def _supporting(readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison]):
+    """The comparisons of ``comparisons`` with a matched validation reading worse by δ, each
+    with those readings."""
+    found = []
+    for c in _trained(readings, comparisons):
+        worse = [r for r in _matched_validation(readings, c) if worse_by_delta(r)]
+        if worse:
+            found.append((c, worse))
+    return found
+
+
+def where_read(r: Mapping[str, Any], sgd_final: float | None) -> str:
+    """Where a matched reading was read, and on how many seeds: the training loss (also as a
+    multiple of SGD's final), the pairs, and the pairs a diverged run took away."""
+    where = f"matched at training loss {r['target']:.3g}"
+    if sgd_final:
+        where += f", {r['target'] / sgd_final:.3g} × SGD's final"
+    where += f"; {r['pairs']} pairs"
+    if r["excluded"]:
+        where += f", {r['excluded']} left out by a diverged run"
+    return where
+
+
 def deciding_clause(
-    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], verdict: str
+    readings: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Comparison],
+    verdict: str,
+    sgd_final: float | None = None,
 ) -> str:
-    """Which comparisons carried a column's verdict, with their effects."""
+    """Which comparisons carried a column's verdict, with their effects (and, for a supported
+    one, where and on how many seeds its readings were read)."""
     trained = _trained(readings, comparisons)
     if verdict == "supported":
         worse = [
-            f"{c.short}, {METRIC_NAMES[r['metric']]} {effect(r)}"
-            for c in trained
-            for r in _matched_validation(readings, c)
-            if worse_by_delta(r)
+            f"{c.short} ({where_read(rs[0], sgd_final)}): "
+            + ", ".join(f"{METRIC_NAMES[r['metric']]} {effect(r)}" for r in rs)
+            for c, rs in _supporting(readings, comparisons)
         ]
         return "Worse by at least δ at matched training loss: " + "; ".join(worse) + "."
     excluded = [
@@ -299,9 +325,11 @@ def trained_clause(result: Any, key: str) -> str:
     )
 
 
-def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]) -> str:
+def reading_clause(
+    row: Mapping[str, str], readings: Sequence[Mapping[str, Any]], sgd_final: float | None = None
+) -> str:
     """What the verdict and the end of training say together, where they say something more than
-    each alone (an empty string otherwise)."""
+    each alone, and how narrow a supported verdict's ground is (an empty string otherwise)."""
     sentences = []
     stated = _trained(readings, AS_STATED)
     end = row[END_COLUMN]
@@ -322,12 +350,43 @@ def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]
                 "training loss the corrected readings neither show a worse fit by δ nor exclude "
                 "one, so the end difference alone does not show a worse fit."
             )
+    for column in VERDICT_COLUMNS:
+        if row[column] == "supported":
+            sentences += _narrow_ground(readings, column, sgd_final)
     if row["as stated"] == "supported" and row["from the order"] != "supported":
         sentence = f"The order alone does not carry it (from the order: {row['from the order']})"
         if row[STEP_SIZE_COLUMN].startswith("worse by ≥ δ"):
             sentence += "; SGD given the adaptive steps reads worse by δ too (descriptive)"
         sentences.append(sentence + ".")
     return " ".join(sentences)
+
+
+#: A match below this share of SGD's final training loss lies where SGD at h never trained.
+FAR_BELOW = 0.1
+
+
+def _narrow_ground(
+    readings: Sequence[Mapping[str, Any]], column: str, sgd_final: float | None
+) -> list[str]:
+    """For a supported verdict, what limits its ground: each carrying comparison read far below
+    SGD's final training loss, or on the seeds a diverged run left (an empty list if neither)."""
+    sentences = []
+    for c, rs in _supporting(readings, VERDICT_COLUMNS[column]):
+        r = rs[0]
+        where, seeds = "", ""
+        if sgd_final and r["target"] < FAR_BELOW * sgd_final:
+            where = (
+                f" at training loss {r['target']:.3g} ({r['target'] / sgd_final:.2g} × SGD's "
+                "final: both runs had trained far past where SGD at h ended)"
+            )
+        if r["excluded"]:
+            seeds = (
+                f"{',' if where else ''} on the {r['pairs']} of {r['pairs'] + r['excluded']} "
+                "seeds where neither run diverged"
+            )
+        if where or seeds:
+            sentences.append(f"{c.short}, which carries *{column}*, was read{where}{seeds}.")
+    return sentences
 
 
 def harness_clause(name: str, readings: Sequence[Mapping[str, Any]]) -> str:
@@ -374,7 +433,9 @@ def regime_evidence(result: Any, key: str) -> list[str]:
         lines.append(
             f"**From the order: {row['from the order']}** "
             f"({row['from the order, uncorrected']} uncorrected). "
-            + deciding_clause(readings, ORDER_ONLY, row["from the order"])
+            + deciding_clause(
+                readings, ORDER_ONLY, row["from the order"], regime["sgd_final_train_loss"]
+            )
         )
     for column in VERDICT_COLUMNS:
         if row[column] != row[f"{column}, uncorrected"]:
@@ -394,7 +455,7 @@ def regime_evidence(result: Any, key: str) -> list[str]:
             + "."
         )
     lines.append("**Failures**: " + failures_clause(result, key, readings))
-    reading = reading_clause(row, readings)
+    reading = reading_clause(row, readings, regime["sgd_final_train_loss"])
     if reading:
         lines.append("**Reading it**: " + reading)
     return lines
@@ -459,17 +520,22 @@ def regime_line(result: Any, key: str) -> str:
         if not trained_here:
             continue
         name = column if parts else column[0].upper() + column[1:]
-        parts.append(f"{name}: **{row[column]}**, " + _carried(readings, trained_here, row[column]))
+        carried = _carried(readings, trained_here, row[column], regime["sgd_final_train_loss"])
+        parts.append(f"{name}: **{row[column]}**, " + carried)
     return f"*{regime['name']}*: {trained}. " + "; ".join(parts) + "."
 
 
-def _carried(readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], said: str):
-    """In a few words, what carried a verdict."""
+def _carried(
+    readings: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Comparison],
+    said: str,
+    sgd_final: float | None = None,
+) -> str:
+    """In a few words, what carried a verdict (for a supported one, where it was read)."""
     if said == "supported":
         worse = [
-            c.short
-            for c in comparisons
-            if any(worse_by_delta(r) for r in _matched_validation(readings, c))
+            f"{c.short} ({where_read(rs[0], sgd_final)})"
+            for c, rs in _supporting(readings, comparisons)
         ]
         return "worse by ≥ δ in " + ", ".join(worse)
     excluded = [
