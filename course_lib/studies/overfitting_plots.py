@@ -23,6 +23,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.transforms import offset_copy
 
 #: How each kind of row is drawn. The colour is the method's, the course's one colour per method
 #: (:func:`course_lib.plots.method_colour`: SGD gradient descent's blue, RK23 Bogacki–Shampine's
@@ -107,6 +108,15 @@ def _plain_ticks(*axes: Any) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
+def _legend_style(method: str) -> dict[str, Any]:
+    """A method's line style for the legend: its dashes from their start (the offset that
+    keeps coinciding lines apart in a plot would show a short handle as another pattern)."""
+    style = _style(method)
+    if isinstance(style.get("ls"), tuple):
+        style["ls"] = (0, style["ls"][1])
+    return style
+
+
 def curve_legend(figure: Any, methods: Sequence[str]) -> None:
     """One legend for every panel, below them (outside the axes under constrained layout).
 
@@ -115,7 +125,7 @@ def curve_legend(figure: Any, methods: Sequence[str]) -> None:
     """
     drawn = {line.get_label() for ax in figure.get_axes() for line in ax.get_lines()}
     shown = [m for m in methods if m in drawn]
-    handles = [plt.Line2D([], [], label=m, **_style(m)) for m in shown]
+    handles = [plt.Line2D([], [], label=m, **_legend_style(m)) for m in shown]
     where = "outside lower center" if figure.get_layout_engine() is not None else "lower center"
     figure.legend(
         handles=handles,
@@ -175,8 +185,16 @@ def _in_delta(value: float) -> str:
     return f"{value:+.0f}" if abs(value) < 1000 else f"{value:+.0e}"
 
 
-def _edge(ax: Any, side: float, y: float, color: str, size: float, filled: bool) -> None:
-    """A triangle at the edge of the frame on ``side`` (±1), pointing out."""
+#: How far beyond the edge a clipped end's triangle sits, in points, so that a mean just
+#: inside the edge keeps its dot clear of it.
+EDGE_OFFSET = 5.0
+
+
+def _edge(
+    ax: Any, side: float, y: float, color: str, size: float, filled: bool, outward: float = 0.0
+) -> None:
+    """A triangle at the edge of the frame on ``side`` (±1), pointing out, ``outward`` points
+    beyond it."""
     ax.plot(
         side * FOREST_LIMIT,
         y,
@@ -185,6 +203,7 @@ def _edge(ax: Any, side: float, y: float, color: str, size: float, filled: bool)
         color=color,
         markerfacecolor=color if filled else "white",
         zorder=4 if size > 5 else 3,
+        transform=offset_copy(ax.transData, fig=ax.figure, x=side * outward, units="points"),
     )
 
 
@@ -225,7 +244,8 @@ def _forest_row(ax: Any, r: Mapping[str, Any], y: float) -> None:
     filled = family and resolves_direction(r["corrected"])
     for end in (low, high):  # every clipped end of the interval: a small triangle
         if abs(end) > FOREST_LIMIT:
-            _edge(ax, float(np.sign(end)), y, color, 5, filled=True)
+            beside_dot = abs(mean) <= FOREST_LIMIT  # else the mean's large triangle covers it
+            _edge(ax, float(np.sign(end)), y, color, 5, True, EDGE_OFFSET if beside_dot else 0.0)
     if abs(mean) > FOREST_LIMIT:  # covers the small triangle of the same side
         _off_scale(ax, mean, y, color, filled=filled)
     elif family:
