@@ -160,12 +160,19 @@ def _supporting(readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Com
     return found
 
 
+#: A match below this share of SGD's final training loss lies where SGD at h never trained.
+FAR_BELOW = 0.1
+
+
 def where_read(r: Mapping[str, Any], sgd_final: float | None) -> str:
     """Where a matched reading was read, and on how many seeds: the training loss (also as a
-    multiple of SGD's final), the pairs, and the pairs a diverged run took away."""
+    multiple of SGD's final, and said so where SGD never trained that far), the pairs, and the
+    pairs a diverged run took away (the reading rests on the seeds that survived)."""
     where = f"matched at training loss {r['target']:.3g}"
     if sgd_final:
         where += f", {r['target'] / sgd_final:.3g} × SGD's final"
+        if r["target"] < FAR_BELOW * sgd_final:
+            where += ": both runs trained far past where SGD at h ended"
     where += f"; {r['pairs']} pairs"
     if r["excluded"]:
         where += f", {r['excluded']} left out by a diverged run"
@@ -325,11 +332,9 @@ def trained_clause(result: Any, key: str) -> str:
     )
 
 
-def reading_clause(
-    row: Mapping[str, str], readings: Sequence[Mapping[str, Any]], sgd_final: float | None = None
-) -> str:
+def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]) -> str:
     """What the verdict and the end of training say together, where they say something more than
-    each alone, and how narrow a supported verdict's ground is (an empty string otherwise)."""
+    each alone (an empty string otherwise)."""
     sentences = []
     stated = _trained(readings, AS_STATED)
     end = row[END_COLUMN]
@@ -350,43 +355,12 @@ def reading_clause(
                 "training loss the corrected readings neither show a worse fit by δ nor exclude "
                 "one, so the end difference alone does not show a worse fit."
             )
-    for column in VERDICT_COLUMNS:
-        if row[column] == "supported":
-            sentences += _narrow_ground(readings, column, sgd_final)
     if row["as stated"] == "supported" and row["from the order"] != "supported":
         sentence = f"The order alone does not carry it (from the order: {row['from the order']})"
         if row[STEP_SIZE_COLUMN].startswith("worse by ≥ δ"):
             sentence += "; SGD given the adaptive steps reads worse by δ too (descriptive)"
         sentences.append(sentence + ".")
     return " ".join(sentences)
-
-
-#: A match below this share of SGD's final training loss lies where SGD at h never trained.
-FAR_BELOW = 0.1
-
-
-def _narrow_ground(
-    readings: Sequence[Mapping[str, Any]], column: str, sgd_final: float | None
-) -> list[str]:
-    """For a supported verdict, what limits its ground: each carrying comparison read far below
-    SGD's final training loss, or on the seeds a diverged run left (an empty list if neither)."""
-    sentences = []
-    for c, rs in _supporting(readings, VERDICT_COLUMNS[column]):
-        r = rs[0]
-        where, seeds = "", ""
-        if sgd_final and r["target"] < FAR_BELOW * sgd_final:
-            where = (
-                f" at training loss {r['target']:.3g} ({r['target'] / sgd_final:.2g} × SGD's "
-                "final: both runs had trained far past where SGD at h ended)"
-            )
-        if r["excluded"]:
-            seeds = (
-                f"{',' if where else ''} on the {r['pairs']} of {r['pairs'] + r['excluded']} "
-                "seeds where neither run diverged"
-            )
-        if where or seeds:
-            sentences.append(f"{c.short}, which carries *{column}*, was read{where}{seeds}.")
-    return sentences
 
 
 def harness_clause(name: str, readings: Sequence[Mapping[str, Any]]) -> str:
@@ -455,7 +429,7 @@ def regime_evidence(result: Any, key: str) -> list[str]:
             + "."
         )
     lines.append("**Failures**: " + failures_clause(result, key, readings))
-    reading = reading_clause(row, readings, regime["sgd_final_train_loss"])
+    reading = reading_clause(row, readings)
     if reading:
         lines.append("**Reading it**: " + reading)
     return lines
@@ -542,8 +516,11 @@ def _carried(
         c for c in comparisons if all(harm_excluded(r) for r in _matched_validation(readings, c))
     ]
     empty = sum(_no_pairs(readings, c) for c in comparisons)
+    lonely = sum(_find(readings, c, "matched", "val_loss")["pairs"] == 1 for c in comparisons)
+    flags = [f"{empty} without pairs"] if empty else []
+    flags += [f"{lonely} with one pair"] if lonely else []
     text = f"harm excluded in {len(excluded)} of {len(comparisons)} comparisons"
-    return text + (f" ({empty} without pairs)" if empty else "")
+    return text + (f" ({', '.join(flags)})" if flags else "")
 
 
 def family_sentence(result: Any) -> str:
