@@ -333,3 +333,31 @@ def test_the_curves_legend_lists_only_the_methods_drawn():
     assert "brown" not in legend.get_title().get_text()
     assert "dashed" not in legend.get_title().get_text()  # no fixed-step line drawn
     matplotlib.pyplot.close(figure)
+
+
+def test_each_regimes_validation_loss_has_an_axis_of_its_own():
+    # The long arm drives training loss to about 1e-16; on a shared axis the validation curves
+    # (0.15 to 0.7) were squeezed into a few pixels. Each row: training loss, validation loss,
+    # validation accuracy, the validation axis spanning the validation curves only.
+    result = load_result("overfitting")
+    figure = draw_curves(result, ["long"])
+    ax_train, ax_validation, ax_accuracy = figure.axes
+    assert [ax.get_title() for ax in figure.axes] == [
+        "training loss",
+        "validation loss",
+        "validation accuracy",
+    ]
+    curves = result.values["regimes"]["long"]["curves"]["methods"]
+    lowest_val = min(min(e["val_loss"]) for e in curves.values() if e["val_loss"])
+    lowest_train = min(min(e["train_loss"]) for e in curves.values() if e["train_loss"])
+    assert ax_validation.get_ylim()[0] > lowest_val / 2
+    assert ax_train.get_ylim()[0] <= lowest_train
+    matplotlib.pyplot.close(figure)
+
+
+def test_a_curve_title_says_how_many_runs_each_thinned_line_averages():
+    from course_lib.studies.overfitting_report import curve_note
+
+    result = _result(_runs(diverge=(RK23,)))  # RK23 adaptive diverged on seeds 1 to 7
+    note = curve_note(result.values["regimes"]["test"])
+    assert note == "7 of 32 runs diverged, left out; of 8 runs, left to draw: RK23 adaptive 1"

@@ -36,6 +36,17 @@ def _write(tmp_path, table=TIMES):
     )
 
 
+def test_a_pipe_inside_a_cell_or_header_does_not_split_its_column():
+    # The harness table's header "largest |mean| / δ": unescaped, its row has more cells than
+    # the separator and the table does not render at all.
+    table = Table(columns=[("regime", ""), ("largest |mean|", ".2g")], rows=[["a|b", 0.5]])
+    header, separator, row = markdown_table(table).splitlines()
+    for line in (header, row):
+        unescaped = line.replace("\\|", "")
+        assert unescaped.count("|") == separator.count("|"), line
+    assert header == "| regime | largest \\|mean\\| |" and row == "| a\\|b | 0.5 |"
+
+
 def test_a_table_renders_each_column_in_its_format():
     assert markdown_table(TIMES) == (
         "| method | ms/step | ratio | share | n |\n"

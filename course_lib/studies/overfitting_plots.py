@@ -52,29 +52,46 @@ def method_color(method: str) -> str:
 
 
 def plot_curves(
-    curves: Mapping[str, Any], ax_loss: Any, ax_accuracy: Any | None = None, title: str = ""
+    curves: Mapping[str, Any],
+    ax_loss: Any,
+    ax_accuracy: Any | None = None,
+    title: str = "",
+    ax_validation: Any | None = None,
 ) -> None:
     """Training (faint) and validation (strong) loss per method on log axes; validation
-    accuracy on ``ax_accuracy``. ``curves`` is :func:`course_lib.studies.regimes.curves`."""
+    accuracy on ``ax_accuracy``. With ``ax_validation``, validation loss goes there instead, on
+    its own axis, and ``ax_loss`` holds the training loss alone: a long run's training loss
+    spans many decades and would flatten validation. ``curves`` is
+    :func:`course_lib.studies.regimes.curves`."""
     epochs = curves["epochs"]
     drawn = [m for m, entry in curves["methods"].items() if entry["train_loss"]]
     drawn.sort(key=lambda m: _DRAW_ORDER.index(m) if m in _DRAW_ORDER else len(_DRAW_ORDER))
+    apart = ax_validation is not None
     # Training loss first, thin and faint, then validation on top; SGD, the reference, is a
     # wide pale band underneath, so a method that matches it shows as its own line in the band.
     for method in drawn:
-        ax_loss.plot(epochs, curves["methods"][method]["train_loss"], **_style(method, faint=True))
+        train = curves["methods"][method]["train_loss"]
+        ax_loss.plot(epochs, train, **_style(method, faint=not apart))
     for method in drawn:
         entry = curves["methods"][method]
-        ax_loss.plot(epochs, entry["val_loss"], label=method, **_style(method))
+        (ax_validation if apart else ax_loss).plot(
+            epochs, entry["val_loss"], label=method, **_style(method)
+        )
         if ax_accuracy is not None:
             ax_accuracy.plot(epochs, entry["val_accuracy"], label=method, **_style(method))
-    ax_loss.set_xscale("log")
-    ax_loss.set_yscale("log")
-    _plain_ticks(ax_loss.xaxis, ax_loss.yaxis)
-    ax_loss.set_xlabel("epoch", fontsize=9)
-    ax_loss.set_ylabel("loss (strong: validation,\nfaint: training)", fontsize=9)
+    for ax in (ax_loss, ax_validation) if apart else (ax_loss,):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_ticks(ax.xaxis, ax.yaxis)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.tick_params(labelsize=9)
+    if apart:
+        ax_loss.set_ylabel("training loss", fontsize=9)
+        ax_validation.set_ylabel("validation loss", fontsize=9)
+        ax_validation.set_title("validation loss", fontsize=10)
+    else:
+        ax_loss.set_ylabel("loss (strong: validation,\nfaint: training)", fontsize=9)
     ax_loss.set_title(title, fontsize=10)
-    ax_loss.tick_params(labelsize=9)
     if ax_accuracy is not None:
         ax_accuracy.set_xscale("log")
         _plain_ticks(ax_accuracy.xaxis)

@@ -162,8 +162,12 @@ def curve_note(regime: Mapping[str, Any]) -> str:
 
     if not regime["diverged_runs"]:
         return "every run drawn"
-    gone = [short_label(m) for m, e in regime["curves"]["methods"].items() if not e["runs"]]
+    methods = regime["curves"]["methods"]
+    seeds = len(regime["settings"]["seeds"])
+    gone = [short_label(m) for m, e in methods.items() if not e["runs"]]
+    thinned = [f"{short_label(m)} {e['runs']}" for m, e in methods.items() if 0 < e["runs"] < seeds]
     note = f"{regime['diverged_runs']} of {regime['runs']} runs diverged, left out"
+    note += f"; of {seeds} runs, left to draw: {', '.join(thinned)}" if thinned else ""
     return note + (f"; no line for {', '.join(gone)}" if gone else "")
 
 
@@ -172,7 +176,8 @@ CURVES_WIDTH = 10.0
 
 
 def draw_curves(result: Any, keys: Sequence[str] | None = None) -> Any:
-    """Per regime (``keys``, by default every one), a row: training and validation loss beside
+    """Per regime (``keys``, by default every one), a row: training loss, validation loss (each on
+    its own axis, so that a training loss driven to 1e-16 does not flatten validation) and
     validation accuracy, under the regime's name and what its curves leave out. Notebook 06
     draws one regime a figure: a short figure is quick to render and to audit."""
     from course_lib.studies.overfitting_plots import curve_legend, plot_curves
@@ -185,8 +190,10 @@ def draw_curves(result: Any, keys: Sequence[str] | None = None) -> Any:
     methods: list[str] = []
     for cell, key in zip(cells, keys, strict=True):
         regime = result.values["regimes"][key]
-        ax_loss, ax_accuracy = cell.subplots(1, 2)
-        plot_curves(regime["curves"], ax_loss, ax_accuracy, title="loss")
+        ax_train, ax_validation, ax_accuracy = cell.subplots(1, 3)
+        plot_curves(
+            regime["curves"], ax_train, ax_accuracy, "training loss", ax_validation=ax_validation
+        )
         ax_accuracy.set_title("validation accuracy", fontsize=10)
         note = textwrap.fill(f"({curve_note(regime)})", 110)
         cell.suptitle(f"{regime['name']}\n{note}", fontsize=10)
@@ -372,7 +379,7 @@ def markdown(result: Any) -> str:
         "",
         "The forest plots. " + forest_caption(FOREST_LIMIT),
         "",
-        "![training (faint) and validation (strong) loss, and validation accuracy, per regime]"
+        "![training loss, validation loss and validation accuracy, per regime]"
         "(overfitting_curves.png)",
         "",
         "## The evidence, regime by regime",

@@ -197,14 +197,14 @@ def regimes(scale: str = "full") -> list[Regime]:
         Regime(
             "rtol_0001",
             "tolerance rtol 1e-3",
-            "with a tight controller (small steps), does the picture change?",
+            "with a tight controller (a smaller error allowed per step), does the picture change?",
             {"epochs": e["rtol"], "rtol": 1e-3},
             short="rtol 1e-3",
         ),
         Regime(
             "rtol_01",
             "tolerance rtol 1e-1",
-            "with a loose controller (large steps), does the picture change?",
+            "with a loose controller (a larger error allowed per step), does the picture change?",
             {"epochs": e["rtol"], "rtol": 1e-1},
             short="rtol 1e-1",
         ),

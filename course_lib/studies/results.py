@@ -155,12 +155,18 @@ def _format_cell(value: Any, spec: str) -> str:
     return f"{value:{number_spec}}{unit}"
 
 
+def _escape_pipes(text: str) -> str:
+    """A cell's text with its pipes escaped: "|mean|" would otherwise split the cell."""
+    return text.replace("|", "\\|")
+
+
 def markdown_table(table: Table) -> str:
     """The table as GitHub markdown, each number in its column's format."""
-    lines = ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.columns)]
+    headers = (_escape_pipes(h) for h in table.headers)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(table.columns)]
     for row in table.rows:
         cells = (_format_cell(v, spec) for v, (_, spec) in zip(row, table.columns, strict=True))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_escape_pipes(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
