@@ -64,7 +64,12 @@ def test_training_further_reads_as_such_beside_a_refuted_verdict():
     text = "\n".join(lines)
     assert "**As stated: refuted**" in text
     assert "worse by ≥ δ, after training further" in text
-    assert "the end difference is how far they trained, not a worse fit" in text
+    # The sentence names the method that ended worse after training further, and no other.
+    assert (
+        "RK23 adaptive ends worse (uncorrected) after training further, yet at the same training "
+        "loss every corrected validation reading of the claim as stated is within δ or better: "
+        "the end difference is how far it trained, not a worse fit." in text
+    )
     # The effects are given with their intervals and where the match was read.
     assert "matched at training loss" in text and " ± " in text
 

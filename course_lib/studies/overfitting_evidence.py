@@ -25,6 +25,7 @@ from course_lib.studies.regimes import (
     readings_from_table,
     verdict_row,
     worse_by_delta,
+    worse_size_open,
 )
 from course_lib.studies.results import Table
 from course_lib.studies.statistics import TOO_FEW
@@ -332,6 +333,26 @@ def trained_clause(result: Any, key: str) -> str:
     )
 
 
+def _ended_worse_after_training_further(
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison]
+) -> list[Comparison]:
+    """The comparisons whose method ended training with its validation worse (uncorrected)
+    and its training loss resolved lower than its control's: it trained further."""
+    found = []
+    for c in comparisons:
+        if _no_pairs(readings, c):
+            continue
+        validation = [_find(readings, c, "end", m) for m in ("val_loss", "val_accuracy")]
+        worse = any(
+            worse_by_delta(r, "uncorrected") or worse_size_open(r, "uncorrected")
+            for r in validation
+        )
+        train = _find(readings, c, "end", "train_loss")["uncorrected"] or ""
+        if worse and train.startswith("lower,"):
+            found.append(c)
+    return found
+
+
 def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]) -> str:
     """What the verdict and the end of training say together, where they say something more than
     each alone (an empty string otherwise)."""
@@ -343,17 +364,21 @@ def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]
             "The adaptive optimizers failed outright here: no pair with SGD is left to read."
         )
     elif end.startswith("worse") and end.endswith("after training further"):
+        further = _ended_worse_after_training_further(readings, stated)
+        names = " and ".join(short_label(c.method) for c in further)
+        verb = "ends" if len(further) == 1 else "end"
+        ends = f"{names} {verb} worse (uncorrected) after training further"
         if row["as stated"] == "refuted":
             sentences.append(
-                "The adaptive runs end worse (uncorrected) after training further, yet at the "
-                "same training loss every corrected validation reading is within δ or better: "
-                "the end difference is how far they trained, not a worse fit."
+                f"{ends}, yet at the same training loss every corrected validation reading of "
+                "the claim as stated is within δ or better: the end difference is how far "
+                f"{'it' if len(further) == 1 else 'they'} trained, not a worse fit."
             )
         elif row["as stated"] == "undecided":
             sentences.append(
-                "The adaptive runs end worse (uncorrected) after training further; at the same "
-                "training loss the corrected readings neither show a worse fit by δ nor exclude "
-                "one, so the end difference alone does not show a worse fit."
+                f"{ends}; at the same training loss the corrected readings of the claim as "
+                "stated neither show a worse fit by δ nor exclude one, so the end difference "
+                "alone does not show a worse fit."
             )
     if row["as stated"] == "supported" and row["from the order"] != "supported":
         sentence = f"The order alone does not carry it (from the order: {row['from the order']})"
@@ -593,10 +618,11 @@ def step_share_sentence(result: Any) -> str:
             totals[name] += count
     low, high = min(shares, key=lambda x: x[1]), max(shares, key=lambda x: x[1])
     text = (
-        f"A higher order drops from {low[1]:.0%} ({low[0]}) to {high[1]:.0%} ({high[0]}) of "
-        "SGD's step. Of the order-only readings of the mean batch gradient ‖∇L_k‖² with an "
-        f"interval, {totals['higher']} are resolved higher at 95 % (uncorrected, descriptive), "
-        f"{totals['lower']} lower and {totals['not resolved']} not resolved"
+        f"A second-order (Heun) step drops from {low[1]:.0%} ({low[0]}) to {high[1]:.0%} "
+        f"({high[0]}) of SGD's step. Of the order-only readings of the mean batch gradient "
+        f"‖∇L_k‖² with an interval, {totals['higher']} are resolved higher at 95 % "
+        f"(uncorrected, descriptive), {totals['lower']} lower and {totals['not resolved']} "
+        "not resolved"
     )
     if totals["too few pairs"]:
         text += f"; {totals['too few pairs']} have too few pairs"
