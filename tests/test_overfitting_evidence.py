@@ -67,11 +67,32 @@ def test_training_further_reads_as_such_beside_a_refuted_verdict():
     # The sentence names the method that ended worse after training further, and no other.
     assert (
         "RK23 adaptive ends worse (uncorrected) after training further, yet at the same training "
-        "loss every corrected validation reading of the claim as stated is within δ or better: "
-        "the end difference is how far it trained, not a worse fit." in text
+        "loss its corrected validation readings are within δ or better: that end difference is "
+        "how far it trained, not a worse fit by δ." in text
     )
     # The effects are given with their intervals and where the match was read.
     assert "matched at training loss" in text and " ± " in text
+
+
+def test_training_further_is_read_per_method_at_matched_loss():
+    # Worse by δ at matched loss too: said so, not "how far it trained".
+    text = evidence.regime_evidence(_result(_runs(extra=0.4)), "test")[-1]
+    assert text == (
+        "**Reading it**: RK23 adaptive ends worse (uncorrected) after training further, and at "
+        "the same training loss it still reads worse by at least δ (corrected)."
+    )
+    # Seeds that scatter at matched loss (mean 0, wide interval): neither shown nor excluded.
+    runs = one_curve_runs(8, further=0.5)
+    offsets = [0.3, -0.3, 0.25, -0.25, 0.2, -0.2, 0.1, -0.1]
+    for r in runs:
+        if r.method == RK23:
+            r.val_loss = [v + offsets[r.seed] for v in r.val_loss]
+    text = evidence.regime_evidence(_result(runs), "test")[-1]
+    assert text == (
+        "**Reading it**: RK23 adaptive ends worse (uncorrected) after training further; at the "
+        "same training loss its corrected readings neither show a worse fit by δ nor exclude "
+        "one, so that end difference alone does not show a worse fit."
+    )
 
 
 def test_a_supported_verdict_names_the_readings_that_carried_it():

@@ -353,6 +353,48 @@ def _ended_worse_after_training_further(
     return found
 
 
+def _by_match(
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison]
+) -> dict[str, list[Comparison]]:
+    """The comparisons grouped by what their corrected validation readings at matched training
+    loss say: "worse" (one worse by at least δ), "excluded" (each within δ or better) or
+    "open" (neither)."""
+    groups: dict[str, list[Comparison]] = {"worse": [], "excluded": [], "open": []}
+    for c in comparisons:
+        matched = _matched_validation(readings, c)
+        if any(worse_by_delta(r) for r in matched):
+            groups["worse"].append(c)
+        elif all(harm_excluded(r) for r in matched):
+            groups["excluded"].append(c)
+        else:
+            groups["open"].append(c)
+    return groups
+
+
+def _after_training_further(
+    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], said: str
+) -> str:
+    """Methods that ended worse after training further, and what the same training loss says
+    of them (``said``: a key of :func:`_by_match`)."""
+    one = len(comparisons) == 1
+    names = " and ".join(short_label(c.method) for c in comparisons)
+    ends = f"{names} {'ends' if one else 'end'} worse (uncorrected) after training further"
+    its, it = ("its", "it") if one else ("their", "they")
+    if said == "excluded":
+        return (
+            f"{ends}, yet at the same training loss {its} corrected validation readings are "
+            f"within δ or better: that end difference is how far {it} trained, not a worse fit "
+            "by δ."
+        )
+    if said == "open":
+        return (
+            f"{ends}; at the same training loss {its} corrected readings neither show a worse "
+            "fit by δ nor exclude one, so that end difference alone does not show a worse fit."
+        )
+    reads = "still reads" if one else "still read"
+    return f"{ends}, and at the same training loss {it} {reads} worse by at least δ (corrected)."
+
+
 def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]) -> str:
     """What the verdict and the end of training say together, where they say something more than
     each alone (an empty string otherwise)."""
@@ -365,21 +407,11 @@ def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]
         )
     elif end.startswith("worse") and end.endswith("after training further"):
         further = _ended_worse_after_training_further(readings, stated)
-        names = " and ".join(short_label(c.method) for c in further)
-        verb = "ends" if len(further) == 1 else "end"
-        ends = f"{names} {verb} worse (uncorrected) after training further"
-        if row["as stated"] == "refuted":
-            sentences.append(
-                f"{ends}, yet at the same training loss every corrected validation reading of "
-                "the claim as stated is within δ or better: the end difference is how far "
-                f"{'it' if len(further) == 1 else 'they'} trained, not a worse fit."
-            )
-        elif row["as stated"] == "undecided":
-            sentences.append(
-                f"{ends}; at the same training loss the corrected readings of the claim as "
-                "stated neither show a worse fit by δ nor exclude one, so the end difference "
-                "alone does not show a worse fit."
-            )
+        sentences += [
+            _after_training_further(readings, group, said)
+            for said, group in _by_match(readings, further).items()
+            if group
+        ]
     if row["as stated"] == "supported" and row["from the order"] != "supported":
         sentence = f"The order alone does not carry it (from the order: {row['from the order']})"
         if row[STEP_SIZE_COLUMN].startswith("worse by ≥ δ"):
