@@ -66,9 +66,9 @@ def test_training_further_reads_as_such_beside_a_refuted_verdict():
     assert "worse by ≥ δ, after training further" in text
     # The sentence names the method that ended worse after training further, and no other.
     assert (
-        "RK23 adaptive ends worse (uncorrected) after training further, yet at the same training "
-        "loss its corrected validation readings are within δ or better: that end difference is "
-        "how far it trained, not a worse fit by δ." in text
+        "RK23 adaptive ends worse than SGD (uncorrected) after training further, yet matched "
+        "with SGD at the same training loss its corrected validation readings are within δ or "
+        "better: that end difference is how far it trained, not a worse fit by δ." in text
     )
     # The effects are given with their intervals and where the match was read.
     assert "matched at training loss" in text and " ± " in text
@@ -78,8 +78,9 @@ def test_training_further_is_read_per_method_at_matched_loss():
     # Worse by δ at matched loss too: said so, not "how far it trained".
     text = evidence.regime_evidence(_result(_runs(extra=0.4)), "test")[-1]
     assert text == (
-        "**Reading it**: RK23 adaptive ends worse (uncorrected) after training further, and at "
-        "the same training loss it still reads worse by at least δ (corrected)."
+        "**Reading it**: RK23 adaptive ends worse than SGD (uncorrected) after training "
+        "further, and matched with SGD at the same training loss it still reads worse by at "
+        "least δ (corrected)."
     )
     # Seeds that scatter at matched loss (mean 0, wide interval): neither shown nor excluded.
     runs = one_curve_runs(8, further=0.5)
@@ -89,9 +90,10 @@ def test_training_further_is_read_per_method_at_matched_loss():
             r.val_loss = [v + offsets[r.seed] for v in r.val_loss]
     text = evidence.regime_evidence(_result(runs), "test")[-1]
     assert text == (
-        "**Reading it**: RK23 adaptive ends worse (uncorrected) after training further; at the "
-        "same training loss its corrected readings neither show a worse fit by δ nor exclude "
-        "one, so that end difference alone does not show a worse fit."
+        "**Reading it**: RK23 adaptive ends worse than SGD (uncorrected) after training "
+        "further; matched with SGD at the same training loss, its corrected readings neither "
+        "show a worse fit by δ nor exclude one, so that end difference alone does not show a "
+        "worse fit."
     )
 
 

@@ -378,21 +378,25 @@ def _after_training_further(
     of them (``said``: a key of :func:`_by_match`)."""
     one = len(comparisons) == 1
     names = " and ".join(short_label(c.method) for c in comparisons)
-    ends = f"{names} {'ends' if one else 'end'} worse (uncorrected) after training further"
+    ends = f"{names} {'ends' if one else 'end'} worse than SGD (uncorrected) after training further"
     its, it = ("its", "it") if one else ("their", "they")
     if said == "excluded":
         return (
-            f"{ends}, yet at the same training loss {its} corrected validation readings are "
-            f"within δ or better: that end difference is how far {it} trained, not a worse fit "
-            "by δ."
+            f"{ends}, yet matched with SGD at the same training loss {its} corrected validation "
+            f"readings are within δ or better: that end difference is how far {it} trained, not "
+            "a worse fit by δ."
         )
     if said == "open":
         return (
-            f"{ends}; at the same training loss {its} corrected readings neither show a worse "
-            "fit by δ nor exclude one, so that end difference alone does not show a worse fit."
+            f"{ends}; matched with SGD at the same training loss, {its} corrected readings "
+            "neither show a worse fit by δ nor exclude one, so that end difference alone does not "
+            "show a worse fit."
         )
     reads = "still reads" if one else "still read"
-    return f"{ends}, and at the same training loss {it} {reads} worse by at least δ (corrected)."
+    return (
+        f"{ends}, and matched with SGD at the same training loss {it} {reads} worse by at least "
+        "δ (corrected)."
+    )
 
 
 def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]) -> str:

@@ -307,10 +307,11 @@ RULE = (
     "uncorrected, labelled so, never in a verdict: the step-size comparisons (SGD at the "
     "adaptive steps − SGD, where a naive effect comes from), the end of training (equal epochs: "
     "a method that has trained further ends with a lower training loss and, past its best epoch, "
-    "a worse validation loss, whether or not it fits any worse), equal gradient evaluations and "
-    "the gradient measurements. The sanity regime checks the harness (every order effect "
-    "smaller than δ, corrected) and is shown apart from the claim's verdicts. Pairs with a "
-    "diverged run (training loss above ln 10 or not finite) are left out and counted."
+    "a worse validation loss, whether or not it fits any worse) and the gradient measurements; "
+    "equal gradient evaluations are shown as means and standard deviations, not read. The sanity "
+    "regime checks the harness (every order effect smaller than δ, corrected) and is shown apart "
+    "from the claim's verdicts. Pairs with a diverged run (training loss above ln 10 or not "
+    "finite) are left out and counted."
 )
 
 
