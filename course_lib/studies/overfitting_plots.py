@@ -182,8 +182,8 @@ FOREST_PANELS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 #: What each figure's title says it shows.
 FOREST_TITLES = {
-    "matched": "at matched training loss: the verdict's readings (Holm's family) and the "
-    "step-size rows (descriptive)",
+    "matched": "at matched training loss: the verdicts' and the harness check's readings "
+    "(Holm's family) and the step-size rows (descriptive)",
     "end": "at the end of training (equal epochs): descriptive, uncorrected",
 }
 #: Where the forest plot's axes end, in units of δ: beyond, a point is drawn at the edge.

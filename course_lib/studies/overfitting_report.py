@@ -372,8 +372,8 @@ def markdown(result: Any) -> str:
         family_sentence(result),
         "",
         "![paired differences at matched training loss in units of δ, one row per regime and "
-        "comparison: the verdict's readings (Holm's family) and the step-size rows "
-        "(descriptive)](overfitting.png)",
+        "comparison: the verdicts' and the harness check's readings (Holm's family) and the "
+        "step-size rows (descriptive)](overfitting.png)",
         "",
         "![paired differences at the end of training in units of δ: descriptive, uncorrected]"
         "(overfitting_end.png)",
