@@ -11,19 +11,19 @@ from course_lib.studies.overfitting import RK23, RK23_FIXED, SGD_AT_RK23, RunRec
 import numpy as np
 
 
-def run(method, seed, train, val, accuracy=None, gradients=None) -> RunRecord:
-    """One run with the given losses; the adaptive method's step record filled in."""
+def run(method, seed, train, val, accuracy=None, gradients=None, **record) -> RunRecord:
+    """One run with the given losses; the adaptive method's step record filled in. ``record``
+    sets any other field of :class:`RunRecord` (a step record of one's own, say)."""
+    fields = {
+        "train_accuracy": [1.0] * len(train),
+        "val_accuracy": list([0.9] * len(train) if accuracy is None else accuracy),
+        "gradients": list(range(1, len(train) + 1) if gradients is None else gradients),
+        "step_sizes": [0.3] * len(train) if method in (RK23, SGD_AT_RK23) else [],
+        "forced": [0] * len(train) if method == RK23 else [],
+        "rejections": [0] * len(train) if method == RK23 else [],
+    }
     return RunRecord(
-        method=method,
-        seed=seed,
-        train_loss=list(train),
-        val_loss=list(val),
-        train_accuracy=[1.0] * len(train),
-        val_accuracy=list([0.9] * len(train) if accuracy is None else accuracy),
-        gradients=list(range(1, len(train) + 1) if gradients is None else gradients),
-        step_sizes=[0.3] * len(train) if method in (RK23, SGD_AT_RK23) else [],
-        forced=[0] * len(train) if method == RK23 else [],
-        rejections=[0] * len(train) if method == RK23 else [],
+        method=method, seed=seed, train_loss=list(train), val_loss=list(val), **fields | record
     )
 
 

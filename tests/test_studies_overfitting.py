@@ -15,7 +15,6 @@ from course_lib.studies.overfitting import (
     RK45,
     SGD_AT_RK23,
     SGD_AT_RK45,
-    RunRecord,
     StudySettings,
     epoch_batches,
     flip_labels,
@@ -29,6 +28,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from synthetic_runs import run
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +36,9 @@ def digits():
     return load_dataset("digits")
 
 
-def _record(method, seed, train, val, gradients, **extra):
-    """A run with the given per-epoch training / validation losses."""
-    return RunRecord(
-        method=method,
-        seed=seed,
-        train_loss=list(train),
-        val_loss=list(val),
-        train_accuracy=[0.9] * len(train),
-        val_accuracy=[0.8] * len(train),
-        gradients=list(gradients),
-        **extra,
-    )
+def _record(method, seed, train, val, gradients, **record):
+    """A run with the given per-epoch training / validation losses and gradient counts."""
+    return run(method, seed, train, val, gradients=gradients, **record)
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from course_lib.studies.regimes import (
     harm_excluded,
     harness_row,
     readings_from_table,
+    trained_further,
     verdict_row,
     worse_by_delta,
     worse_size_open,
@@ -115,8 +116,13 @@ def _trained(readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Compar
     return [c for c in comparisons if c in present]
 
 
+def _pairs(readings: Sequence[Mapping[str, Any]], c: Comparison) -> int:
+    """How many seeds a comparison's readings rest on (the pairs no diverged run took away)."""
+    return _find(readings, c, "matched", "val_loss")["pairs"]
+
+
 def _no_pairs(readings: Sequence[Mapping[str, Any]], c: Comparison) -> bool:
-    return _find(readings, c, "matched", "val_loss")["pairs"] == 0
+    return _pairs(readings, c) == 0
 
 
 def matched_clause(
@@ -347,8 +353,7 @@ def _ended_worse_after_training_further(
             worse_by_delta(r, "uncorrected") or worse_size_open(r, "uncorrected")
             for r in validation
         )
-        train = _find(readings, c, "end", "train_loss")["uncorrected"] or ""
-        if worse and train.startswith("lower,"):
+        if worse and trained_further(readings, c):
             found.append(c)
     return found
 
@@ -371,9 +376,7 @@ def _by_match(
     return groups
 
 
-def _after_training_further(
-    readings: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison], said: str
-) -> str:
+def _after_training_further(comparisons: Sequence[Comparison], said: str) -> str:
     """Methods that ended worse after training further, and what the same training loss says
     of them (``said``: a key of :func:`_by_match`)."""
     one = len(comparisons) == 1
@@ -412,7 +415,7 @@ def reading_clause(row: Mapping[str, str], readings: Sequence[Mapping[str, Any]]
     elif end.startswith("worse") and end.endswith("after training further"):
         further = _ended_worse_after_training_further(readings, stated)
         sentences += [
-            _after_training_further(readings, group, said)
+            _after_training_further(group, said)
             for said, group in _by_match(readings, further).items()
             if group
         ]
@@ -577,7 +580,7 @@ def _carried(
         c for c in comparisons if all(harm_excluded(r) for r in _matched_validation(readings, c))
     ]
     empty = sum(_no_pairs(readings, c) for c in comparisons)
-    lonely = sum(_find(readings, c, "matched", "val_loss")["pairs"] == 1 for c in comparisons)
+    lonely = sum(_pairs(readings, c) == 1 for c in comparisons)
     flags = [f"{empty} without pairs"] if empty else []
     flags += [f"{lonely} with one pair"] if lonely else []
     text = f"harm excluded in {len(excluded)} of {len(comparisons)} comparisons"

@@ -445,13 +445,19 @@ def described(
             if all(harm_excluded(r, "uncorrected") for r in found)
             else ("not resolved")
         )
-    names = {r["comparison"].name for r in worse}
-    further = point == "end" and any(
-        r["uncorrected"].startswith("lower,")
-        for r in readings
-        if r["comparison"].name in names and (r["point"], r["metric"]) == ("end", "train_loss")
-    )
+    further = point == "end" and any(trained_further(readings, r["comparison"]) for r in worse)
     return text + (", after training further" if further else "")
+
+
+def trained_further(readings: Sequence[Mapping[str, Any]], comparison: Comparison) -> bool:
+    """Whether the comparison's method ended training with its training loss resolved lower
+    than its control's (uncorrected): it trained further."""
+    return any(
+        (r["uncorrected"] or "").startswith("lower,")
+        for r in readings
+        if r["comparison"].name == comparison.name
+        and (r["point"], r["metric"]) == ("end", "train_loss")
+    )
 
 
 def at_the_end(
