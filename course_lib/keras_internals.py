@@ -33,7 +33,8 @@ __all__ = [
 PRIVATE_APIS: dict[str, str] = {
     "Model._make_function": (
         "builds Keras's own train function (steps_per_execution, distribution, jit_compile) "
-        "around another step, for inject_runge_kutta and inject_sam"
+        "around another step: the multi-gradient skeleton's step, on both routes (the "
+        "RungeKuttaModel/SAMModel subclasses and inject_runge_kutta/inject_sam)"
     ),
     "Optimizer._get_variable_index": (
         "finds a variable's slot inside update_step, as Keras's own optimizers do: "
